@@ -1,0 +1,46 @@
+# Two commands matter: `make dev` (set up, run locally) and `make test` (set up, pass all tests).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# worker-build would download these; point it at the pinned, project-local copies instead.
+export WASM_BINDGEN_BIN := $(CURDIR)/.tools/bin/wasm-bindgen
+export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
+export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
+# Keep wrangler offline: no telemetry, no request.cf lookup.
+export WRANGLER_SEND_METRICS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+
+.PHONY: help setup build dev test lint unit e2e size
+
+help:
+	@echo "make dev   - set everything up and run the service on 127.0.0.1:$${PORT:-8787}"
+	@echo "make test  - set everything up and run every check and test"
+
+setup:
+	@scripts/setup.sh
+
+build: build/index.js
+
+build/index.js: $(SOURCES)
+	worker-build --release
+
+dev: setup build
+	@scripts/dev.sh
+
+test: setup lint unit build size e2e
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test --lib
+
+size: build
+	@scripts/check_size.sh
+
+e2e: build
+	tests/e2e.sh

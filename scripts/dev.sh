@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make dev`: the LLM stand-in (unless LLM_BASE_URL is set) and the Worker on
+# 127.0.0.1:${PORT:-8787}, with local D1, KV and Durable Objects persisted under .state/dev.
+# The first start also creates a demo workspace, its admin and an API key.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+PORT=${PORT:-8787}
+STATE=.state/dev
+mkdir -p "$STATE"
+
+# The operator token: from the environment, else the one generated into .dev.vars once.
+if [ -z "${ADMIN_TOKEN:-}" ]; then
+  if [ -f .dev.vars ] && grep -q '^ADMIN_TOKEN=' .dev.vars; then
+    ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars | head -n1)
+  else
+    ADMIN_TOKEN="op_$(random_secret)"
+    echo "ADMIN_TOKEN=$ADMIN_TOKEN" >>.dev.vars
+    chmod 600 .dev.vars
+    echo "Generated an operator ADMIN_TOKEN into .dev.vars"
+  fi
+fi
+
+cleanup() {
+  [ -n "${WORKER_PID:-}" ] && kill "$WORKER_PID" 2>/dev/null
+  [ -n "${LLM_STUB_PID:-}" ] && kill "$LLM_STUB_PID" 2>/dev/null
+  wait 2>/dev/null
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${LLM_BASE_URL:-}" ]; then
+  start_llm_stub "$STATE"
+  LLM_BASE_URL="$LLM_STUB_URL/v1"
+  echo "LLM stand-in: $LLM_BASE_URL (set LLM_BASE_URL, LLM_MODEL and LLM_API_KEY to use a real provider)"
+fi
+
+# Secrets go through a private env file, never the command line (wrangler prints --var values).
+VARS="$STATE/runtime.vars"
+umask 077
+{
+  echo "ADMIN_TOKEN=$ADMIN_TOKEN"
+  echo "LLM_BASE_URL=$LLM_BASE_URL"
+  [ -n "${LLM_MODEL:-}" ] && echo "LLM_MODEL=$LLM_MODEL"
+  [ -n "${LLM_API_KEY:-}" ] && echo "LLM_API_KEY=$LLM_API_KEY"
+  [ -n "${RATE_LIMIT_PER_MINUTE:-}" ] && echo "RATE_LIMIT_PER_MINUTE=$RATE_LIMIT_PER_MINUTE"
+  true
+} >"$VARS"
+umask 022
+
+apply_migrations "$STATE"
+start_worker "$STATE" "$PORT" "$VARS"
+BASE="http://127.0.0.1:$PORT"
+wait_healthy "$BASE" "$WORKER_PID" "$STATE/worker.log"
+
+python3 scripts/bootstrap_demo.py "$BASE" "$ADMIN_TOKEN" "$STATE/demo.json"
+echo "Worker log: $STATE/worker.log   (Ctrl-C stops everything)"
+wait "$WORKER_PID"

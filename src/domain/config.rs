@@ -1,0 +1,138 @@
+//! Service configuration from Worker vars and secrets, with the defaults the README documents.
+//! Read through a lookup function so the rules are tested without a runtime.
+
+use super::error::ApiError;
+
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_CONTEXT_TOKEN_BUDGET: usize = 16_000;
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+pub const DEFAULT_INSTRUCTIONS: &str = "You are Attive's assistant for go-to-market teams. \
+Answer clearly and concisely, say when you are unsure, and never invent figures.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub llm_base_url: String,
+    pub llm_model: String,
+    /// `None` when unset: the `Authorization` header is then omitted (local servers).
+    pub llm_api_key: Option<String>,
+    pub llm_timeout_ms: u64,
+    pub context_token_budget: usize,
+    pub default_instructions: String,
+    pub rate_limit_per_minute: u32,
+}
+
+impl Config {
+    /// # Errors
+    /// `NotConfigured` naming the variable when a value is present but unusable, so a typo in
+    /// `wrangler.toml` is reported instead of silently replaced by a default.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+        let text = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ApiError> {
+            match text(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or(ApiError::NotConfigured(name)),
+            }
+        };
+        let llm_base_url = text("LLM_BASE_URL").ok_or(ApiError::NotConfigured("LLM_BASE_URL"))?;
+        if !(llm_base_url.starts_with("http://") || llm_base_url.starts_with("https://")) {
+            return Err(ApiError::NotConfigured("LLM_BASE_URL"));
+        }
+        Ok(Self {
+            llm_base_url: llm_base_url.trim_end_matches('/').to_owned(),
+            llm_model: text("LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
+            llm_api_key: text("LLM_API_KEY"),
+            llm_timeout_ms: number("LLM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 600_000)?,
+            context_token_budget: usize::try_from(number(
+                "CONTEXT_TOKEN_BUDGET",
+                DEFAULT_CONTEXT_TOKEN_BUDGET as u64,
+                10_000_000,
+            )?)
+            .unwrap_or(DEFAULT_CONTEXT_TOKEN_BUDGET),
+            default_instructions: text("DEFAULT_INSTRUCTIONS")
+                .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
+            rate_limit_per_minute: u32::try_from(number(
+                "RATE_LIMIT_PER_MINUTE",
+                u64::from(DEFAULT_RATE_LIMIT_PER_MINUTE),
+                100_000,
+            )?)
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+        })
+    }
+
+    pub fn completions_url(&self) -> String {
+        format!("{}/chat/completions", self.llm_base_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ApiError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("LLM_BASE_URL", "http://127.0.0.1:9/v1/")]).unwrap();
+        assert_eq!(
+            c.completions_url(),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(c.llm_model, DEFAULT_MODEL);
+        assert_eq!(c.llm_api_key, None);
+        assert_eq!(c.llm_timeout_ms, 60_000);
+        assert_eq!(c.rate_limit_per_minute, 60);
+        assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
+    }
+
+    #[test]
+    fn overrides_and_blank_values() {
+        let c = config(&[
+            ("LLM_BASE_URL", "https://api.openai.com/v1"),
+            ("LLM_API_KEY", "  "),
+            ("LLM_TIMEOUT_MS", "3000"),
+            ("RATE_LIMIT_PER_MINUTE", "5"),
+            ("DEFAULT_INSTRUCTIONS", "Be terse."),
+        ])
+        .unwrap();
+        assert_eq!(c.llm_api_key, None);
+        assert_eq!(c.llm_timeout_ms, 3000);
+        assert_eq!(c.rate_limit_per_minute, 5);
+        assert_eq!(c.default_instructions, "Be terse.");
+    }
+
+    #[test]
+    fn unusable_values_are_named() {
+        assert_eq!(
+            config(&[]).unwrap_err(),
+            ApiError::NotConfigured("LLM_BASE_URL")
+        );
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "ftp://x")]).unwrap_err(),
+            ApiError::NotConfigured("LLM_BASE_URL")
+        );
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x"), ("LLM_TIMEOUT_MS", "soon")]).unwrap_err(),
+            ApiError::NotConfigured("LLM_TIMEOUT_MS")
+        );
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x"), ("RATE_LIMIT_PER_MINUTE", "0")]).unwrap_err(),
+            ApiError::NotConfigured("RATE_LIMIT_PER_MINUTE")
+        );
+    }
+}

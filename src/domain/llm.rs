@@ -1,0 +1,331 @@
+//! The OpenAI-compatible Chat Completions wire format, the context window we send, and the
+//! retry policy. The Worker layer only moves these bytes over `fetch`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "system" => Some(Self::System),
+            "user" => Some(Self::User),
+            "assistant" => Some(Self::Assistant),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Turn {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// Rough token count: about four characters per token for English text, plus a few tokens of
+/// per-message framing. It over-counts CJK a little less than it should, which the default
+/// budget leaves room for; it is only used to decide what history to drop.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4) + 4
+}
+
+/// The messages for one completion: the instructions as `system`, as much recent history as
+/// fits in `budget` estimated tokens, then the new `user` message. The system message and the
+/// new message are always sent, even if they alone exceed the budget; history is dropped from
+/// the oldest end, and never starts with an assistant turn whose question was dropped.
+///
+/// Returns the messages and how many history turns were dropped.
+pub fn build_messages(
+    instructions: &str,
+    history: &[Turn],
+    message: &str,
+    budget: usize,
+) -> (Vec<Turn>, usize) {
+    let fixed = estimate_tokens(instructions) + estimate_tokens(message);
+    let mut room = budget.saturating_sub(fixed);
+    let mut keep_from = history.len();
+    for (i, turn) in history.iter().enumerate().rev() {
+        let cost = estimate_tokens(&turn.content);
+        if cost > room {
+            break;
+        }
+        room -= cost;
+        keep_from = i;
+    }
+    while history
+        .get(keep_from)
+        .is_some_and(|t| t.role == Role::Assistant)
+    {
+        keep_from += 1;
+    }
+    let kept = history.get(keep_from..).unwrap_or_default();
+    let mut messages = Vec::with_capacity(kept.len() + 2);
+    messages.push(Turn::new(Role::System, instructions));
+    messages.extend(kept.iter().cloned());
+    messages.push(Turn::new(Role::User, message));
+    (messages, keep_from)
+}
+
+/// The JSON body of `POST {base}/chat/completions`.
+pub fn request_body(model: &str, messages: &[Turn]) -> Value {
+    json!({ "model": model, "messages": messages })
+}
+
+/// What we keep of a completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub content: String,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+/// Parses `choices[0].message.content` and `usage` from a 2xx body.
+///
+/// # Errors
+/// A short description (never the body itself) when the body is not a usable completion.
+pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| "response is not JSON".to_owned())?;
+    let content = value
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("message"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| "response has no choices[0].message.content".to_owned())?;
+    if content.trim().is_empty() {
+        return Err("response content is empty".into());
+    }
+    let usage = value.get("usage");
+    let count = |name: &str| usage.and_then(|u| u.get(name)).and_then(Value::as_u64);
+    Ok(Completion {
+        content: content.to_owned(),
+        model: value
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        prompt_tokens: count("prompt_tokens"),
+        completion_tokens: count("completion_tokens"),
+    })
+}
+
+/// The longest upstream `Retry-After` we wait for inside a caller's request; longer ones are
+/// reported as an upstream error straight away instead of holding the caller.
+pub const MAX_RETRY_AFTER_MS: u64 = 5_000;
+
+/// How an attempt ended, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure<'a> {
+    /// No HTTP response at all (connection refused, reset).
+    Connection,
+    Status {
+        status: u16,
+        retry_after: Option<&'a str>,
+    },
+}
+
+/// Whether to try once more, and after how many milliseconds. `jitter` is a random byte so
+/// that callers that failed together do not retry together.
+pub fn retry_delay_ms(failure: Failure<'_>, jitter: u8) -> Option<u64> {
+    let jitter_ms = 100 + u64::from(jitter) * 2; // 100–610 ms
+    match failure {
+        Failure::Connection => Some(jitter_ms),
+        Failure::Status {
+            status,
+            retry_after,
+        } if status == 429 || status >= 500 => match retry_after.map(|s| s.trim().parse::<u64>()) {
+            Some(Ok(secs)) if secs.saturating_mul(1000) <= MAX_RETRY_AFTER_MS => {
+                Some(secs * 1000 + jitter_ms / 4)
+            }
+            Some(Ok(_)) => None,
+            _ => Some(jitter_ms),
+        },
+        Failure::Status { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(n: usize, chars: usize) -> Vec<Turn> {
+        (0..n)
+            .map(|i| {
+                Turn::new(
+                    if i % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    format!("{i}:{}", "x".repeat(chars)),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn everything_fits_in_a_large_budget() {
+        let h = history(6, 10);
+        let (msgs, dropped) = build_messages("be brief", &h, "next", 100_000);
+        assert_eq!(dropped, 0);
+        assert_eq!(msgs.len(), 8);
+        assert_eq!(msgs[0], Turn::new(Role::System, "be brief"));
+        assert_eq!(&msgs[1..7], &h[..]);
+        assert_eq!(msgs[7], Turn::new(Role::User, "next"));
+    }
+
+    #[test]
+    fn oldest_turns_are_dropped_first_and_history_starts_with_a_user_turn() {
+        let h = history(10, 400); // ~104 tokens each
+        let (msgs, dropped) = build_messages("sys", &h, "new", 350);
+        assert!(dropped > 0);
+        assert_eq!(msgs.first().unwrap().role, Role::System);
+        assert_eq!(msgs.last().unwrap(), &Turn::new(Role::User, "new"));
+        assert_eq!(msgs[1].role, Role::User);
+        assert_eq!(msgs[msgs.len() - 2], h[9]);
+        let sent: usize = msgs.iter().map(|t| estimate_tokens(&t.content)).sum();
+        assert!(sent <= 350, "{sent}");
+    }
+
+    #[test]
+    fn system_and_new_message_survive_a_tiny_budget() {
+        let h = history(4, 100);
+        let (msgs, dropped) = build_messages("sys", &h, "new", 1);
+        assert_eq!(dropped, 4);
+        assert_eq!(
+            msgs,
+            vec![Turn::new(Role::System, "sys"), Turn::new(Role::User, "new")]
+        );
+    }
+
+    #[test]
+    fn request_body_is_openai_shaped() {
+        let body = request_body(
+            "gpt-4o-mini",
+            &[Turn::new(Role::System, "s"), Turn::new(Role::User, "u")],
+        );
+        assert_eq!(
+            body,
+            json!({"model":"gpt-4o-mini","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]})
+        );
+    }
+
+    #[test]
+    fn parses_a_completion_with_usage() {
+        let body = br#"{"id":"x","model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hello"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}"#;
+        assert_eq!(
+            parse_completion(body).unwrap(),
+            Completion {
+                content: "hello".into(),
+                model: Some("m1".into()),
+                prompt_tokens: Some(12),
+                completion_tokens: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unusable_bodies() {
+        for body in [
+            &b"<html>"[..],
+            b"{}",
+            br#"{"choices":[]}"#,
+            br#"{"choices":[{"message":{"content":null}}]}"#,
+            br#"{"choices":[{"message":{"content":"  "}}]}"#,
+        ] {
+            assert!(
+                parse_completion(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn retry_policy() {
+        assert!(retry_delay_ms(Failure::Connection, 0).is_some());
+        assert!(retry_delay_ms(
+            Failure::Status {
+                status: 500,
+                retry_after: None
+            },
+            0
+        )
+        .is_some());
+        assert!(retry_delay_ms(
+            Failure::Status {
+                status: 429,
+                retry_after: None
+            },
+            0
+        )
+        .is_some());
+        assert_eq!(
+            retry_delay_ms(
+                Failure::Status {
+                    status: 400,
+                    retry_after: None
+                },
+                0
+            ),
+            None
+        );
+        assert_eq!(
+            retry_delay_ms(
+                Failure::Status {
+                    status: 401,
+                    retry_after: None
+                },
+                0
+            ),
+            None
+        );
+        let short = retry_delay_ms(
+            Failure::Status {
+                status: 429,
+                retry_after: Some("2"),
+            },
+            0,
+        )
+        .unwrap();
+        assert!((2000..2500).contains(&short), "{short}");
+        assert_eq!(
+            retry_delay_ms(
+                Failure::Status {
+                    status: 503,
+                    retry_after: Some("30")
+                },
+                0
+            ),
+            None
+        );
+        let a = retry_delay_ms(Failure::Connection, 0).unwrap();
+        let b = retry_delay_ms(Failure::Connection, 255).unwrap();
+        assert!(a < b);
+    }
+}

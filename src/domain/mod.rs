@@ -1,0 +1,19 @@
+//! The pure core of the service: rules, formats and calculations.
+//!
+//! Nothing in here touches `worker` types or JavaScript, so every module compiles and is
+//! unit-tested natively (`cargo test --lib`). The Worker layer (`crate::http`,
+//! `crate::storage`, `crate::rate_limiter`) does the I/O and calls into this.
+
+pub mod base62;
+pub mod chat;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod ids;
+pub mod llm;
+pub mod rate_limit;
+pub mod request_id;
+pub mod settings;
+pub mod time;
+pub mod token;
+pub mod validate;

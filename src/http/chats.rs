@@ -1,0 +1,94 @@
+//! The chat read API, authenticated with an API key and scoped to its workspace:
+//! `GET /api/chats`, `GET /api/chats/{id}`, `DELETE /api/chats/{id}`.
+
+use serde_json::{json, Value};
+use worker::Request;
+
+use super::routes::Matched;
+use super::{auth, query, Cx, Reply};
+use crate::domain::cursor;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::time::to_iso;
+use crate::storage::{self, chats, keys, limiter};
+
+const CHAT_NOT_FOUND: ApiError = ApiError::NotFound("Chat not found", None);
+
+/// The key's workspace, after the key lookup and the rate limiter ran side by side.
+async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<String> {
+    let token = auth::api_key(req)?;
+    let config = cx.config()?;
+    let hash = token.hash();
+    let db = storage::db(&cx.env)?;
+    let (key, verdict) = futures::join!(
+        keys::by_hash(&db, &hash),
+        limiter::check(&cx.env, &hash, config.rate_limit_per_minute)
+    );
+    Ok(auth::admit(cx, key?, verdict)?.workspace_id)
+}
+
+fn chat_json(c: &chats::Chat) -> Value {
+    json!({
+        "id": c.id,
+        "agentId": c.agent_id,
+        "title": c.title,
+        "createdAt": to_iso(c.created_at),
+        "updatedAt": to_iso(c.updated_at),
+    })
+}
+
+pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
+    let limit = cursor::limit(query(req, "limit").as_deref(), 20)?;
+    let after = query(req, "cursor")
+        .filter(|c| !c.is_empty())
+        .map(|c| cursor::decode(&c))
+        .transpose()?;
+    let ws = workspace_of(req, cx).await?;
+    // One extra row tells whether there is a next page.
+    let mut page = chats::list(&storage::db(&cx.env)?, &ws, limit + 1, after).await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next = if more {
+        page.last().map(|c| cursor::encode(c.updated_at, &c.id))
+    } else {
+        None
+    };
+    Ok(Reply::ok(
+        json!({ "chats": page.iter().map(chat_json).collect::<Vec<_>>(), "nextCursor": next }),
+    ))
+}
+
+pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
+    let ws = workspace_of(req, cx).await?;
+    let (chat, messages) = chats::get(&storage::db(&cx.env)?, &ws, m.param(0))
+        .await?
+        .ok_or(CHAT_NOT_FOUND)?;
+    let mut body = chat_json(&chat);
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "role": m.role,
+                "content": m.content,
+                "model": m.model,
+                "promptTokens": m.prompt_tokens,
+                "completionTokens": m.completion_tokens,
+                "latencyMs": m.latency_ms,
+                "createdAt": to_iso(m.created_at),
+            })
+        })
+        .collect();
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("messages".into(), Value::Array(messages));
+    }
+    Ok(Reply::ok(body))
+}
+
+pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
+    let ws = workspace_of(req, cx).await?;
+    if chats::delete(&storage::db(&cx.env)?, &ws, m.param(0)).await? {
+        Ok(Reply::no_content())
+    } else {
+        Err(CHAT_NOT_FOUND)
+    }
+}

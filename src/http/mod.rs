@@ -1,0 +1,211 @@
+//! Where HTTP ends: routing, authentication, body reading, and turning results and
+//! [`ApiError`]s into responses. Handlers live one module per resource.
+
+mod admin;
+mod auth;
+mod chat;
+mod chats;
+mod health;
+pub mod routes;
+mod settings;
+
+use std::cell::RefCell;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use worker::{Context, Env, Request, Response};
+
+use crate::domain::config::Config;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::request_id;
+use crate::domain::time::Millis;
+use routes::{Endpoint, Matched};
+
+/// JSON bodies larger than this are refused with 413 before they are read: the largest valid
+/// request (20,000 characters of agent instructions, each up to a 12-byte `\u` escape pair) is
+/// far below it.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// Per-request context handed to every handler.
+pub struct Cx {
+    pub env: Env,
+    pub ctx: Context,
+    pub now: Millis,
+    /// Headers a handler wants on the response whatever its outcome (the rate-limit headers
+    /// belong on a 429 as much as on a 200).
+    headers: RefCell<Vec<(&'static str, String)>>,
+}
+
+impl Cx {
+    pub fn add_header(&self, name: &'static str, value: String) {
+        self.headers.borrow_mut().push((name, value));
+    }
+
+    pub fn config(&self) -> ApiResult<Config> {
+        Config::from_lookup(|name| {
+            self.env
+                .var(name)
+                .ok()
+                .map(|v| v.to_string())
+                .or_else(|| self.secret(name))
+        })
+    }
+
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.env
+            .secret(name)
+            .ok()
+            .map(|s| s.to_string())
+            .filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// A successful outcome: status, optional JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<Value>,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            body: Some(body),
+        }
+    }
+
+    pub fn created(body: Value) -> Self {
+        Self {
+            status: 201,
+            body: Some(body),
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: None,
+        }
+    }
+}
+
+/// The whole request: route, run, respond, log one line.
+pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
+    let started = worker::Date::now().as_millis();
+    let request_id =
+        request_id::accept_or_generate(req.headers().get("X-Request-Id").ok().flatten().as_deref());
+    let method = req.method().to_string();
+    let path = req.path();
+    let cx = Cx {
+        env,
+        ctx,
+        now: started as Millis,
+        headers: RefCell::new(Vec::new()),
+    };
+
+    let (pattern, outcome) = match routes::resolve(&method, &path) {
+        Ok(matched) => (matched.pattern, dispatch(&mut req, &matched, &cx).await),
+        Err(err) => ("(unmatched)", Err(err)),
+    };
+    let (status, body, mut headers) = match outcome {
+        Ok(reply) => (reply.status, reply.body, Vec::new()),
+        Err(err) => {
+            if let Some(detail) = err.log_detail() {
+                log(
+                    &json!({ "requestId": request_id, "level": "error", "route": pattern, "status": err.status(), "detail": detail }),
+                );
+            }
+            (err.status(), Some(err.body()), err.headers())
+        }
+    };
+    headers.extend(cx.headers.take());
+    headers.push(("X-Request-Id", request_id.clone()));
+    let response = build(status, body.as_ref(), &headers);
+    let duration_ms = worker::Date::now().as_millis().saturating_sub(started);
+    log(
+        &json!({ "requestId": request_id, "method": method, "route": pattern, "status": status, "durationMs": duration_ms }),
+    );
+    response
+}
+
+async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
+    match m.endpoint {
+        Endpoint::Health => health::get(cx).await,
+        Endpoint::ListWorkspaces => admin::list_workspaces(req, cx).await,
+        Endpoint::CreateWorkspace => admin::create_workspace(req, cx).await,
+        Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
+        Endpoint::CreateAdmin => admin::create_admin(req, m, cx).await,
+        Endpoint::DeleteAdmin => admin::delete_admin(req, m, cx).await,
+        Endpoint::ListApiKeys => settings::list_keys(req, cx).await,
+        Endpoint::CreateApiKey => settings::create_key(req, cx).await,
+        Endpoint::DeleteApiKey => settings::delete_key(req, m, cx).await,
+        Endpoint::AuditLog => settings::audit_log(req, cx).await,
+        Endpoint::ListAgents => settings::list_agents(req, cx).await,
+        Endpoint::CreateAgent => settings::create_agent(req, cx).await,
+        Endpoint::GetAgent => settings::get_agent(req, m, cx).await,
+        Endpoint::UpdateAgent => settings::update_agent(req, m, cx).await,
+        Endpoint::DeleteAgent => settings::delete_agent(req, m, cx).await,
+        Endpoint::Chat => chat::post(req, cx).await,
+        Endpoint::ListChats => chats::list(req, cx).await,
+        Endpoint::GetChat => chats::get(req, m, cx).await,
+        Endpoint::DeleteChat => chats::delete(req, m, cx).await,
+    }
+}
+
+fn build(status: u16, body: Option<&Value>, headers: &[(&'static str, String)]) -> Response {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut response = Response::builder().with_status(status).fixed(bytes);
+    let out = response.headers_mut();
+    // Header values here are our own ASCII; a failure could only lose that one header, never
+    // the response, so it is not worth failing the request over.
+    if body.is_some() {
+        let _ = out.set("Content-Type", "application/json; charset=utf-8");
+    }
+    let _ = out.set("Cache-Control", "no-store");
+    for (name, value) in headers {
+        let _ = out.set(name, value);
+    }
+    response
+}
+
+fn log(line: &Value) {
+    worker::console_log!("{line}");
+}
+
+/// Reads a JSON object body, refusing oversized bodies with 413 without buffering them: the
+/// declared length is checked first, and a streamed body is cut off once it passes the limit.
+pub async fn read_json(req: &mut Request) -> ApiResult<crate::domain::validate::Object> {
+    let too_large = ApiError::PayloadTooLarge {
+        limit_bytes: MAX_BODY_BYTES,
+    };
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::bad_request("Could not read request body", None))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    crate::domain::validate::object(&body)
+}
+
+/// A query parameter by name.
+pub fn query(req: &Request, name: &str) -> Option<String> {
+    req.url()
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

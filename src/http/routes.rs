@@ -1,0 +1,211 @@
+//! The route table: every path the service answers, the methods each allows, and the endpoint
+//! that serves them. Pure, so unknown paths (404) and wrong methods (405 with `Allow`) are
+//! decided and tested without a runtime, and the README and tests can list the routes.
+
+use crate::domain::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    ListWorkspaces,
+    CreateWorkspace,
+    DeleteWorkspace,
+    CreateAdmin,
+    DeleteAdmin,
+    ListApiKeys,
+    CreateApiKey,
+    DeleteApiKey,
+    AuditLog,
+    ListAgents,
+    CreateAgent,
+    GetAgent,
+    UpdateAgent,
+    DeleteAgent,
+    Chat,
+    ListChats,
+    GetChat,
+    DeleteChat,
+}
+
+type Methods = &'static [(&'static str, Endpoint)];
+
+/// `(pattern, [(method, endpoint)])`; `{name}` matches one non-empty path segment.
+pub const ROUTES: &[(&str, Methods)] = &[
+    ("/api/health", &[("GET", Endpoint::Health)]),
+    (
+        "/api/admin/workspaces",
+        &[
+            ("GET", Endpoint::ListWorkspaces),
+            ("POST", Endpoint::CreateWorkspace),
+        ],
+    ),
+    (
+        "/api/admin/workspaces/{workspaceId}",
+        &[("DELETE", Endpoint::DeleteWorkspace)],
+    ),
+    (
+        "/api/admin/workspaces/{workspaceId}/admins",
+        &[("POST", Endpoint::CreateAdmin)],
+    ),
+    (
+        "/api/admin/workspaces/{workspaceId}/admins/{adminId}",
+        &[("DELETE", Endpoint::DeleteAdmin)],
+    ),
+    (
+        "/api/settings/api-keys",
+        &[
+            ("GET", Endpoint::ListApiKeys),
+            ("POST", Endpoint::CreateApiKey),
+        ],
+    ),
+    (
+        "/api/settings/api-keys/{keyId}",
+        &[("DELETE", Endpoint::DeleteApiKey)],
+    ),
+    ("/api/settings/audit-log", &[("GET", Endpoint::AuditLog)]),
+    (
+        "/api/settings/agents",
+        &[
+            ("GET", Endpoint::ListAgents),
+            ("POST", Endpoint::CreateAgent),
+        ],
+    ),
+    (
+        "/api/settings/agents/{agentId}",
+        &[
+            ("GET", Endpoint::GetAgent),
+            ("PATCH", Endpoint::UpdateAgent),
+            ("DELETE", Endpoint::DeleteAgent),
+        ],
+    ),
+    ("/api/chat", &[("POST", Endpoint::Chat)]),
+    ("/api/chats", &[("GET", Endpoint::ListChats)]),
+    (
+        "/api/chats/{chatId}",
+        &[("GET", Endpoint::GetChat), ("DELETE", Endpoint::DeleteChat)],
+    ),
+];
+
+/// A matched request: the endpoint, the pattern (what the log names, never the raw path) and
+/// the path parameters in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub endpoint: Endpoint,
+    pub pattern: &'static str,
+    pub params: Vec<String>,
+}
+
+impl Matched {
+    /// The n-th path parameter; routes with parameters always have them, so the empty default
+    /// is never used but keeps the request path free of panics.
+    pub fn param(&self, n: usize) -> &str {
+        self.params.get(n).map_or("", String::as_str)
+    }
+}
+
+/// # Errors
+/// 404 for a path no route has, 405 with the allowed methods for a known path.
+pub fn resolve(method: &str, path: &str) -> Result<Matched, ApiError> {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    for &(pattern, methods) in ROUTES {
+        let Some(params) = match_pattern(pattern, path) else {
+            continue;
+        };
+        return match methods.iter().find(|(m, _)| *m == method) {
+            Some(&(_, endpoint)) => Ok(Matched {
+                endpoint,
+                pattern,
+                params,
+            }),
+            None => Err(ApiError::MethodNotAllowed {
+                allow: methods.iter().map(|m| m.0).collect(),
+            }),
+        };
+    }
+    Err(ApiError::NotFound("Not found", None))
+}
+
+fn match_pattern(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with('{') => {
+                if s.is_empty() {
+                    return None;
+                }
+                params.push(s.to_owned());
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_routes_with_params() {
+        let m = resolve("DELETE", "/api/admin/workspaces/ws_1/admins/adm_2").unwrap();
+        assert_eq!(m.endpoint, Endpoint::DeleteAdmin);
+        assert_eq!(m.params, ["ws_1", "adm_2"]);
+        assert_eq!(
+            m.pattern,
+            "/api/admin/workspaces/{workspaceId}/admins/{adminId}"
+        );
+        assert_eq!(
+            resolve("POST", "/api/chat/").unwrap().endpoint,
+            Endpoint::Chat
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for path in [
+            "/",
+            "/api",
+            "/api/chat/x",
+            "/api/chats/",
+            "/api/chats//",
+            "/API/chat",
+        ] {
+            let err = resolve("GET", path).unwrap_err();
+            assert_eq!(err.status(), 404, "{path}");
+        }
+    }
+
+    #[test]
+    fn wrong_methods_are_405_with_allow() {
+        assert_eq!(
+            resolve("GET", "/api/chat").unwrap_err(),
+            ApiError::MethodNotAllowed {
+                allow: vec!["POST"]
+            }
+        );
+        assert_eq!(
+            resolve("PUT", "/api/settings/agents/agent_x").unwrap_err(),
+            ApiError::MethodNotAllowed {
+                allow: vec!["GET", "PATCH", "DELETE"]
+            }
+        );
+        assert_eq!(
+            resolve("POST", "/api/chats/c").unwrap_err(),
+            ApiError::MethodNotAllowed {
+                allow: vec!["GET", "DELETE"]
+            }
+        );
+        assert_eq!(
+            resolve("DELETE", "/api/admin/workspaces").unwrap_err(),
+            ApiError::MethodNotAllowed {
+                allow: vec!["GET", "POST"]
+            }
+        );
+    }
+}

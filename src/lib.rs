@@ -1,0 +1,23 @@
+//! Attive API Connection: a Cloudflare Worker through which customers talk to their
+//! workspace's AI agents over HTTP.
+//!
+//! - [`domain`]: the pure core (formats, rules, calculations); no `worker` types.
+//! - `http`: where HTTP ends — routing, auth, handlers, the one error-to-response mapping.
+//! - `storage`: D1 queries, the KV last-used index, the rate-limiter client.
+//! - `upstream`: the LLM over `fetch`.
+//! - `rate_limiter`: the per-key Durable Object.
+
+pub mod domain;
+pub mod http;
+mod rate_limiter;
+mod storage;
+mod upstream;
+
+pub use rate_limiter::RateLimiter;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(http::handle(req, env, ctx).await)
+}

@@ -1,0 +1,130 @@
+//! Agents: named instructions (and optionally a model) that chats run with.
+
+use serde::Deserialize;
+use worker::D1Database;
+
+use super::audit::{self, Table};
+use super::{all, batch, changes, first, int, opt_text, stmt, text};
+use crate::domain::error::ApiResult;
+use crate::domain::settings::AgentPatch;
+use crate::domain::time::Millis;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub instructions: String,
+    pub model: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+const COLUMNS: &str = "id, name, instructions, model, created_at, updated_at";
+
+pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
+    let sql =
+        "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    let params = [
+        text(&a.id),
+        text(workspace_id),
+        text(&a.name),
+        text(&a.instructions),
+        opt_text(a.model.as_deref()),
+        int(a.created_at),
+        int(a.updated_at),
+    ];
+    let log = audit::record(
+        db,
+        workspace_id,
+        actor,
+        "agent.created",
+        &a.id,
+        a.created_at,
+    )?;
+    batch(db, vec![stmt(db, sql, &params)?, log]).await?;
+    Ok(())
+}
+
+pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<Agent>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM agents WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC"
+    );
+    all(stmt(db, &sql, &[text(workspace_id)])?).await
+}
+
+pub async fn get(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Option<Agent>> {
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = ?1 AND workspace_id = ?2");
+    first(stmt(db, &sql, &[text(id), text(workspace_id)])?).await
+}
+
+/// Applies the patch (only the fields it sets) and logs it, in one transaction; returns the
+/// agent as it now is, or `None` if it is not in this workspace.
+pub async fn update(
+    db: &D1Database,
+    workspace_id: &str,
+    id: &str,
+    patch: &AgentPatch,
+    actor: &str,
+    at: Millis,
+) -> ApiResult<Option<Agent>> {
+    // ?5 says whether `model` was given at all, so `null` can reset it while absence keeps it.
+    let sql = "UPDATE agents SET name = COALESCE(?3, name), instructions = COALESCE(?4, instructions), \
+               model = CASE WHEN ?5 = 1 THEN ?6 ELSE model END, updated_at = ?7 WHERE id = ?1 AND workspace_id = ?2";
+    let params = [
+        text(id),
+        text(workspace_id),
+        opt_text(patch.name.as_deref()),
+        opt_text(patch.instructions.as_deref()),
+        int(i64::from(patch.model.is_some())),
+        opt_text(patch.model.as_ref().and_then(|m| m.as_deref())),
+        int(at),
+    ];
+    let log = audit::record_if_exists(
+        db,
+        workspace_id,
+        actor,
+        "agent.updated",
+        Table::Agents,
+        id,
+        at,
+    )?;
+    let select = stmt(
+        db,
+        &format!("SELECT {COLUMNS} FROM agents WHERE id = ?1 AND workspace_id = ?2"),
+        &[text(id), text(workspace_id)],
+    )?;
+    let results = batch(db, vec![log, stmt(db, sql, &params)?, select]).await?;
+    match results.get(2) {
+        Some(r) => Ok(super::rows::<Agent>(r)?.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
+pub async fn delete(
+    db: &D1Database,
+    workspace_id: &str,
+    id: &str,
+    actor: &str,
+    at: Millis,
+) -> ApiResult<bool> {
+    let log = audit::record_if_exists(
+        db,
+        workspace_id,
+        actor,
+        "agent.deleted",
+        Table::Agents,
+        id,
+        at,
+    )?;
+    let delete = stmt(
+        db,
+        "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2",
+        &[text(id), text(workspace_id)],
+    )?;
+    let results = batch(db, vec![log, delete]).await?;
+    match results.get(1) {
+        Some(r) => Ok(changes(r)? > 0),
+        None => Ok(false),
+    }
+}

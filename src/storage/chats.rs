@@ -1,0 +1,249 @@
+//! Chats and their messages. The chat turn reads everything it needs in one D1 batch before the
+//! LLM call and writes the turn in one batch after it.
+
+use serde::Deserialize;
+use worker::D1Database;
+
+use super::{all, batch, changes, int, keys, opt_int, opt_text, rows, stmt, text};
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::llm::{Role, Turn};
+use crate::domain::time::Millis;
+
+/// History turns read per request at most; older ones would not fit any sane token budget.
+pub const HISTORY_LIMIT: i64 = 200;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Chat {
+    pub id: String,
+    pub agent_id: Option<String>,
+    pub title: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentForTurn {
+    pub instructions: String,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct HistoryRow {
+    role: String,
+    content: String,
+}
+
+/// Everything one chat turn needs, read in one round trip.
+pub struct TurnContext {
+    pub key: Option<keys::KeyAuth>,
+    pub chat: Option<Chat>,
+    pub agent: Option<AgentForTurn>,
+    pub history: Vec<Turn>,
+}
+
+/// One D1 batch: the key by hash, the chat (if continuing), the agent (the requested one, or
+/// the chat's), and the chat's recent history. Every lookup is scoped to the key's workspace
+/// inside SQL, so a foreign chat or agent id reads as absent.
+pub async fn load_turn(
+    db: &D1Database,
+    key_hash: &str,
+    chat_id: Option<&str>,
+    agent_id: Option<&str>,
+) -> ApiResult<TurnContext> {
+    const WS: &str = "(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)";
+    let chat_sql = format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
+    let agent_sql = format!(
+        "SELECT instructions, model FROM agents WHERE workspace_id = {WS} \
+         AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
+    );
+    let history_sql = format!(
+        "SELECT role, content FROM (SELECT seq, role, content FROM messages WHERE chat_id = \
+         (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
+    );
+    let p = [
+        text(key_hash),
+        opt_text(chat_id),
+        opt_text(agent_id),
+        int(HISTORY_LIMIT),
+    ];
+    let results = batch(
+        db,
+        vec![
+            stmt(db, keys::AUTH_SQL, &p[..1])?,
+            stmt(db, &chat_sql, &p[..2])?,
+            stmt(db, &agent_sql, &p[..3])?,
+            stmt(db, &history_sql, &p)?,
+        ],
+    )
+    .await?;
+    let [key, chat, agent, history] = results.as_slice() else {
+        return Err(ApiError::internal(
+            "D1 batch returned the wrong number of results",
+        ));
+    };
+    let history = rows::<HistoryRow>(history)?
+        .into_iter()
+        .filter_map(|r| Role::parse(&r.role).map(|role| Turn::new(role, r.content)))
+        .collect();
+    Ok(TurnContext {
+        key: rows(key)?.into_iter().next(),
+        chat: rows(chat)?.into_iter().next(),
+        agent: rows(agent)?.into_iter().next(),
+        history,
+    })
+}
+
+/// One finished turn to store.
+pub struct NewTurn<'a> {
+    pub workspace_id: &'a str,
+    pub chat_id: &'a str,
+    /// `Some` when the chat is new: it is created in the same transaction as its first turn,
+    /// so a failed first call leaves no empty chat behind.
+    pub new_chat: Option<(&'a str, Option<&'a str>)>, // (title, agent_id)
+    pub user_message_id: &'a str,
+    pub user_content: &'a str,
+    pub assistant_message_id: &'a str,
+    pub assistant_content: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub latency_ms: i64,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+}
+
+/// Writes the user message, the assistant message and the chat's `updated_at` in one batch
+/// (one transaction). `seq` is computed inside the batch, so concurrent turns on one chat get
+/// distinct, adjacent positions. Returns `false` when the chat vanished meanwhile (deleted).
+pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
+    let mut statements = Vec::with_capacity(4);
+    if let Some((title, agent_id)) = t.new_chat {
+        let sql = "INSERT INTO chats (id, workspace_id, agent_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)";
+        statements.push(stmt(
+            db,
+            sql,
+            &[
+                text(t.chat_id),
+                text(t.workspace_id),
+                opt_text(agent_id),
+                text(title),
+                int(t.started_at),
+            ],
+        )?);
+    }
+    let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, created_at) \
+                  SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+                  FROM chats WHERE id = ?2 AND workspace_id = ?10";
+    let tokens = |n: Option<u64>| opt_int(n.and_then(|n| i64::try_from(n).ok()));
+    statements.push(stmt(
+        db,
+        insert,
+        &[
+            text(t.user_message_id),
+            text(t.chat_id),
+            text(Role::User.as_str()),
+            text(t.user_content),
+            opt_text(None),
+            opt_int(None),
+            opt_int(None),
+            opt_int(None),
+            int(t.started_at),
+            text(t.workspace_id),
+        ],
+    )?);
+    statements.push(stmt(
+        db,
+        insert,
+        &[
+            text(t.assistant_message_id),
+            text(t.chat_id),
+            text(Role::Assistant.as_str()),
+            text(t.assistant_content),
+            text(t.model),
+            tokens(t.prompt_tokens),
+            tokens(t.completion_tokens),
+            int(t.latency_ms),
+            int(t.finished_at),
+            text(t.workspace_id),
+        ],
+    )?);
+    statements.push(stmt(
+        db,
+        "UPDATE chats SET updated_at = MAX(updated_at, ?1) WHERE id = ?2 AND workspace_id = ?3",
+        &[int(t.finished_at), text(t.chat_id), text(t.workspace_id)],
+    )?);
+    let results = batch(db, statements).await?;
+    match results.last() {
+        Some(r) => Ok(changes(r)? > 0),
+        None => Ok(false),
+    }
+}
+
+pub async fn list(
+    db: &D1Database,
+    workspace_id: &str,
+    limit: u32,
+    after: Option<(Millis, String)>,
+) -> ApiResult<Vec<Chat>> {
+    let (at, id) = after.unwrap_or((i64::MAX / 2, String::new()));
+    let use_cursor = !id.is_empty();
+    let sql =
+        "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE workspace_id = ?1 \
+               AND (?4 = 0 OR updated_at < ?2 OR (updated_at = ?2 AND id < ?3)) \
+               ORDER BY updated_at DESC, id DESC LIMIT ?5";
+    all(stmt(
+        db,
+        sql,
+        &[
+            text(workspace_id),
+            int(at),
+            text(&id),
+            int(i64::from(use_cursor)),
+            int(i64::from(limit)),
+        ],
+    )?)
+    .await
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub role: String,
+    pub content: String,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub latency_ms: Option<i64>,
+    pub created_at: Millis,
+}
+
+pub async fn get(
+    db: &D1Database,
+    workspace_id: &str,
+    chat_id: &str,
+) -> ApiResult<Option<(Chat, Vec<Message>)>> {
+    let chat_sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2";
+    let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at \
+                   FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.id = ?1 AND c.workspace_id = ?2 ORDER BY m.seq";
+    let p = [text(chat_id), text(workspace_id)];
+    let results = batch(db, vec![stmt(db, chat_sql, &p)?, stmt(db, msg_sql, &p)?]).await?;
+    let [chat, messages] = results.as_slice() else {
+        return Err(ApiError::internal(
+            "D1 batch returned the wrong number of results",
+        ));
+    };
+    match rows::<Chat>(chat)?.into_iter().next() {
+        Some(c) => Ok(Some((c, rows(messages)?))),
+        None => Ok(None),
+    }
+}
+
+pub async fn delete(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<bool> {
+    let result = super::run(stmt(
+        db,
+        "DELETE FROM chats WHERE id = ?1 AND workspace_id = ?2",
+        &[text(chat_id), text(workspace_id)],
+    )?)
+    .await?;
+    Ok(changes(&result)? > 0)
+}

@@ -1,0 +1,3 @@
+//! Calls to services outside Cloudflare: the LLM, over `fetch`.
+
+pub mod llm;

@@ -1,0 +1,11 @@
+//! Black-box end-to-end suite: drives the real local runtime (workerd via `wrangler dev`, local
+//! D1, KV and Durable Objects) over HTTP, with the LLM replaced by a scriptable stand-in.
+//! Run through `tests/e2e.sh` (part of `make test`), which starts both and sets the URLs.
+
+mod admin;
+mod api_keys;
+mod chat;
+mod chats;
+mod platform;
+mod rate_limit;
+mod support;

@@ -1,0 +1,245 @@
+//! Typed helpers for the black-box suite: an HTTP client for the service, fixtures that give
+//! each test its own workspace, and a handle on the scriptable LLM stand-in.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<no error field>")
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.raw);
+        self
+    }
+
+    /// Asserts a JSON error with the exact message, and the invariants every response has.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, error: &str) -> &Self {
+        self.expect(status);
+        assert_eq!(self.error(), error, "body: {}", self.raw);
+        assert!(self
+            .header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"));
+        self
+    }
+}
+
+pub enum Body<'a> {
+    None,
+    Json(Value),
+    Raw(&'a str),
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite through tests/e2e.sh (make test)")
+    })
+}
+
+pub fn base_url() -> String {
+    env("ATTIVE_BASE_URL")
+}
+
+pub fn operator_token() -> String {
+    env("ATTIVE_ADMIN_TOKEN")
+}
+
+pub fn llm_api_key() -> String {
+    env("LLM_API_KEY")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+pub fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Body<'_>,
+    extra: &[(&str, &str)],
+) -> Resp {
+    let url = if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        format!("{}{path}", base_url())
+    };
+    let mut req = agent().request(method, &url);
+    if let Some(token) = token {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (k, v) in extra {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Body::None => req.call(),
+        Body::Json(v) => req
+            .set("Content-Type", "application/json")
+            .send_string(&v.to_string()),
+        Body::Raw(s) => req.set("Content-Type", "application/json").send_string(s),
+    };
+    let resp = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: transport error {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            resp.header(&n)
+                .map(|v| (n.to_ascii_lowercase(), v.to_owned()))
+        })
+        .collect();
+    let raw = resp.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+pub fn get(path: &str, token: Option<&str>) -> Resp {
+    request("GET", path, token, Body::None, &[])
+}
+
+pub fn post(path: &str, token: Option<&str>, body: Value) -> Resp {
+    request("POST", path, token, Body::Json(body), &[])
+}
+
+pub fn delete(path: &str, token: Option<&str>) -> Resp {
+    request("DELETE", path, token, Body::None, &[])
+}
+
+/// A string no other test uses, to name things and to tag LLM requests.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{nanos:x}{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh workspace with one admin: every test gets its own tenant.
+pub struct Workspace {
+    pub id: String,
+    pub admin_token: String,
+    pub admin_id: String,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let op = operator_token();
+        let ws = post(
+            "/api/admin/workspaces",
+            Some(&op),
+            json!({ "name": unique("ws-") }),
+        );
+        ws.expect(201);
+        let id = ws.body["id"].as_str().unwrap().to_owned();
+        let admin = post(
+            &format!("/api/admin/workspaces/{id}/admins"),
+            Some(&op),
+            json!({ "name": "Ada Admin", "email": "ada@example.com" }),
+        );
+        admin.expect(201);
+        Self {
+            id,
+            admin_token: admin.body["token"].as_str().unwrap().to_owned(),
+            admin_id: admin.body["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn create_key_with(&self, body: Value) -> Resp {
+        post("/api/settings/api-keys", Some(&self.admin_token), body)
+    }
+
+    /// A new API key of this workspace.
+    pub fn key(&self) -> String {
+        let r = self.create_key_with(json!({ "name": unique("key-") }));
+        r.expect(201);
+        r.body["key"].as_str().unwrap().to_owned()
+    }
+
+    pub fn keys(&self) -> Vec<Value> {
+        let r = get("/api/settings/api-keys", Some(&self.admin_token));
+        r.expect(200);
+        r.body["keys"].as_array().unwrap().clone()
+    }
+
+    pub fn agent(&self, instructions: &str, model: Option<&str>) -> String {
+        let r = post(
+            "/api/settings/agents",
+            Some(&self.admin_token),
+            json!({ "name": unique("agent-"), "instructions": instructions, "model": model }),
+        );
+        r.expect(201);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn chat(key: &str, body: Value) -> Resp {
+    post("/api/chat", Some(key), body)
+}
+
+/// The scriptable LLM stand-in.
+pub mod stub {
+    use super::*;
+
+    fn url() -> String {
+        env("LLM_STUB_URL")
+    }
+
+    /// Requests whose body contains `tag` get these steps in order; the last one repeats.
+    pub fn script(tag: &str, steps: Value) {
+        let r = request(
+            "POST",
+            &format!("{}/_stub/scenario", url()),
+            None,
+            Body::Json(json!({ "tag": tag, "steps": steps })),
+            &[],
+        );
+        r.expect(200);
+    }
+
+    /// Every completion request the stand-in received that contains `tag`, in arrival order.
+    pub fn requests(tag: &str) -> Vec<Value> {
+        let r = request(
+            "GET",
+            &format!("{}/_stub/requests?tag={tag}", url()),
+            None,
+            Body::None,
+            &[],
+        );
+        r.expect(200);
+        r.body.as_array().unwrap().clone()
+    }
+}
