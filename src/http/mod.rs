@@ -153,8 +153,11 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 }
 
 fn build(status: u16, body: Option<&Value>, headers: &[(&'static str, String)]) -> Response {
-    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let mut response = Response::builder().with_status(status).fixed(bytes);
+    let builder = Response::builder().with_status(status);
+    let mut response = match body {
+        Some(body) => builder.fixed(body.to_string().into_bytes()),
+        None => builder.empty(),
+    };
     let out = response.headers_mut();
     // Header values here are our own ASCII; a failure could only lose that one header, never
     // the response, so it is not worth failing the request over.

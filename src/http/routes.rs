@@ -168,14 +168,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404() {
-        for path in [
-            "/",
-            "/api",
-            "/api/chat/x",
-            "/api/chats/",
-            "/api/chats//",
-            "/API/chat",
-        ] {
+        for path in ["/", "/api", "/api/chat/x", "/api/chats//", "/API/chat"] {
             let err = resolve("GET", path).unwrap_err();
             assert_eq!(err.status(), 404, "{path}");
         }

@@ -81,7 +81,7 @@ pub fn request(
     body: Body<'_>,
     extra: &[(&str, &str)],
 ) -> Resp {
-    let url = if path.starts_with("http") {
+    let url = if path.starts_with("http:") {
         path.to_owned()
     } else {
         format!("{}{path}", base_url())
