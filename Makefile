@@ -13,11 +13,12 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: help setup build dev test lint unit e2e size
+.PHONY: help setup build dev test lint unit e2e size bench
 
 help:
 	@echo "make dev   - set everything up and run the service on 127.0.0.1:$${PORT:-8787}"
 	@echo "make test  - set everything up and run every check and test"
+	@echo "make bench - gateway overhead against an instant LLM, side by side"
 
 setup:
 	@scripts/setup.sh
@@ -43,4 +44,8 @@ size: build
 	@scripts/check_size.sh
 
 e2e: build
+	@scripts/setup.sh --browser
 	tests/e2e.sh
+
+bench: setup build
+	scripts/bench.sh

@@ -39,3 +39,12 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   echo "setup: installing wrangler, esbuild and binaryen (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# The browser test of the settings page drives Debian's Chromium (no browser download).
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium for the browser test"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

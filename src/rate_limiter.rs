@@ -34,33 +34,22 @@ impl DurableObject for RateLimiter {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let command: Command = req.json().await?;
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL)", None)?;
-        let rows: Vec<Row> = sql
-            .exec("SELECT data FROM limiter WHERE id = 1", None)?
-            .to_array()?;
-        let stored: Stored = rows
-            .first()
-            .and_then(|r| serde_json::from_str(&r.data).ok())
-            .unwrap_or_default();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL)",
+            None,
+        )?;
+        let rows: Vec<Row> = sql.exec("SELECT data FROM limiter WHERE id = 1", None)?.to_array()?;
+        let stored: Stored = rows.first().and_then(|r| serde_json::from_str(&r.data).ok()).unwrap_or_default();
         let now = worker::Date::now().as_millis() as i64;
         let (reply, next) = match command {
             Command::Check { default_limit } => {
                 let (verdict, next) = rate_limit::on_request(stored, now, default_limit);
                 (serde_json::to_value(verdict)?, next)
             }
-            Command::Configure { key_limit } => (
-                serde_json::json!({ "ok": true }),
-                Stored {
-                    key_limit,
-                    ..stored
-                },
-            ),
+            Command::Configure { key_limit } => (serde_json::json!({ "ok": true }), Stored { key_limit, ..stored }),
         };
         let data = serde_json::to_string(&next)?;
-        sql.exec(
-            "INSERT OR REPLACE INTO limiter (id, data) VALUES (1, ?)",
-            vec![data.into()],
-        )?;
+        sql.exec("INSERT OR REPLACE INTO limiter (id, data) VALUES (1, ?)", vec![data.into()])?;
         Response::from_json(&reply)
     }
 }

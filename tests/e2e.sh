@@ -50,6 +50,8 @@ export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_BARE_URL="http://127.0.0.
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY
 status=0
 cargo test --test e2e -- --test-threads 8 || status=$?
+# The settings page in a real browser (Debian's Chromium, driven by playwright-core).
+node --test --test-reporter=spec tests/browser/settings.test.mjs || status=$?
 
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).

@@ -4,11 +4,7 @@ use super::error::{ApiError, ApiResult};
 use super::validate::{self, Object, Text};
 
 pub const MESSAGE: Text = Text::new(1, 10_000);
-const ID: Text = Text {
-    min: 1,
-    max: 200,
-    allow_blank: false,
-};
+const ID: Text = Text { min: 1, max: 200, allow_blank: false };
 const TITLE_CHARS: usize = 80;
 
 /// What a caller asked for. `agent_id`/`chat_id` are only known to be strings here; whether
@@ -51,21 +47,14 @@ pub fn title_from(message: &str) -> String {
 /// # Errors
 /// 400 when the request names a different agent than the chat was created with: the history
 /// was written for that agent's instructions.
-pub fn resolve_agent(
-    chat_agent: Option<Option<&str>>,
-    requested: Option<&str>,
-) -> ApiResult<Option<String>> {
+pub fn resolve_agent(chat_agent: Option<Option<&str>>, requested: Option<&str>) -> ApiResult<Option<String>> {
     match (chat_agent, requested) {
         (None, requested) => Ok(requested.map(str::to_owned)),
         (Some(bound), None) => Ok(bound.map(str::to_owned)),
-        (Some(bound), Some(requested)) if bound == Some(requested) => {
-            Ok(Some(requested.to_owned()))
-        }
+        (Some(bound), Some(requested)) if bound == Some(requested) => Ok(Some(requested.to_owned())),
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "Agent mismatch",
-            Some(serde_json::json!(
-                "this chat belongs to another agent; omit agentId or start a new chat"
-            )),
+            Some(serde_json::json!("this chat belongs to another agent; omit agentId or start a new chat")),
         )),
     }
 }
@@ -92,8 +81,7 @@ mod tests {
 
     #[test]
     fn optional_ids_and_unknown_fields() {
-        let r =
-            parse(json!({"message": "hi", "agentId": null, "chatId": null, "extra": [1]})).unwrap();
+        let r = parse(json!({"message": "hi", "agentId": null, "chatId": null, "extra": [1]})).unwrap();
         assert_eq!((r.agent_id, r.chat_id), (None, None));
         let err = parse(json!({"message": "hi", "chatId": 12})).unwrap_err();
         assert_eq!(err.body()["details"]["field"], "chatId");
@@ -101,28 +89,16 @@ mod tests {
 
     #[test]
     fn titles() {
-        assert_eq!(
-            title_from("  What are the top deals?\nmore"),
-            "What are the top deals?"
-        );
+        assert_eq!(title_from("  What are the top deals?\nmore"), "What are the top deals?");
         let long = "word ".repeat(40);
         let t = title_from(&long);
-        assert!(
-            t.ends_with('…') && t.chars().count() <= TITLE_CHARS + 1,
-            "{t}"
-        );
+        assert!(t.ends_with('…') && t.chars().count() <= TITLE_CHARS + 1, "{t}");
     }
 
     #[test]
     fn agent_resolution() {
-        assert_eq!(
-            resolve_agent(None, Some("agent_a")).unwrap(),
-            Some("agent_a".into())
-        );
-        assert_eq!(
-            resolve_agent(Some(Some("agent_a")), None).unwrap(),
-            Some("agent_a".into())
-        );
+        assert_eq!(resolve_agent(None, Some("agent_a")).unwrap(), Some("agent_a".into()));
+        assert_eq!(resolve_agent(Some(Some("agent_a")), None).unwrap(), Some("agent_a".into()));
         assert_eq!(resolve_agent(Some(None), None).unwrap(), None);
         assert!(resolve_agent(Some(Some("agent_a")), Some("agent_b")).is_err());
         assert!(resolve_agent(Some(None), Some("agent_b")).is_err());

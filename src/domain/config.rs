@@ -27,19 +27,11 @@ impl Config {
     /// `NotConfigured` naming the variable when a value is present but unusable, so a typo in
     /// `wrangler.toml` is reported instead of silently replaced by a default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
-        let text = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let text = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ApiError> {
             match text(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or(ApiError::NotConfigured(name)),
+                Some(v) => v.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or(ApiError::NotConfigured(name)),
             }
         };
         let llm_base_url = text("LLM_BASE_URL").ok_or(ApiError::NotConfigured("LLM_BASE_URL"))?;
@@ -57,8 +49,7 @@ impl Config {
                 10_000_000,
             )?)
             .unwrap_or(DEFAULT_CONTEXT_TOKEN_BUDGET),
-            default_instructions: text("DEFAULT_INSTRUCTIONS")
-                .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
+            default_instructions: text("DEFAULT_INSTRUCTIONS").unwrap_or_else(|| DEFAULT_INSTRUCTIONS.into()),
             rate_limit_per_minute: u32::try_from(number(
                 "RATE_LIMIT_PER_MINUTE",
                 u64::from(DEFAULT_RATE_LIMIT_PER_MINUTE),
@@ -79,20 +70,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ApiError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn defaults() {
         let c = config(&[("LLM_BASE_URL", "http://127.0.0.1:9/v1/")]).unwrap();
-        assert_eq!(
-            c.completions_url(),
-            "http://127.0.0.1:9/v1/chat/completions"
-        );
+        assert_eq!(c.completions_url(), "http://127.0.0.1:9/v1/chat/completions");
         assert_eq!(c.llm_model, DEFAULT_MODEL);
         assert_eq!(c.llm_api_key, None);
         assert_eq!(c.llm_timeout_ms, 60_000);
@@ -118,14 +103,8 @@ mod tests {
 
     #[test]
     fn unusable_values_are_named() {
-        assert_eq!(
-            config(&[]).unwrap_err(),
-            ApiError::NotConfigured("LLM_BASE_URL")
-        );
-        assert_eq!(
-            config(&[("LLM_BASE_URL", "ftp://x")]).unwrap_err(),
-            ApiError::NotConfigured("LLM_BASE_URL")
-        );
+        assert_eq!(config(&[]).unwrap_err(), ApiError::NotConfigured("LLM_BASE_URL"));
+        assert_eq!(config(&[("LLM_BASE_URL", "ftp://x")]).unwrap_err(), ApiError::NotConfigured("LLM_BASE_URL"));
         assert_eq!(
             config(&[("LLM_BASE_URL", "http://x"), ("LLM_TIMEOUT_MS", "soon")]).unwrap_err(),
             ApiError::NotConfigured("LLM_TIMEOUT_MS")

@@ -44,10 +44,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = encode(1_795_000_000_000, "chat_abc");
-        assert_eq!(
-            decode(&c).unwrap(),
-            (1_795_000_000_000, "chat_abc".to_owned())
-        );
+        assert_eq!(decode(&c).unwrap(), (1_795_000_000_000, "chat_abc".to_owned()));
     }
 
     #[test]

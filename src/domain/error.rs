@@ -47,17 +47,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn invalid(field: &str, rule: impl Into<String>) -> Self {
-        Self::InvalidField {
-            field: field.to_owned(),
-            rule: rule.into(),
-        }
+        Self::InvalidField { field: field.to_owned(), rule: rule.into() }
     }
 
     pub fn bad_request(error: impl Into<String>, details: Option<Value>) -> Self {
-        Self::BadRequest {
-            error: error.into(),
-            details,
-        }
+        Self::BadRequest { error: error.into(), details }
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -83,26 +77,19 @@ impl ApiError {
     pub fn body(&self) -> Value {
         let (error, details): (String, Option<Value>) = match self {
             Self::MalformedJson => ("Malformed JSON".into(), None),
-            Self::InvalidField { field, rule } => (
-                format!("Invalid request: {field} {rule}"),
-                Some(json!({ "field": field, "rule": rule })),
-            ),
+            Self::InvalidField { field, rule } => {
+                (format!("Invalid request: {field} {rule}"), Some(json!({ "field": field, "rule": rule })))
+            }
             Self::BadRequest { error, details } => (error.clone(), details.clone()),
             Self::Unauthorized(msg) => ((*msg).into(), None),
             Self::NotFound(msg, details) => ((*msg).into(), details.clone()),
-            Self::MethodNotAllowed { allow } => {
-                ("Method not allowed".into(), Some(json!({ "allow": allow })))
+            Self::MethodNotAllowed { allow } => ("Method not allowed".into(), Some(json!({ "allow": allow }))),
+            Self::PayloadTooLarge { limit_bytes } => {
+                ("Request body too large".into(), Some(json!({ "limitBytes": limit_bytes })))
             }
-            Self::PayloadTooLarge { limit_bytes } => (
-                "Request body too large".into(),
-                Some(json!({ "limitBytes": limit_bytes })),
-            ),
-            Self::RateLimited {
-                retry_after_seconds,
-            } => (
-                "Rate limit exceeded".into(),
-                Some(json!({ "retryAfterSeconds": retry_after_seconds })),
-            ),
+            Self::RateLimited { retry_after_seconds } => {
+                ("Rate limit exceeded".into(), Some(json!({ "retryAfterSeconds": retry_after_seconds })))
+            }
             Self::NotConfigured(what) => ("Service not configured".into(), Some(json!(what))),
             Self::Unavailable(what) => ("Service unavailable".into(), Some(json!(what))),
             Self::UpstreamTimeout => ("Upstream timeout".into(), None),
@@ -119,9 +106,7 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed { allow } => vec![("Allow", allow.join(", "))],
-            Self::RateLimited {
-                retry_after_seconds,
-            } => {
+            Self::RateLimited { retry_after_seconds } => {
                 vec![("Retry-After", retry_after_seconds.to_string())]
             }
             _ => Vec::new(),
@@ -180,9 +165,7 @@ mod tests {
 
     #[test]
     fn rate_limited_carries_retry_after() {
-        let err = ApiError::RateLimited {
-            retry_after_seconds: 7,
-        };
+        let err = ApiError::RateLimited { retry_after_seconds: 7 };
         assert_eq!(err.status(), 429);
         assert_eq!(err.headers(), vec![("Retry-After", "7".to_owned())]);
         assert_eq!(err.body()["details"]["retryAfterSeconds"], 7);
@@ -190,9 +173,7 @@ mod tests {
 
     #[test]
     fn method_not_allowed_lists_allow() {
-        let err = ApiError::MethodNotAllowed {
-            allow: vec!["GET", "POST"],
-        };
+        let err = ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] };
         assert_eq!(err.headers(), vec![("Allow", "GET, POST".to_owned())]);
     }
 }

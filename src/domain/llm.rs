@@ -39,10 +39,7 @@ pub struct Turn {
 
 impl Turn {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-        }
+        Self { role, content: content.into() }
     }
 }
 
@@ -59,12 +56,7 @@ pub fn estimate_tokens(text: &str) -> usize {
 /// the oldest end, and never starts with an assistant turn whose question was dropped.
 ///
 /// Returns the messages and how many history turns were dropped.
-pub fn build_messages(
-    instructions: &str,
-    history: &[Turn],
-    message: &str,
-    budget: usize,
-) -> (Vec<Turn>, usize) {
+pub fn build_messages(instructions: &str, history: &[Turn], message: &str, budget: usize) -> (Vec<Turn>, usize) {
     let fixed = estimate_tokens(instructions) + estimate_tokens(message);
     let mut room = budget.saturating_sub(fixed);
     let mut keep_from = history.len();
@@ -76,10 +68,7 @@ pub fn build_messages(
         room -= cost;
         keep_from = i;
     }
-    while history
-        .get(keep_from)
-        .is_some_and(|t| t.role == Role::Assistant)
-    {
+    while history.get(keep_from).is_some_and(|t| t.role == Role::Assistant) {
         keep_from += 1;
     }
     let kept = history.get(keep_from..).unwrap_or_default();
@@ -109,8 +98,7 @@ pub struct Completion {
 /// # Errors
 /// A short description (never the body itself) when the body is not a usable completion.
 pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| "response is not JSON".to_owned())?;
+    let value: Value = serde_json::from_slice(body).map_err(|_| "response is not JSON".to_owned())?;
     let content = value
         .get("choices")
         .and_then(|c| c.get(0))
@@ -125,10 +113,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
     let count = |name: &str| usage.and_then(|u| u.get(name)).and_then(Value::as_u64);
     Ok(Completion {
         content: content.to_owned(),
-        model: value
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        model: value.get("model").and_then(Value::as_str).map(str::to_owned),
         prompt_tokens: count("prompt_tokens"),
         completion_tokens: count("completion_tokens"),
     })
@@ -155,16 +140,13 @@ pub fn retry_delay_ms(failure: Failure<'_>, jitter: u8) -> Option<u64> {
     let jitter_ms = 100 + u64::from(jitter) * 2; // 100–610 ms
     match failure {
         Failure::Connection => Some(jitter_ms),
-        Failure::Status {
-            status,
-            retry_after,
-        } if status == 429 || status >= 500 => match retry_after.map(|s| s.trim().parse::<u64>()) {
-            Some(Ok(secs)) if secs.saturating_mul(1000) <= MAX_RETRY_AFTER_MS => {
-                Some(secs * 1000 + jitter_ms / 4)
+        Failure::Status { status, retry_after } if status == 429 || status >= 500 => {
+            match retry_after.map(|s| s.trim().parse::<u64>()) {
+                Some(Ok(secs)) if secs.saturating_mul(1000) <= MAX_RETRY_AFTER_MS => Some(secs * 1000 + jitter_ms / 4),
+                Some(Ok(_)) => None,
+                _ => Some(jitter_ms),
             }
-            Some(Ok(_)) => None,
-            _ => Some(jitter_ms),
-        },
+        }
         Failure::Status { .. } => None,
     }
 }
@@ -176,14 +158,7 @@ mod tests {
     fn history(n: usize, chars: usize) -> Vec<Turn> {
         (0..n)
             .map(|i| {
-                Turn::new(
-                    if i % 2 == 0 {
-                        Role::User
-                    } else {
-                        Role::Assistant
-                    },
-                    format!("{i}:{}", "x".repeat(chars)),
-                )
+                Turn::new(if i % 2 == 0 { Role::User } else { Role::Assistant }, format!("{i}:{}", "x".repeat(chars)))
             })
             .collect()
     }
@@ -217,18 +192,12 @@ mod tests {
         let h = history(4, 100);
         let (msgs, dropped) = build_messages("sys", &h, "new", 1);
         assert_eq!(dropped, 4);
-        assert_eq!(
-            msgs,
-            vec![Turn::new(Role::System, "sys"), Turn::new(Role::User, "new")]
-        );
+        assert_eq!(msgs, vec![Turn::new(Role::System, "sys"), Turn::new(Role::User, "new")]);
     }
 
     #[test]
     fn request_body_is_openai_shaped() {
-        let body = request_body(
-            "gpt-4o-mini",
-            &[Turn::new(Role::System, "s"), Turn::new(Role::User, "u")],
-        );
+        let body = request_body("gpt-4o-mini", &[Turn::new(Role::System, "s"), Turn::new(Role::User, "u")]);
         assert_eq!(
             body,
             json!({"model":"gpt-4o-mini","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]})
@@ -258,72 +227,20 @@ mod tests {
             br#"{"choices":[{"message":{"content":null}}]}"#,
             br#"{"choices":[{"message":{"content":"  "}}]}"#,
         ] {
-            assert!(
-                parse_completion(body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(parse_completion(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 
     #[test]
     fn retry_policy() {
         assert!(retry_delay_ms(Failure::Connection, 0).is_some());
-        assert!(retry_delay_ms(
-            Failure::Status {
-                status: 500,
-                retry_after: None
-            },
-            0
-        )
-        .is_some());
-        assert!(retry_delay_ms(
-            Failure::Status {
-                status: 429,
-                retry_after: None
-            },
-            0
-        )
-        .is_some());
-        assert_eq!(
-            retry_delay_ms(
-                Failure::Status {
-                    status: 400,
-                    retry_after: None
-                },
-                0
-            ),
-            None
-        );
-        assert_eq!(
-            retry_delay_ms(
-                Failure::Status {
-                    status: 401,
-                    retry_after: None
-                },
-                0
-            ),
-            None
-        );
-        let short = retry_delay_ms(
-            Failure::Status {
-                status: 429,
-                retry_after: Some("2"),
-            },
-            0,
-        )
-        .unwrap();
+        assert!(retry_delay_ms(Failure::Status { status: 500, retry_after: None }, 0).is_some());
+        assert!(retry_delay_ms(Failure::Status { status: 429, retry_after: None }, 0).is_some());
+        assert_eq!(retry_delay_ms(Failure::Status { status: 400, retry_after: None }, 0), None);
+        assert_eq!(retry_delay_ms(Failure::Status { status: 401, retry_after: None }, 0), None);
+        let short = retry_delay_ms(Failure::Status { status: 429, retry_after: Some("2") }, 0).unwrap();
         assert!((2000..2500).contains(&short), "{short}");
-        assert_eq!(
-            retry_delay_ms(
-                Failure::Status {
-                    status: 503,
-                    retry_after: Some("30")
-                },
-                0
-            ),
-            None
-        );
+        assert_eq!(retry_delay_ms(Failure::Status { status: 503, retry_after: Some("30") }, 0), None);
         let a = retry_delay_ms(Failure::Connection, 0).unwrap();
         let b = retry_delay_ms(Failure::Connection, 255).unwrap();
         assert!(a < b);

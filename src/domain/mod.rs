@@ -15,5 +15,6 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod settings;
 pub mod time;
+pub mod timing;
 pub mod token;
 pub mod validate;

@@ -54,11 +54,7 @@ pub fn check(state: Option<State>, now: Millis, limit: u32) -> Decision {
         limit,
         remaining,
         reset_seconds: ceil_secs(used),
-        retry_after_seconds: if allowed {
-            0
-        } else {
-            ceil_secs(new_tat - now - WINDOW_MS).max(1)
-        },
+        retry_after_seconds: if allowed { 0 } else { ceil_secs(new_tat - now - WINDOW_MS).max(1) },
         state: State { tat: stored, limit },
     }
 }
@@ -95,10 +91,7 @@ pub struct Verdict {
 pub fn on_request(stored: Stored, now: Millis, default_limit: u32) -> (Verdict, Stored) {
     let limit = stored.key_limit.unwrap_or(default_limit);
     let d = check(stored.state, now, limit);
-    let touch = d.allowed
-        && stored
-            .touched_at
-            .is_none_or(|t| now - t >= TOUCH_EVERY_MS || now < t);
+    let touch = d.allowed && stored.touched_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS || now < t);
     let verdict = Verdict {
         allowed: d.allowed,
         limit: d.limit,
@@ -154,10 +147,7 @@ mod tests {
 
     #[test]
     fn tokens_refill_over_time() {
-        let ds = run(
-            5,
-            &[T0, T0, T0, T0, T0, T0 + 11_999, T0 + 12_000, T0 + 12_000],
-        );
+        let ds = run(5, &[T0, T0, T0, T0, T0, T0 + 11_999, T0 + 12_000, T0 + 12_000]);
         assert!(!ds[5].allowed);
         assert_eq!(ds[5].retry_after_seconds, 1);
         assert!(ds[6].allowed);
@@ -191,24 +181,15 @@ mod tests {
 
     #[test]
     fn key_limit_wins_over_default_and_touch_is_once_a_minute() {
-        let mut stored = Stored {
-            key_limit: Some(2),
-            ..Stored::default()
-        };
+        let mut stored = Stored { key_limit: Some(2), ..Stored::default() };
         let mut verdicts = Vec::new();
         for now in [T0, T0 + 1, T0 + 2, T0 + 60_000] {
             let (v, next) = on_request(stored, now, 100);
             stored = next;
             verdicts.push(v);
         }
-        assert_eq!(
-            verdicts.iter().map(|v| v.allowed).collect::<Vec<_>>(),
-            [true, true, false, true]
-        );
-        assert_eq!(
-            verdicts.iter().map(|v| v.touch).collect::<Vec<_>>(),
-            [true, false, false, true]
-        );
+        assert_eq!(verdicts.iter().map(|v| v.allowed).collect::<Vec<_>>(), [true, true, false, true]);
+        assert_eq!(verdicts.iter().map(|v| v.touch).collect::<Vec<_>>(), [true, false, false, true]);
         assert_eq!(verdicts[0].limit, 2);
     }
 

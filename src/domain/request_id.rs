@@ -6,18 +6,12 @@ use super::base62;
 pub fn accept_or_generate(incoming: Option<&str>) -> String {
     match incoming {
         Some(id) if is_sane(id) => id.to_owned(),
-        _ => format!(
-            "req_{}",
-            base62::random(20).unwrap_or_else(|_| "unknown".into())
-        ),
+        _ => format!("req_{}", base62::random(20).unwrap_or_else(|_| "unknown".into())),
     }
 }
 
 fn is_sane(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 #[cfg(test)]
@@ -31,13 +25,7 @@ mod tests {
 
     #[test]
     fn replaces_missing_or_odd_ids() {
-        for bad in [
-            None,
-            Some(""),
-            Some("a b"),
-            Some("line\nbreak"),
-            Some("\"quoted\""),
-        ] {
+        for bad in [None, Some(""), Some("a b"), Some("line\nbreak"), Some("\"quoted\"")] {
             let id = accept_or_generate(bad);
             assert!(id.starts_with("req_"), "{bad:?} -> {id}");
             assert_eq!(id.len(), 24);

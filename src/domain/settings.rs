@@ -19,11 +19,7 @@ pub struct NewWorkspace {
 impl TryFrom<&Object> for NewWorkspace {
     type Error = ApiError;
     fn try_from(obj: &Object) -> ApiResult<Self> {
-        Ok(Self {
-            name: validate::required_text(obj, "name", NAME)?
-                .trim()
-                .to_owned(),
-        })
+        Ok(Self { name: validate::required_text(obj, "name", NAME)?.trim().to_owned() })
     }
 }
 
@@ -36,12 +32,8 @@ pub struct NewAdmin {
 impl TryFrom<&Object> for NewAdmin {
     type Error = ApiError;
     fn try_from(obj: &Object) -> ApiResult<Self> {
-        let name = validate::required_text(obj, "name", NAME)?
-            .trim()
-            .to_owned();
-        let email = validate::required_text(obj, "email", EMAIL)?
-            .trim()
-            .to_lowercase();
+        let name = validate::required_text(obj, "name", NAME)?.trim().to_owned();
+        let email = validate::required_text(obj, "email", EMAIL)?.trim().to_lowercase();
         let valid = match email.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
@@ -54,10 +46,7 @@ impl TryFrom<&Object> for NewAdmin {
             None => false,
         };
         if !valid {
-            return Err(ApiError::invalid(
-                "email",
-                "must be an email address such as ada@example.com",
-            ));
+            return Err(ApiError::invalid("email", "must be an email address such as ada@example.com"));
         }
         Ok(Self { name, email })
     }
@@ -73,9 +62,7 @@ pub struct NewApiKey {
 impl NewApiKey {
     /// `now` decides whether `expiresAt` is in the future.
     pub fn parse(obj: &Object, now: Millis) -> ApiResult<Self> {
-        let name = validate::required_text(obj, "name", NAME)?
-            .trim()
-            .to_owned();
+        let name = validate::required_text(obj, "name", NAME)?.trim().to_owned();
         let expires_at = match obj.get("expiresAt") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => match time::parse_iso(s) {
@@ -85,21 +72,13 @@ impl NewApiKey {
             },
             Some(_) => return Err(expires_rule()),
         };
-        let rate_limit_per_minute =
-            validate::optional_int(obj, "rateLimitPerMinute", 1, RATE_LIMIT_MAX)?;
-        Ok(Self {
-            name,
-            expires_at,
-            rate_limit_per_minute,
-        })
+        let rate_limit_per_minute = validate::optional_int(obj, "rateLimitPerMinute", 1, RATE_LIMIT_MAX)?;
+        Ok(Self { name, expires_at, rate_limit_per_minute })
     }
 }
 
 fn expires_rule() -> ApiError {
-    ApiError::invalid(
-        "expiresAt",
-        "must be an ISO 8601 time with offset, e.g. 2030-01-01T00:00:00Z",
-    )
+    ApiError::invalid("expiresAt", "must be an ISO 8601 time with offset, e.g. 2030-01-01T00:00:00Z")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +92,7 @@ impl TryFrom<&Object> for NewAgent {
     type Error = ApiError;
     fn try_from(obj: &Object) -> ApiResult<Self> {
         Ok(Self {
-            name: validate::required_text(obj, "name", NAME)?
-                .trim()
-                .to_owned(),
+            name: validate::required_text(obj, "name", NAME)?.trim().to_owned(),
             instructions: validate::required_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?.flatten(),
         })
@@ -139,10 +116,7 @@ impl TryFrom<&Object> for AgentPatch {
             model: model(obj)?,
         };
         if patch == Self::default() {
-            return Err(ApiError::invalid(
-                "body",
-                "must set at least one of name, instructions, model",
-            ));
+            return Err(ApiError::invalid("body", "must set at least one of name, instructions, model"));
         }
         Ok(patch)
     }
@@ -156,10 +130,7 @@ fn model(obj: &Object) -> ApiResult<Option<Option<String>>> {
     let model = validate::optional_text(obj, "model", MODEL)?;
     if let Some(m) = &model {
         if m.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ApiError::invalid(
-                "model",
-                "must be a model name without spaces",
-            ));
+            return Err(ApiError::invalid("model", "must be a model name without spaces"));
         }
     }
     Ok(Some(model))
@@ -182,9 +153,7 @@ mod tests {
     fn api_key_rules() {
         let now = 1_800_000_000_000;
         let ok = NewApiKey::parse(
-            &obj(
-                json!({"name":" Prod ","expiresAt":"2030-01-01T00:00:00Z","rateLimitPerMinute":10}),
-            ),
+            &obj(json!({"name":" Prod ","expiresAt":"2030-01-01T00:00:00Z","rateLimitPerMinute":10})),
             now,
         )
         .unwrap();
@@ -196,45 +165,22 @@ mod tests {
             (json!({"name": ""}), "name"),
             (json!({"name": "x".repeat(101)}), "name"),
             (json!({"name": 7}), "name"),
-            (
-                json!({"name": "a", "expiresAt": "2001-01-01T00:00:00Z"}),
-                "expiresAt",
-            ),
+            (json!({"name": "a", "expiresAt": "2001-01-01T00:00:00Z"}), "expiresAt"),
             (json!({"name": "a", "expiresAt": "soon"}), "expiresAt"),
             (json!({"name": "a", "expiresAt": 5}), "expiresAt"),
-            (
-                json!({"name": "a", "rateLimitPerMinute": 0}),
-                "rateLimitPerMinute",
-            ),
-            (
-                json!({"name": "a", "rateLimitPerMinute": 100_001}),
-                "rateLimitPerMinute",
-            ),
-            (
-                json!({"name": "a", "rateLimitPerMinute": "5"}),
-                "rateLimitPerMinute",
-            ),
+            (json!({"name": "a", "rateLimitPerMinute": 0}), "rateLimitPerMinute"),
+            (json!({"name": "a", "rateLimitPerMinute": 100_001}), "rateLimitPerMinute"),
+            (json!({"name": "a", "rateLimitPerMinute": "5"}), "rateLimitPerMinute"),
         ];
         for (body, field) in cases {
-            assert_eq!(
-                field_of(NewApiKey::parse(&obj(body.clone()), now).unwrap_err()),
-                field,
-                "{body}"
-            );
+            assert_eq!(field_of(NewApiKey::parse(&obj(body.clone()), now).unwrap_err()), field, "{body}");
         }
     }
 
     #[test]
     fn admin_email_rules() {
         assert!(NewAdmin::try_from(&obj(json!({"name":"Ada","email":"Ada@Example.com"}))).is_ok());
-        for email in [
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
+        for email in ["ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com"] {
             let err = NewAdmin::try_from(&obj(json!({"name":"Ada","email":email}))).unwrap_err();
             assert_eq!(field_of(err), "email", "{email}");
         }
@@ -242,27 +188,18 @@ mod tests {
 
     #[test]
     fn agent_rules_and_patch() {
-        let agent =
-            NewAgent::try_from(&obj(json!({"name":"Risk","instructions":"Be brief."}))).unwrap();
+        let agent = NewAgent::try_from(&obj(json!({"name":"Risk","instructions":"Be brief."}))).unwrap();
         assert_eq!(agent.model, None);
         let long = "x".repeat(20_001);
         assert_eq!(
-            field_of(
-                NewAgent::try_from(&obj(json!({"name":"R","instructions":long}))).unwrap_err()
-            ),
+            field_of(NewAgent::try_from(&obj(json!({"name":"R","instructions":long}))).unwrap_err()),
             "instructions"
         );
         assert_eq!(
-            field_of(
-                NewAgent::try_from(&obj(json!({"name":"R","instructions":"i","model":"gpt 4"})))
-                    .unwrap_err()
-            ),
+            field_of(NewAgent::try_from(&obj(json!({"name":"R","instructions":"i","model":"gpt 4"}))).unwrap_err()),
             "model"
         );
-        assert_eq!(
-            field_of(AgentPatch::try_from(&obj(json!({}))).unwrap_err()),
-            "body"
-        );
+        assert_eq!(field_of(AgentPatch::try_from(&obj(json!({}))).unwrap_err()), "body");
         let reset = AgentPatch::try_from(&obj(json!({"model": null}))).unwrap();
         assert_eq!(reset.model, Some(None));
     }

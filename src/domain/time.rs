@@ -7,17 +7,13 @@ pub type Millis = i64;
 
 /// `2026-11-28T22:09:50.123Z`.
 pub fn to_iso(ms: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map_or_else(
-        || "1970-01-01T00:00:00.000Z".into(),
-        |t| t.to_rfc3339_opts(SecondsFormat::Millis, true),
-    )
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map_or_else(|| "1970-01-01T00:00:00.000Z".into(), |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// Parses an RFC 3339 / ISO 8601 time with an offset (`Z` or `+02:00`).
 pub fn parse_iso(s: &str) -> Option<Millis> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
+    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -32,29 +28,14 @@ mod tests {
 
     #[test]
     fn parses_offsets_and_round_trips() {
-        assert_eq!(
-            parse_iso("2026-11-18T11:06:40.123Z"),
-            Some(1_795_000_000_123)
-        );
-        assert_eq!(
-            parse_iso("2026-11-18T13:06:40.123+02:00"),
-            Some(1_795_000_000_123)
-        );
-        assert_eq!(
-            parse_iso(&to_iso(1_795_000_000_000)),
-            Some(1_795_000_000_000)
-        );
+        assert_eq!(parse_iso("2026-11-18T11:06:40.123Z"), Some(1_795_000_000_123));
+        assert_eq!(parse_iso("2026-11-18T13:06:40.123+02:00"), Some(1_795_000_000_123));
+        assert_eq!(parse_iso(&to_iso(1_795_000_000_000)), Some(1_795_000_000_000));
     }
 
     #[test]
     fn rejects_non_times() {
-        for s in [
-            "",
-            "tomorrow",
-            "2026-13-01T00:00:00Z",
-            "2026-11-18",
-            "2026-11-18T08:26:40",
-        ] {
+        for s in ["", "tomorrow", "2026-13-01T00:00:00Z", "2026-11-18", "2026-11-18T08:26:40"] {
             assert_eq!(parse_iso(s), None, "{s}");
         }
     }

@@ -57,10 +57,7 @@ impl Token {
             return None;
         }
         let (body, sum) = s.split_at(kind.prefix().len() + RANDOM_LEN);
-        (checksum(body) == sum).then(|| Self {
-            kind,
-            secret: s.to_owned(),
-        })
+        (checksum(body) == sum).then(|| Self { kind, secret: s.to_owned() })
     }
 
     pub fn kind(&self) -> TokenKind {
@@ -91,10 +88,7 @@ pub fn sha256_hex(s: &str) -> String {
 /// the length of the secret does not leak either.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter()
-        .zip(hb.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn checksum(body: &str) -> String {
@@ -127,10 +121,7 @@ mod tests {
 
     #[test]
     fn sha256_matches_a_known_vector() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -163,10 +154,7 @@ mod tests {
                 let mut changed = original.clone();
                 changed[i] = c;
                 let changed = String::from_utf8(changed).unwrap();
-                assert!(
-                    Token::parse(TokenKind::ApiKey, &changed).is_none(),
-                    "{changed}"
-                );
+                assert!(Token::parse(TokenKind::ApiKey, &changed).is_none(), "{changed}");
             }
         }
     }
@@ -183,14 +171,8 @@ mod tests {
 
     #[test]
     fn malformed_strings_are_rejected() {
-        for s in [
-            "",
-            "atv_",
-            "atv_short",
-            "Bearer atv_x",
-            "ATV_0123",
-            "atv_ñññññññññññññññññññññññññññññññññññ",
-        ] {
+        for s in ["", "atv_", "atv_short", "Bearer atv_x", "ATV_0123", "atv_ñññññññññññññññññññññññññññññññññññ"]
+        {
             assert!(Token::parse(TokenKind::ApiKey, s).is_none(), "{s}");
         }
         let key = Token::generate(TokenKind::ApiKey).unwrap();

@@ -27,23 +27,12 @@ pub struct Text {
 
 impl Text {
     pub const fn new(min: usize, max: usize) -> Self {
-        Self {
-            min,
-            max,
-            allow_blank: false,
-        }
+        Self { min, max, allow_blank: false }
     }
 
     fn rule(self) -> String {
-        let blank = if self.allow_blank || self.min == 0 {
-            ""
-        } else {
-            ", not only whitespace"
-        };
-        format!(
-            "must be a string of {} to {} characters{blank}",
-            self.min, self.max
-        )
+        let blank = if self.allow_blank || self.min == 0 { "" } else { ", not only whitespace" };
+        format!("must be a string of {} to {} characters{blank}", self.min, self.max)
     }
 
     fn check(self, field: &str, s: &str) -> ApiResult<()> {
@@ -82,11 +71,7 @@ pub fn optional_int(obj: &Object, field: &str, min: i64, max: i64) -> ApiResult<
         Some(Value::Number(n)) => {
             let v = n
                 .as_i64()
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                        .map(|f| f as i64)
-                })
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
                 .ok_or_else(rule)?;
             if (min..=max).contains(&v) {
                 Ok(Some(v))
@@ -117,20 +102,11 @@ mod tests {
         assert_eq!(object(b"{not json").unwrap_err(), ApiError::MalformedJson);
         assert_eq!(object(b"").unwrap_err(), ApiError::MalformedJson);
         assert_eq!(object(b"[1]").unwrap_err().status(), 400);
-        assert!(matches!(
-            object(b"\"x\"").unwrap_err(),
-            ApiError::InvalidField { .. }
-        ));
+        assert!(matches!(object(b"\"x\"").unwrap_err(), ApiError::InvalidField { .. }));
         // A lone surrogate escape is not valid JSON text.
-        assert_eq!(
-            object(br#"{"message":"\ud800"}"#).unwrap_err(),
-            ApiError::MalformedJson
-        );
+        assert_eq!(object(br#"{"message":"\ud800"}"#).unwrap_err(), ApiError::MalformedJson);
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert_eq!(
-            object(deep.as_bytes()).unwrap_err(),
-            ApiError::MalformedJson
-        );
+        assert_eq!(object(deep.as_bytes()).unwrap_err(), ApiError::MalformedJson);
     }
 
     #[test]
@@ -155,8 +131,7 @@ mod tests {
 
     #[test]
     fn ints_are_whole_and_in_range() {
-        let o =
-            obj(json!({ "ok": 5, "float": 5.0, "frac": 5.5, "str": "5", "big": 1e300, "neg": -1 }));
+        let o = obj(json!({ "ok": 5, "float": 5.0, "frac": 5.5, "str": "5", "big": 1e300, "neg": -1 }));
         assert_eq!(optional_int(&o, "ok", 1, 10).unwrap(), Some(5));
         assert_eq!(optional_int(&o, "float", 1, 10).unwrap(), Some(5));
         for f in ["frac", "str", "big", "neg"] {

@@ -21,19 +21,13 @@ fn workspace_json(w: &workspaces::Workspace) -> Value {
 pub async fn list_workspaces(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     auth::operator(req, cx)?;
     let list = workspaces::list(&storage::db(&cx.env)?).await?;
-    Ok(Reply::ok(
-        json!({ "workspaces": list.iter().map(workspace_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Reply::ok(json!({ "workspaces": list.iter().map(workspace_json).collect::<Vec<_>>() })))
 }
 
 pub async fn create_workspace(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     auth::operator(req, cx)?;
     let input = NewWorkspace::try_from(&read_json(req).await?)?;
-    let ws = workspaces::Workspace {
-        id: new_id(IdKind::Workspace)?,
-        name: input.name,
-        created_at: cx.now,
-    };
+    let ws = workspaces::Workspace { id: new_id(IdKind::Workspace)?, name: input.name, created_at: cx.now };
     workspaces::create(&storage::db(&cx.env)?, &ws).await?;
     Ok(Reply::created(workspace_json(&ws)))
 }
@@ -50,8 +44,7 @@ pub async fn delete_workspace(req: &mut Request, m: &Matched, cx: &Cx) -> ApiRes
 pub async fn create_admin(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     auth::operator(req, cx)?;
     let input = NewAdmin::try_from(&read_json(req).await?)?;
-    let token = Token::generate(TokenKind::AdminToken)
-        .map_err(|e| ApiError::internal(format!("rng: {e}")))?;
+    let token = Token::generate(TokenKind::AdminToken).map_err(|e| ApiError::internal(format!("rng: {e}")))?;
     let id = new_id(IdKind::Admin)?;
     let row = workspaces::NewAdminRow {
         id: &id,

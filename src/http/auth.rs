@@ -24,9 +24,7 @@ fn bearer(req: &Request) -> Result<Option<String>, ()> {
     };
     let header = header.trim();
     match header.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim().to_owned()))
         }
         _ if header.is_empty() => Ok(None),
@@ -35,12 +33,7 @@ fn bearer(req: &Request) -> Result<Option<String>, ()> {
 }
 
 /// A token of `kind` from the header, checked for format and checksum only.
-fn token(
-    req: &Request,
-    kind: TokenKind,
-    missing: &'static str,
-    invalid: &'static str,
-) -> ApiResult<Token> {
+fn token(req: &Request, kind: TokenKind, missing: &'static str, invalid: &'static str) -> ApiResult<Token> {
     match bearer(req) {
         Ok(None) => Err(ApiError::Unauthorized(missing)),
         Ok(Some(raw)) => Token::parse(kind, &raw).ok_or(ApiError::Unauthorized(invalid)),
@@ -55,9 +48,7 @@ pub fn api_key(req: &Request) -> ApiResult<Token> {
 
 /// The operator routes. Closed (503) when no `ADMIN_TOKEN` is configured: never open.
 pub fn operator(req: &Request, cx: &Cx) -> ApiResult<()> {
-    let expected = cx
-        .secret("ADMIN_TOKEN")
-        .ok_or(ApiError::NotConfigured("ADMIN_TOKEN"))?;
+    let expected = cx.secret("ADMIN_TOKEN").ok_or(ApiError::NotConfigured("ADMIN_TOKEN"))?;
     match bearer(req) {
         Ok(None) => Err(ApiError::Unauthorized(MISSING_ADMIN)),
         Ok(Some(given)) if constant_time_eq(&given, &expected) => Ok(()),
@@ -69,9 +60,7 @@ pub fn operator(req: &Request, cx: &Cx) -> ApiResult<()> {
 pub async fn workspace_admin(req: &Request, cx: &Cx) -> ApiResult<Admin> {
     let token = token(req, TokenKind::AdminToken, MISSING_ADMIN, INVALID_ADMIN)?;
     let db = storage::db(&cx.env)?;
-    storage::workspaces::admin_by_token_hash(&db, &token.hash())
-        .await?
-        .ok_or(ApiError::Unauthorized(INVALID_ADMIN))
+    storage::workspaces::admin_by_token_hash(&db, &token.hash()).await?.ok_or(ApiError::Unauthorized(INVALID_ADMIN))
 }
 
 /// Decides an API-key request once its D1 lookup and its rate-limiter verdict are both in (the
@@ -96,11 +85,8 @@ pub fn admit(cx: &Cx, key: Option<KeyAuth>, verdict: ApiResult<Verdict>) -> ApiR
             return Ok(key);
         }
     };
-    let (limit, remaining, reset) = (
-        verdict.limit.to_string(),
-        verdict.remaining.to_string(),
-        verdict.reset_seconds.to_string(),
-    );
+    let (limit, remaining, reset) =
+        (verdict.limit.to_string(), verdict.remaining.to_string(), verdict.reset_seconds.to_string());
     for (name, value) in [
         ("RateLimit-Limit", &limit),
         ("RateLimit-Remaining", &remaining),
@@ -112,20 +98,13 @@ pub fn admit(cx: &Cx, key: Option<KeyAuth>, verdict: ApiResult<Verdict>) -> ApiR
         cx.add_header(name, value.clone());
     }
     if verdict.touch {
-        let (env, ws, id, at) = (
-            cx.env.clone(),
-            key.workspace_id.clone(),
-            key.id.clone(),
-            cx.now,
-        );
+        let (env, ws, id, at) = (cx.env.clone(), key.workspace_id.clone(), key.id.clone(), cx.now);
         cx.ctx.wait_until(async move {
             let _ = storage::last_used::mark(&env, &ws, &id, at).await;
         });
     }
     if !verdict.allowed {
-        return Err(ApiError::RateLimited {
-            retry_after_seconds: verdict.retry_after_seconds,
-        });
+        return Err(ApiError::RateLimited { retry_after_seconds: verdict.retry_after_seconds });
     }
     Ok(key)
 }

@@ -19,10 +19,8 @@ async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<String> {
     let config = cx.config()?;
     let hash = token.hash();
     let db = storage::db(&cx.env)?;
-    let (key, verdict) = futures::join!(
-        keys::by_hash(&db, &hash),
-        limiter::check(&cx.env, &hash, config.rate_limit_per_minute)
-    );
+    let (key, verdict) =
+        futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute));
     Ok(auth::admit(cx, key?, verdict)?.workspace_id)
 }
 
@@ -38,30 +36,19 @@ fn chat_json(c: &chats::Chat) -> Value {
 
 pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let limit = cursor::limit(query(req, "limit").as_deref(), 20)?;
-    let after = query(req, "cursor")
-        .filter(|c| !c.is_empty())
-        .map(|c| cursor::decode(&c))
-        .transpose()?;
+    let after = query(req, "cursor").filter(|c| !c.is_empty()).map(|c| cursor::decode(&c)).transpose()?;
     let ws = workspace_of(req, cx).await?;
     // One extra row tells whether there is a next page.
     let mut page = chats::list(&storage::db(&cx.env)?, &ws, limit + 1, after).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
-    let next = if more {
-        page.last().map(|c| cursor::encode(c.updated_at, &c.id))
-    } else {
-        None
-    };
-    Ok(Reply::ok(
-        json!({ "chats": page.iter().map(chat_json).collect::<Vec<_>>(), "nextCursor": next }),
-    ))
+    let next = if more { page.last().map(|c| cursor::encode(c.updated_at, &c.id)) } else { None };
+    Ok(Reply::ok(json!({ "chats": page.iter().map(chat_json).collect::<Vec<_>>(), "nextCursor": next })))
 }
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let ws = workspace_of(req, cx).await?;
-    let (chat, messages) = chats::get(&storage::db(&cx.env)?, &ws, m.param(0))
-        .await?
-        .ok_or(CHAT_NOT_FOUND)?;
+    let (chat, messages) = chats::get(&storage::db(&cx.env)?, &ws, m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
     let mut body = chat_json(&chat);
     let messages: Vec<Value> = messages
         .iter()

@@ -8,8 +8,6 @@ use crate::storage;
 
 pub async fn get(cx: &Cx) -> ApiResult<Reply> {
     let db = storage::db(&cx.env).map_err(|_| ApiError::Unavailable("D1"))?;
-    storage::workspaces::ping(&db)
-        .await
-        .map_err(|_| ApiError::Unavailable("D1"))?;
+    storage::workspaces::ping(&db).await.map_err(|_| ApiError::Unavailable("D1"))?;
     Ok(Reply::ok(json!({ "status": "ok" })))
 }

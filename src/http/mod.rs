@@ -6,6 +6,7 @@ mod auth;
 mod chat;
 mod chats;
 mod health;
+mod pages;
 pub mod routes;
 mod settings;
 
@@ -41,67 +42,67 @@ impl Cx {
         self.headers.borrow_mut().push((name, value));
     }
 
+    /// Like `add_header`, replacing an earlier value of the same header.
+    pub fn set_header(&self, name: &'static str, value: String) {
+        let mut headers = self.headers.borrow_mut();
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
+    }
+
     pub fn config(&self) -> ApiResult<Config> {
-        Config::from_lookup(|name| {
-            self.env
-                .var(name)
-                .ok()
-                .map(|v| v.to_string())
-                .or_else(|| self.secret(name))
-        })
+        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.secret(name)))
     }
 
     pub fn secret(&self, name: &str) -> Option<String> {
-        self.env
-            .secret(name)
-            .ok()
-            .map(|s| s.to_string())
-            .filter(|s| !s.trim().is_empty())
+        self.env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.trim().is_empty())
     }
 }
 
-/// A successful outcome: status, optional JSON body.
+/// Runs `f` and says how long it took in milliseconds (for `Server-Timing`). Workers clocks
+/// advance only across I/O, which is exactly what these phases are made of.
+pub async fn timed<F: std::future::Future>(f: F) -> (F::Output, u64) {
+    let start = worker::Date::now().as_millis();
+    let out = f.await;
+    (out, worker::Date::now().as_millis().saturating_sub(start))
+}
+
+/// A successful outcome: status and body.
 pub struct Reply {
     pub status: u16,
-    pub body: Option<Value>,
+    pub body: Body,
+}
+
+pub enum Body {
+    None,
+    Json(Value),
+    /// A file of the settings page, compiled into the Worker.
+    Asset {
+        content_type: &'static str,
+        text: &'static str,
+    },
 }
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Self {
-            status: 200,
-            body: Some(body),
-        }
+        Self { status: 200, body: Body::Json(body) }
     }
 
     pub fn created(body: Value) -> Self {
-        Self {
-            status: 201,
-            body: Some(body),
-        }
+        Self { status: 201, body: Body::Json(body) }
     }
 
     pub fn no_content() -> Self {
-        Self {
-            status: 204,
-            body: None,
-        }
+        Self { status: 204, body: Body::None }
     }
 }
 
 /// The whole request: route, run, respond, log one line.
 pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let started = worker::Date::now().as_millis();
-    let request_id =
-        request_id::accept_or_generate(req.headers().get("X-Request-Id").ok().flatten().as_deref());
+    let request_id = request_id::accept_or_generate(req.headers().get("X-Request-Id").ok().flatten().as_deref());
     let method = req.method().to_string();
     let path = req.path();
-    let cx = Cx {
-        env,
-        ctx,
-        now: started as Millis,
-        headers: RefCell::new(Vec::new()),
-    };
+    let cx = Cx { env, ctx, now: started as Millis, headers: RefCell::new(Vec::new()) };
 
     let (pattern, outcome) = match routes::resolve(&method, &path) {
         Ok(matched) => (matched.pattern, dispatch(&mut req, &matched, &cx).await),
@@ -115,12 +116,12 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
                     &json!({ "requestId": request_id, "level": "error", "route": pattern, "status": err.status(), "detail": detail }),
                 );
             }
-            (err.status(), Some(err.body()), err.headers())
+            (err.status(), Body::Json(err.body()), err.headers())
         }
     };
     headers.extend(cx.headers.take());
     headers.push(("X-Request-Id", request_id.clone()));
-    let response = build(status, body.as_ref(), &headers);
+    let response = build(status, body, &headers);
     let duration_ms = worker::Date::now().as_millis().saturating_sub(started);
     log(
         &json!({ "requestId": request_id, "method": method, "route": pattern, "status": status, "durationMs": duration_ms }),
@@ -131,6 +132,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
 async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     match m.endpoint {
         Endpoint::Health => health::get(cx).await,
+        Endpoint::SettingsPage | Endpoint::SettingsScript | Endpoint::SettingsStyle | Endpoint::SettingsIcon => {
+            Ok(pages::settings(m.endpoint, cx))
+        }
         Endpoint::ListWorkspaces => admin::list_workspaces(req, cx).await,
         Endpoint::CreateWorkspace => admin::create_workspace(req, cx).await,
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
@@ -152,19 +156,24 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     }
 }
 
-fn build(status: u16, body: Option<&Value>, headers: &[(&'static str, String)]) -> Response {
+fn build(status: u16, body: Body, headers: &[(&'static str, String)]) -> Response {
     let builder = Response::builder().with_status(status);
-    let mut response = match body {
-        Some(body) => builder.fixed(body.to_string().into_bytes()),
-        None => builder.empty(),
+    let (mut response, content_type, cache) = match body {
+        Body::None => (builder.empty(), None, "no-store"),
+        Body::Json(v) => {
+            (builder.fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store")
+        }
+        Body::Asset { content_type, text } => (builder.fixed(text.as_bytes().to_vec()), Some(content_type), "no-cache"),
     };
     let out = response.headers_mut();
     // Header values here are our own ASCII; a failure could only lose that one header, never
     // the response, so it is not worth failing the request over.
-    if body.is_some() {
-        let _ = out.set("Content-Type", "application/json; charset=utf-8");
+    if let Some(content_type) = content_type {
+        let _ = out.set("Content-Type", content_type);
     }
-    let _ = out.set("Cache-Control", "no-store");
+    let _ = out.set("Cache-Control", cache);
+    let _ = out.set("X-Content-Type-Options", "nosniff");
+    let _ = out.set("Referrer-Policy", "no-referrer");
     for (name, value) in headers {
         let _ = out.set(name, value);
     }
@@ -178,23 +187,15 @@ fn log(line: &Value) {
 /// Reads a JSON object body, refusing oversized bodies with 413 without buffering them: the
 /// declared length is checked first, and a streamed body is cut off once it passes the limit.
 pub async fn read_json(req: &mut Request) -> ApiResult<crate::domain::validate::Object> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit_bytes: MAX_BODY_BYTES,
-    };
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = ApiError::PayloadTooLarge { limit_bytes: MAX_BODY_BYTES };
+    let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large);
     }
     let mut body = Vec::new();
     if let Ok(mut stream) = req.stream() {
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|_| ApiError::bad_request("Could not read request body", None))?;
+            let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read request body", None))?;
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(too_large);
             }
@@ -206,9 +207,5 @@ pub async fn read_json(req: &mut Request) -> ApiResult<crate::domain::validate::
 
 /// A query parameter by name.
 pub fn query(req: &Request, name: &str) -> Option<String> {
-    req.url()
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }

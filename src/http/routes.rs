@@ -7,6 +7,10 @@ use crate::domain::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    SettingsPage,
+    SettingsScript,
+    SettingsStyle,
+    SettingsIcon,
     ListWorkspaces,
     CreateWorkspace,
     DeleteWorkspace,
@@ -32,58 +36,25 @@ type Methods = &'static [(&'static str, Endpoint)];
 /// `(pattern, [(method, endpoint)])`; `{name}` matches one non-empty path segment.
 pub const ROUTES: &[(&str, Methods)] = &[
     ("/api/health", &[("GET", Endpoint::Health)]),
-    (
-        "/api/admin/workspaces",
-        &[
-            ("GET", Endpoint::ListWorkspaces),
-            ("POST", Endpoint::CreateWorkspace),
-        ],
-    ),
-    (
-        "/api/admin/workspaces/{workspaceId}",
-        &[("DELETE", Endpoint::DeleteWorkspace)],
-    ),
-    (
-        "/api/admin/workspaces/{workspaceId}/admins",
-        &[("POST", Endpoint::CreateAdmin)],
-    ),
-    (
-        "/api/admin/workspaces/{workspaceId}/admins/{adminId}",
-        &[("DELETE", Endpoint::DeleteAdmin)],
-    ),
-    (
-        "/api/settings/api-keys",
-        &[
-            ("GET", Endpoint::ListApiKeys),
-            ("POST", Endpoint::CreateApiKey),
-        ],
-    ),
-    (
-        "/api/settings/api-keys/{keyId}",
-        &[("DELETE", Endpoint::DeleteApiKey)],
-    ),
+    ("/settings", &[("GET", Endpoint::SettingsPage)]),
+    ("/settings/app.js", &[("GET", Endpoint::SettingsScript)]),
+    ("/settings/app.css", &[("GET", Endpoint::SettingsStyle)]),
+    ("/settings/favicon.svg", &[("GET", Endpoint::SettingsIcon)]),
+    ("/api/admin/workspaces", &[("GET", Endpoint::ListWorkspaces), ("POST", Endpoint::CreateWorkspace)]),
+    ("/api/admin/workspaces/{workspaceId}", &[("DELETE", Endpoint::DeleteWorkspace)]),
+    ("/api/admin/workspaces/{workspaceId}/admins", &[("POST", Endpoint::CreateAdmin)]),
+    ("/api/admin/workspaces/{workspaceId}/admins/{adminId}", &[("DELETE", Endpoint::DeleteAdmin)]),
+    ("/api/settings/api-keys", &[("GET", Endpoint::ListApiKeys), ("POST", Endpoint::CreateApiKey)]),
+    ("/api/settings/api-keys/{keyId}", &[("DELETE", Endpoint::DeleteApiKey)]),
     ("/api/settings/audit-log", &[("GET", Endpoint::AuditLog)]),
-    (
-        "/api/settings/agents",
-        &[
-            ("GET", Endpoint::ListAgents),
-            ("POST", Endpoint::CreateAgent),
-        ],
-    ),
+    ("/api/settings/agents", &[("GET", Endpoint::ListAgents), ("POST", Endpoint::CreateAgent)]),
     (
         "/api/settings/agents/{agentId}",
-        &[
-            ("GET", Endpoint::GetAgent),
-            ("PATCH", Endpoint::UpdateAgent),
-            ("DELETE", Endpoint::DeleteAgent),
-        ],
+        &[("GET", Endpoint::GetAgent), ("PATCH", Endpoint::UpdateAgent), ("DELETE", Endpoint::DeleteAgent)],
     ),
     ("/api/chat", &[("POST", Endpoint::Chat)]),
     ("/api/chats", &[("GET", Endpoint::ListChats)]),
-    (
-        "/api/chats/{chatId}",
-        &[("GET", Endpoint::GetChat), ("DELETE", Endpoint::DeleteChat)],
-    ),
+    ("/api/chats/{chatId}", &[("GET", Endpoint::GetChat), ("DELETE", Endpoint::DeleteChat)]),
 ];
 
 /// A matched request: the endpoint, the pattern (what the log names, never the raw path) and
@@ -106,23 +77,14 @@ impl Matched {
 /// # Errors
 /// 404 for a path no route has, 405 with the allowed methods for a known path.
 pub fn resolve(method: &str, path: &str) -> Result<Matched, ApiError> {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     for &(pattern, methods) in ROUTES {
         let Some(params) = match_pattern(pattern, path) else {
             continue;
         };
         return match methods.iter().find(|(m, _)| *m == method) {
-            Some(&(_, endpoint)) => Ok(Matched {
-                endpoint,
-                pattern,
-                params,
-            }),
-            None => Err(ApiError::MethodNotAllowed {
-                allow: methods.iter().map(|m| m.0).collect(),
-            }),
+            Some(&(_, endpoint)) => Ok(Matched { endpoint, pattern, params }),
+            None => Err(ApiError::MethodNotAllowed { allow: methods.iter().map(|m| m.0).collect() }),
         };
     }
     Err(ApiError::NotFound("Not found", None))
@@ -156,14 +118,8 @@ mod tests {
         let m = resolve("DELETE", "/api/admin/workspaces/ws_1/admins/adm_2").unwrap();
         assert_eq!(m.endpoint, Endpoint::DeleteAdmin);
         assert_eq!(m.params, ["ws_1", "adm_2"]);
-        assert_eq!(
-            m.pattern,
-            "/api/admin/workspaces/{workspaceId}/admins/{adminId}"
-        );
-        assert_eq!(
-            resolve("POST", "/api/chat/").unwrap().endpoint,
-            Endpoint::Chat
-        );
+        assert_eq!(m.pattern, "/api/admin/workspaces/{workspaceId}/admins/{adminId}");
+        assert_eq!(resolve("POST", "/api/chat/").unwrap().endpoint, Endpoint::Chat);
     }
 
     #[test]
@@ -176,29 +132,18 @@ mod tests {
 
     #[test]
     fn wrong_methods_are_405_with_allow() {
-        assert_eq!(
-            resolve("GET", "/api/chat").unwrap_err(),
-            ApiError::MethodNotAllowed {
-                allow: vec!["POST"]
-            }
-        );
+        assert_eq!(resolve("GET", "/api/chat").unwrap_err(), ApiError::MethodNotAllowed { allow: vec!["POST"] });
         assert_eq!(
             resolve("PUT", "/api/settings/agents/agent_x").unwrap_err(),
-            ApiError::MethodNotAllowed {
-                allow: vec!["GET", "PATCH", "DELETE"]
-            }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "PATCH", "DELETE"] }
         );
         assert_eq!(
             resolve("POST", "/api/chats/c").unwrap_err(),
-            ApiError::MethodNotAllowed {
-                allow: vec!["GET", "DELETE"]
-            }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "DELETE"] }
         );
         assert_eq!(
             resolve("DELETE", "/api/admin/workspaces").unwrap_err(),
-            ApiError::MethodNotAllowed {
-                allow: vec!["GET", "POST"]
-            }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] }
         );
     }
 }

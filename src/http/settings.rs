@@ -37,8 +37,7 @@ fn key_json(k: &keys::ApiKey, last_used_at: Option<Millis>) -> Value {
 pub async fn create_key(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let input = NewApiKey::parse(&read_json(req).await?, cx.now)?;
-    let token =
-        Token::generate(TokenKind::ApiKey).map_err(|e| ApiError::internal(format!("rng: {e}")))?;
+    let token = Token::generate(TokenKind::ApiKey).map_err(|e| ApiError::internal(format!("rng: {e}")))?;
     let hash = token.hash();
     let key = keys::ApiKey {
         id: new_id(IdKind::ApiKey)?,
@@ -54,12 +53,7 @@ pub async fn create_key(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     if let Some(limit) = key.rate_limit_per_minute {
         limiter::configure(&cx.env, &hash, u32::try_from(limit).ok()).await?;
     }
-    let row = keys::NewKeyRow {
-        key: &key,
-        workspace_id: &admin.workspace_id,
-        key_hash: &hash,
-        admin_id: &admin.id,
-    };
+    let row = keys::NewKeyRow { key: &key, workspace_id: &admin.workspace_id, key_hash: &hash, admin_id: &admin.id };
     keys::create(&storage::db(&cx.env)?, &row).await?;
     let mut body = key_json(&key, None);
     if let Some(obj) = body.as_object_mut() {
@@ -72,38 +66,21 @@ pub async fn create_key(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 pub async fn list_keys(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let db = storage::db(&cx.env)?;
-    let (list, used) = futures::join!(
-        keys::list(&db, &admin.workspace_id),
-        last_used::for_workspace(&cx.env, &admin.workspace_id)
-    );
+    let (list, used) =
+        futures::join!(keys::list(&db, &admin.workspace_id), last_used::for_workspace(&cx.env, &admin.workspace_id));
     let (list, used) = (list?, used?);
-    let keys: Vec<Value> = list
-        .iter()
-        .map(|k| key_json(k, used.get(&k.id).copied()))
-        .collect();
+    let keys: Vec<Value> = list.iter().map(|k| key_json(k, used.get(&k.id).copied())).collect();
     Ok(Reply::ok(json!({ "keys": keys })))
 }
 
 pub async fn delete_key(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let key_id = m.param(0);
-    if !keys::delete(
-        &storage::db(&cx.env)?,
-        &admin.workspace_id,
-        key_id,
-        &admin.name,
-        cx.now,
-    )
-    .await?
-    {
+    if !keys::delete(&storage::db(&cx.env)?, &admin.workspace_id, key_id, &admin.name, cx.now).await? {
         return Err(KEY_NOT_FOUND);
     }
     // Revocation is already complete (D1 is what authentication reads); this only tidies KV.
-    let (env, ws, id) = (
-        cx.env.clone(),
-        admin.workspace_id.clone(),
-        key_id.to_owned(),
-    );
+    let (env, ws, id) = (cx.env.clone(), admin.workspace_id.clone(), key_id.to_owned());
     cx.ctx.wait_until(async move {
         let _ = last_used::forget(&env, &ws, &id).await;
     });
@@ -143,29 +120,19 @@ pub async fn create_agent(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         created_at: cx.now,
         updated_at: cx.now,
     };
-    agents::create(
-        &storage::db(&cx.env)?,
-        &admin.workspace_id,
-        &agent,
-        &admin.name,
-    )
-    .await?;
+    agents::create(&storage::db(&cx.env)?, &admin.workspace_id, &agent, &admin.name).await?;
     Ok(Reply::created(agent_json(&agent)))
 }
 
 pub async fn list_agents(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let list = agents::list(&storage::db(&cx.env)?, &admin.workspace_id).await?;
-    Ok(Reply::ok(
-        json!({ "agents": list.iter().map(agent_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Reply::ok(json!({ "agents": list.iter().map(agent_json).collect::<Vec<_>>() })))
 }
 
 pub async fn get_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let agent = agents::get(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0))
-        .await?
-        .ok_or(AGENT_NOT_FOUND)?;
+    let agent = agents::get(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
     Ok(Reply::ok(agent_json(&agent)))
 }
 
@@ -173,30 +140,15 @@ pub async fn update_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = AgentPatch::try_from(&read_json(req).await?)?;
     let db = storage::db(&cx.env)?;
-    let agent = agents::update(
-        &db,
-        &admin.workspace_id,
-        m.param(0),
-        &patch,
-        &admin.name,
-        cx.now,
-    )
-    .await?
-    .ok_or(AGENT_NOT_FOUND)?;
+    let agent = agents::update(&db, &admin.workspace_id, m.param(0), &patch, &admin.name, cx.now)
+        .await?
+        .ok_or(AGENT_NOT_FOUND)?;
     Ok(Reply::ok(agent_json(&agent)))
 }
 
 pub async fn delete_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    if agents::delete(
-        &storage::db(&cx.env)?,
-        &admin.workspace_id,
-        m.param(0),
-        &admin.name,
-        cx.now,
-    )
-    .await?
-    {
+    if agents::delete(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0), &admin.name, cx.now).await? {
         Ok(Reply::no_content())
     } else {
         Err(AGENT_NOT_FOUND)

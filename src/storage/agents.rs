@@ -22,8 +22,7 @@ pub struct Agent {
 const COLUMNS: &str = "id, name, instructions, model, created_at, updated_at";
 
 pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
-    let sql =
-        "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at) \
+    let sql = "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at) \
                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     let params = [
         text(&a.id),
@@ -34,22 +33,13 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
         int(a.created_at),
         int(a.updated_at),
     ];
-    let log = audit::record(
-        db,
-        workspace_id,
-        actor,
-        "agent.created",
-        &a.id,
-        a.created_at,
-    )?;
+    let log = audit::record(db, workspace_id, actor, "agent.created", &a.id, a.created_at)?;
     batch(db, vec![stmt(db, sql, &params)?, log]).await?;
     Ok(())
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<Agent>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM agents WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC");
     all(stmt(db, &sql, &[text(workspace_id)])?).await
 }
 
@@ -80,15 +70,7 @@ pub async fn update(
         opt_text(patch.model.as_ref().and_then(|m| m.as_deref())),
         int(at),
     ];
-    let log = audit::record_if_exists(
-        db,
-        workspace_id,
-        actor,
-        "agent.updated",
-        Table::Agents,
-        id,
-        at,
-    )?;
+    let log = audit::record_if_exists(db, workspace_id, actor, "agent.updated", Table::Agents, id, at)?;
     let select = stmt(
         db,
         &format!("SELECT {COLUMNS} FROM agents WHERE id = ?1 AND workspace_id = ?2"),
@@ -101,27 +83,9 @@ pub async fn update(
     }
 }
 
-pub async fn delete(
-    db: &D1Database,
-    workspace_id: &str,
-    id: &str,
-    actor: &str,
-    at: Millis,
-) -> ApiResult<bool> {
-    let log = audit::record_if_exists(
-        db,
-        workspace_id,
-        actor,
-        "agent.deleted",
-        Table::Agents,
-        id,
-        at,
-    )?;
-    let delete = stmt(
-        db,
-        "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2",
-        &[text(id), text(workspace_id)],
-    )?;
+pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
+    let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, at)?;
+    let delete = stmt(db, "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2", &[text(id), text(workspace_id)])?;
     let results = batch(db, vec![log, delete]).await?;
     match results.get(1) {
         Some(r) => Ok(changes(r)? > 0),

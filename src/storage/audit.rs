@@ -27,18 +27,12 @@ pub fn record(
     target: &str,
     at: Millis,
 ) -> ApiResult<D1PreparedStatement> {
-    let sql = "INSERT INTO audit_log (id, workspace_id, actor, action, target, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    let sql =
+        "INSERT INTO audit_log (id, workspace_id, actor, action, target, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
     stmt(
         db,
         sql,
-        &[
-            text(&new_id(IdKind::Audit)?),
-            text(workspace_id),
-            text(actor),
-            text(action),
-            text(target),
-            int(at),
-        ],
+        &[text(&new_id(IdKind::Audit)?), text(workspace_id), text(actor), text(action), text(target), int(at)],
     )
 }
 
@@ -58,18 +52,7 @@ pub fn record_if_exists(
          SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM {} WHERE id = ?5 AND workspace_id = ?2)",
         table.name()
     );
-    stmt(
-        db,
-        &sql,
-        &[
-            text(&new_id(IdKind::Audit)?),
-            text(workspace_id),
-            text(actor),
-            text(action),
-            text(id),
-            int(at),
-        ],
-    )
+    stmt(db, &sql, &[text(&new_id(IdKind::Audit)?), text(workspace_id), text(actor), text(action), text(id), int(at)])
 }
 
 /// The tables an audited delete can target (a closed set, so no name is ever spliced in from
@@ -90,8 +73,7 @@ impl Table {
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str, limit: u32) -> ApiResult<Vec<Entry>> {
-    let sql =
-        "SELECT id, actor, action, target, created_at FROM audit_log WHERE workspace_id = ?1 \
+    let sql = "SELECT id, actor, action, target, created_at FROM audit_log WHERE workspace_id = ?1 \
                ORDER BY created_at DESC, rowid DESC LIMIT ?2";
     all(stmt(db, sql, &[text(workspace_id), int(i64::from(limit))])?).await
 }

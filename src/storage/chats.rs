@@ -51,7 +51,8 @@ pub async fn load_turn(
     agent_id: Option<&str>,
 ) -> ApiResult<TurnContext> {
     const WS: &str = "(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)";
-    let chat_sql = format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
+    let chat_sql =
+        format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
     let agent_sql = format!(
         "SELECT instructions, model FROM agents WHERE workspace_id = {WS} \
          AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
@@ -60,12 +61,7 @@ pub async fn load_turn(
         "SELECT role, content FROM (SELECT seq, role, content FROM messages WHERE chat_id = \
          (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
     );
-    let p = [
-        text(key_hash),
-        opt_text(chat_id),
-        opt_text(agent_id),
-        int(HISTORY_LIMIT),
-    ];
+    let p = [text(key_hash), opt_text(chat_id), opt_text(agent_id), int(HISTORY_LIMIT)];
     let results = batch(
         db,
         vec![
@@ -77,9 +73,7 @@ pub async fn load_turn(
     )
     .await?;
     let [key, chat, agent, history] = results.as_slice() else {
-        return Err(ApiError::internal(
-            "D1 batch returned the wrong number of results",
-        ));
+        return Err(ApiError::internal("D1 batch returned the wrong number of results"));
     };
     let history = rows::<HistoryRow>(history)?
         .into_iter()
@@ -122,13 +116,7 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
         statements.push(stmt(
             db,
             sql,
-            &[
-                text(t.chat_id),
-                text(t.workspace_id),
-                opt_text(agent_id),
-                text(title),
-                int(t.started_at),
-            ],
+            &[text(t.chat_id), text(t.workspace_id), opt_text(agent_id), text(title), int(t.started_at)],
         )?);
     }
     let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, created_at) \
@@ -187,22 +175,11 @@ pub async fn list(
 ) -> ApiResult<Vec<Chat>> {
     let (at, id) = after.unwrap_or((i64::MAX / 2, String::new()));
     let use_cursor = !id.is_empty();
-    let sql =
-        "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE workspace_id = ?1 \
+    let sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE workspace_id = ?1 \
                AND (?4 = 0 OR updated_at < ?2 OR (updated_at = ?2 AND id < ?3)) \
                ORDER BY updated_at DESC, id DESC LIMIT ?5";
-    all(stmt(
-        db,
-        sql,
-        &[
-            text(workspace_id),
-            int(at),
-            text(&id),
-            int(i64::from(use_cursor)),
-            int(i64::from(limit)),
-        ],
-    )?)
-    .await
+    all(stmt(db, sql, &[text(workspace_id), int(at), text(&id), int(i64::from(use_cursor)), int(i64::from(limit))])?)
+        .await
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,20 +194,14 @@ pub struct Message {
     pub created_at: Millis,
 }
 
-pub async fn get(
-    db: &D1Database,
-    workspace_id: &str,
-    chat_id: &str,
-) -> ApiResult<Option<(Chat, Vec<Message>)>> {
+pub async fn get(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<Option<(Chat, Vec<Message>)>> {
     let chat_sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2";
     let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at \
                    FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.id = ?1 AND c.workspace_id = ?2 ORDER BY m.seq";
     let p = [text(chat_id), text(workspace_id)];
     let results = batch(db, vec![stmt(db, chat_sql, &p)?, stmt(db, msg_sql, &p)?]).await?;
     let [chat, messages] = results.as_slice() else {
-        return Err(ApiError::internal(
-            "D1 batch returned the wrong number of results",
-        ));
+        return Err(ApiError::internal("D1 batch returned the wrong number of results"));
     };
     match rows::<Chat>(chat)?.into_iter().next() {
         Some(c) => Ok(Some((c, rows(messages)?))),

@@ -29,7 +29,8 @@ pub struct NewKeyRow<'a> {
 /// Inserts the key and its audit entry in one transaction.
 pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
     let k = row.key;
-    let insert = "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
+    let insert =
+        "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
                   created_at, expires_at, rate_limit_per_minute) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     let params = [
         text(&k.id),
@@ -43,48 +44,23 @@ pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
         opt_int(k.expires_at),
         opt_int(k.rate_limit_per_minute),
     ];
-    let log = audit::record(
-        db,
-        row.workspace_id,
-        &k.created_by_name,
-        "api_key.created",
-        &k.id,
-        k.created_at,
-    )?;
+    let log = audit::record(db, row.workspace_id, &k.created_by_name, "api_key.created", &k.id, k.created_at)?;
     batch(db, vec![stmt(db, insert, &params)?, log]).await?;
     Ok(())
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<ApiKey>> {
-    let sql =
-        "SELECT id, name, prefix, created_by_name, created_at, expires_at, rate_limit_per_minute \
+    let sql = "SELECT id, name, prefix, created_by_name, created_at, expires_at, rate_limit_per_minute \
                FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC";
     all(stmt(db, sql, &[text(workspace_id)])?).await
 }
 
 /// Deletes a key of this workspace (and logs it, in the same transaction). Returns whether it
 /// existed. The key is gone from D1 when this returns, and D1 is what every request checks.
-pub async fn delete(
-    db: &D1Database,
-    workspace_id: &str,
-    key_id: &str,
-    actor: &str,
-    at: Millis,
-) -> ApiResult<bool> {
-    let log = audit::record_if_exists(
-        db,
-        workspace_id,
-        actor,
-        "api_key.deleted",
-        Table::ApiKeys,
-        key_id,
-        at,
-    )?;
-    let delete = stmt(
-        db,
-        "DELETE FROM api_keys WHERE id = ?1 AND workspace_id = ?2",
-        &[text(key_id), text(workspace_id)],
-    )?;
+pub async fn delete(db: &D1Database, workspace_id: &str, key_id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
+    let log = audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, at)?;
+    let delete =
+        stmt(db, "DELETE FROM api_keys WHERE id = ?1 AND workspace_id = ?2", &[text(key_id), text(workspace_id)])?;
     let results = batch(db, vec![log, delete]).await?;
     match results.get(1) {
         Some(result) => Ok(changes(result)? > 0),

@@ -19,8 +19,7 @@ struct Meta {
 }
 
 fn kv(env: &Env) -> ApiResult<KvStore> {
-    env.kv("LAST_USED")
-        .map_err(|e| ApiError::internal(format!("KV binding: {e}")))
+    env.kv("LAST_USED").map_err(|e| ApiError::internal(format!("KV binding: {e}")))
 }
 
 fn kv_error(e: worker::kv::KvError) -> ApiError {
@@ -44,10 +43,7 @@ pub async fn mark(env: &Env, workspace_id: &str, key_id: &str, at: Millis) -> Ap
 }
 
 pub async fn forget(env: &Env, workspace_id: &str, key_id: &str) -> ApiResult<()> {
-    kv(env)?
-        .delete(&format!("{}{key_id}", prefix(workspace_id)))
-        .await
-        .map_err(kv_error)
+    kv(env)?.delete(&format!("{}{key_id}", prefix(workspace_id))).await.map_err(kv_error)
 }
 
 /// Every key of the workspace that was ever used, with when. One KV call per thousand keys.
@@ -63,10 +59,7 @@ pub async fn for_workspace(env: &Env, workspace_id: &str) -> ApiResult<HashMap<S
         }
         let page = list.execute().await.map_err(kv_error)?;
         for key in page.keys {
-            let at = key
-                .metadata
-                .and_then(|m| serde_json::from_value::<Meta>(m).ok())
-                .map(|m| m.at);
+            let at = key.metadata.and_then(|m| serde_json::from_value::<Meta>(m).ok()).map(|m| m.at);
             if let (Some(id), Some(at)) = (key.name.strip_prefix(&prefix), at) {
                 out.insert(id.to_owned(), at);
             }

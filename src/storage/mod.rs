@@ -16,8 +16,7 @@ use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 use crate::domain::error::{ApiError, ApiResult};
 
 pub fn db(env: &Env) -> ApiResult<D1Database> {
-    env.d1("DB")
-        .map_err(|e| ApiError::internal(format!("D1 binding: {e}")))
+    env.d1("DB").map_err(|e| ApiError::internal(format!("D1 binding: {e}")))
 }
 
 /// Text parameter.
@@ -70,9 +69,6 @@ pub fn changes(result: &D1Result) -> ApiResult<u64> {
     Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
 }
 
-pub async fn batch(
-    db: &D1Database,
-    statements: Vec<D1PreparedStatement>,
-) -> ApiResult<Vec<D1Result>> {
+pub async fn batch(db: &D1Database, statements: Vec<D1PreparedStatement>) -> ApiResult<Vec<D1Result>> {
     db.batch(statements).await.map_err(d1_error)
 }

@@ -16,43 +16,24 @@ pub struct Workspace {
 
 pub async fn create(db: &D1Database, ws: &Workspace) -> ApiResult<()> {
     let insert = "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)";
-    super::run(stmt(
-        db,
-        insert,
-        &[text(&ws.id), text(&ws.name), int(ws.created_at)],
-    )?)
-    .await?;
+    super::run(stmt(db, insert, &[text(&ws.id), text(&ws.name), int(ws.created_at)])?).await?;
     Ok(())
 }
 
 pub async fn list(db: &D1Database) -> ApiResult<Vec<Workspace>> {
-    all(stmt(
-        db,
-        "SELECT id, name, created_at FROM workspaces ORDER BY created_at DESC, id",
-        &[],
-    )?)
-    .await
+    all(stmt(db, "SELECT id, name, created_at FROM workspaces ORDER BY created_at DESC, id", &[])?).await
 }
 
 pub async fn exists(db: &D1Database, id: &str) -> ApiResult<bool> {
-    let found: Option<serde_json::Value> = first(stmt(
-        db,
-        "SELECT 1 AS found FROM workspaces WHERE id = ?1",
-        &[text(id)],
-    )?)
-    .await?;
+    let found: Option<serde_json::Value> =
+        first(stmt(db, "SELECT 1 AS found FROM workspaces WHERE id = ?1", &[text(id)])?).await?;
     Ok(found.is_some())
 }
 
 /// Deletes the workspace and, by cascade, its admins, keys, agents, chats, messages and audit
 /// log. Returns whether it existed.
 pub async fn delete(db: &D1Database, id: &str) -> ApiResult<bool> {
-    let result = super::run(stmt(
-        db,
-        "DELETE FROM workspaces WHERE id = ?1",
-        &[text(id)],
-    )?)
-    .await?;
+    let result = super::run(stmt(db, "DELETE FROM workspaces WHERE id = ?1", &[text(id)])?).await?;
     Ok(changes(&result)? > 0)
 }
 
@@ -68,17 +49,9 @@ pub struct NewAdminRow<'a> {
 /// Inserts the admin only if the workspace exists (one statement, so a concurrent workspace
 /// delete cannot leave an orphan). Returns whether it was inserted.
 pub async fn create_admin(db: &D1Database, a: &NewAdminRow<'_>) -> ApiResult<bool> {
-    let sql =
-        "INSERT INTO workspace_admins (id, workspace_id, name, email, token_hash, created_at) \
+    let sql = "INSERT INTO workspace_admins (id, workspace_id, name, email, token_hash, created_at) \
                SELECT ?1, id, ?3, ?4, ?5, ?6 FROM workspaces WHERE id = ?2";
-    let params = [
-        text(a.id),
-        text(a.workspace_id),
-        text(a.name),
-        text(a.email),
-        text(a.token_hash),
-        int(a.created_at),
-    ];
+    let params = [text(a.id), text(a.workspace_id), text(a.name), text(a.email), text(a.token_hash), int(a.created_at)];
     let result = super::run(stmt(db, sql, &params)?).await?;
     Ok(changes(&result)? > 0)
 }
@@ -104,7 +77,5 @@ pub async fn admin_by_token_hash(db: &D1Database, hash: &str) -> ApiResult<Optio
 
 /// One trivial query, for the health check.
 pub async fn ping(db: &D1Database) -> ApiResult<()> {
-    batch(db, vec![stmt(db, "SELECT 1", &[])?])
-        .await
-        .map(|_| ())
+    batch(db, vec![stmt(db, "SELECT 1", &[])?]).await.map(|_| ())
 }

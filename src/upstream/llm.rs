@@ -55,20 +55,14 @@ pub async fn complete(config: &Config, model: &str, messages: &[Turn]) -> ApiRes
 
 async fn attempt(config: &Config, body: &str, budget_ms: u64) -> ApiResult<Attempt> {
     let headers = Headers::new();
-    let set = |k: &str, v: &str| {
-        headers
-            .set(k, v)
-            .map_err(|e| ApiError::internal(format!("headers: {e}")))
-    };
+    let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| ApiError::internal(format!("headers: {e}")));
     set("Content-Type", "application/json")?;
     set("Accept", "application/json")?;
     if let Some(key) = &config.llm_api_key {
         set("Authorization", &format!("Bearer {key}"))?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers.clone())
-        .with_body(Some(body.into()));
+    init.with_method(Method::Post).with_headers(headers.clone()).with_body(Some(body.into()));
     let request = Request::new_with_init(&config.completions_url(), &init)
         .map_err(|_| ApiError::NotConfigured("LLM_BASE_URL"))?;
 
@@ -78,38 +72,18 @@ async fn attempt(config: &Config, body: &str, budget_ms: u64) -> ApiResult<Attem
         let fetch = Fetch::Request(request);
         let mut resp = match fetch.send_with_signal(&signal).await {
             Ok(resp) => resp,
-            Err(_) => {
-                return Ok(retry(
-                    Failure::Connection,
-                    "could not connect to the LLM provider".into(),
-                ))
-            }
+            Err(_) => return Ok(retry(Failure::Connection, "could not connect to the LLM provider".into())),
         };
         let status = resp.status_code();
         if !(200..300).contains(&status) {
             let retry_after = resp.headers().get("Retry-After").ok().flatten();
             let why = format!("LLM provider answered HTTP {status}");
-            return Ok(retry(
-                Failure::Status {
-                    status,
-                    retry_after: retry_after.as_deref(),
-                },
-                why,
-            ));
+            return Ok(retry(Failure::Status { status, retry_after: retry_after.as_deref() }, why));
         }
         let bytes = match resp.bytes().await {
             Ok(b) if b.len() <= MAX_BODY_BYTES => b,
-            Ok(_) => {
-                return Ok(Attempt::Fail(ApiError::Upstream(
-                    "LLM response too large".into(),
-                )))
-            }
-            Err(_) => {
-                return Ok(retry(
-                    Failure::Connection,
-                    "LLM response was cut off".into(),
-                ))
-            }
+            Ok(_) => return Ok(Attempt::Fail(ApiError::Upstream("LLM response too large".into()))),
+            Err(_) => return Ok(retry(Failure::Connection, "LLM response was cut off".into())),
         };
         Ok(match llm::parse_completion(&bytes) {
             Ok(c) => Attempt::Done(c),
@@ -130,9 +104,7 @@ async fn attempt(config: &Config, body: &str, budget_ms: u64) -> ApiResult<Attem
 
 fn retry(failure: Failure<'_>, why: String) -> Attempt {
     let mut jitter = [0u8; 1];
-    let jitter = getrandom::getrandom(&mut jitter)
-        .map(|()| jitter[0])
-        .unwrap_or(128);
+    let jitter = getrandom::getrandom(&mut jitter).map(|()| jitter[0]).unwrap_or(128);
     match llm::retry_delay_ms(failure, jitter) {
         Some(after_ms) => Attempt::Retry { after_ms, why },
         None => Attempt::Fail(ApiError::Upstream(why)),

@@ -38,14 +38,11 @@ fn create_list_and_delete_a_workspace() {
     assert_eq!(r.body["name"], name.as_str());
     let created = r.body["createdAt"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.contains('T'), "{created}");
-    assert!(workspaces()
-        .iter()
-        .any(|w| w["id"] == id.as_str() && w["name"] == name.as_str()));
+    assert!(workspaces().iter().any(|w| w["id"] == id.as_str() && w["name"] == name.as_str()));
 
     delete(&format!("/api/admin/workspaces/{id}"), Some(&op)).expect(204);
     assert!(!workspaces().iter().any(|w| w["id"] == id.as_str()));
-    delete(&format!("/api/admin/workspaces/{id}"), Some(&op))
-        .expect_error(404, "Workspace not found");
+    delete(&format!("/api/admin/workspaces/{id}"), Some(&op)).expect_error(404, "Workspace not found");
 }
 
 #[test]
@@ -68,10 +65,7 @@ fn invalid_bodies_name_the_field_and_write_nothing() {
 
     let ws = Workspace::new();
     let path = format!("/api/admin/workspaces/{}/admins", ws.id);
-    for (body, field) in [
-        (json!({ "email": "a@b.co" }), "name"),
-        (json!({ "name": "A", "email": "nope" }), "email"),
-    ] {
+    for (body, field) in [(json!({ "email": "a@b.co" }), "name"), (json!({ "name": "A", "email": "nope" }), "email")] {
         let r = post(&path, Some(&op), body);
         r.expect(400);
         assert_eq!(r.body["details"]["field"], field);
@@ -95,34 +89,19 @@ fn admins_get_a_token_once_and_lose_access_when_removed() {
     let second = r.body["token"].as_str().unwrap().to_owned();
     get("/api/settings/api-keys", Some(&second)).expect(200);
 
-    delete(
-        &format!("/api/admin/workspaces/{}/admins/{}", ws.id, ws.admin_id),
-        Some(&op),
-    )
-    .expect(204);
+    delete(&format!("/api/admin/workspaces/{}/admins/{}", ws.id, ws.admin_id), Some(&op)).expect(204);
     get("/api/settings/api-keys", Some(&ws.admin_token)).expect_error(401, "Invalid admin token");
     get("/api/settings/api-keys", Some(&second)).expect(200);
-    delete(
-        &format!("/api/admin/workspaces/{}/admins/{}", ws.id, ws.admin_id),
-        Some(&op),
-    )
-    .expect_error(404, "Admin not found");
+    delete(&format!("/api/admin/workspaces/{}/admins/{}", ws.id, ws.admin_id), Some(&op))
+        .expect_error(404, "Admin not found");
 }
 
 #[test]
 fn unknown_workspace_is_404_for_admin_routes() {
     let op = operator_token();
-    post(
-        "/api/admin/workspaces/ws_doesnotexist/admins",
-        Some(&op),
-        json!({ "name": "A", "email": "a@b.co" }),
-    )
-    .expect_error(404, "Workspace not found");
-    delete(
-        "/api/admin/workspaces/ws_doesnotexist/admins/adm_x",
-        Some(&op),
-    )
-    .expect_error(404, "Workspace not found");
+    post("/api/admin/workspaces/ws_doesnotexist/admins", Some(&op), json!({ "name": "A", "email": "a@b.co" }))
+        .expect_error(404, "Workspace not found");
+    delete("/api/admin/workspaces/ws_doesnotexist/admins/adm_x", Some(&op)).expect_error(404, "Workspace not found");
 }
 
 #[test]
@@ -130,11 +109,7 @@ fn deleting_a_workspace_revokes_its_keys_and_admins_at_once() {
     let ws = Workspace::new();
     let key = ws.key();
     chat(&key, json!({ "message": "hello" })).expect(200);
-    delete(
-        &format!("/api/admin/workspaces/{}", ws.id),
-        Some(&operator_token()),
-    )
-    .expect(204);
+    delete(&format!("/api/admin/workspaces/{}", ws.id), Some(&operator_token())).expect(204);
     chat(&key, json!({ "message": "hello again" })).expect_error(401, "Invalid API key");
     get("/api/settings/api-keys", Some(&ws.admin_token)).expect_error(401, "Invalid admin token");
 }
@@ -146,50 +121,26 @@ fn two_workspaces_are_isolated() {
     a_key.expect(201);
     let a_key_id = a_key.body["id"].as_str().unwrap();
     assert!(b.keys().is_empty());
-    delete(
-        &format!("/api/settings/api-keys/{a_key_id}"),
-        Some(&b.admin_token),
-    )
-    .expect_error(404, "API key not found");
+    delete(&format!("/api/settings/api-keys/{a_key_id}"), Some(&b.admin_token)).expect_error(404, "API key not found");
     assert_eq!(a.keys().len(), 1);
 
-    let chat_a = chat(
-        a_key.body["key"].as_str().unwrap(),
-        json!({ "message": "secret plans" }),
-    );
+    let chat_a = chat(a_key.body["key"].as_str().unwrap(), json!({ "message": "secret plans" }));
     chat_a.expect(200);
     let b_key = b.key();
     let chat_id = chat_a.body["chatId"].as_str().unwrap();
-    chat(&b_key, json!({ "message": "peek", "chatId": chat_id }))
-        .expect_error(404, "Chat not found");
+    chat(&b_key, json!({ "message": "peek", "chatId": chat_id })).expect_error(404, "Chat not found");
     get(&format!("/api/chats/{chat_id}"), Some(&b_key)).expect_error(404, "Chat not found");
 }
 
 #[test]
 fn without_an_admin_token_configured_operator_routes_are_closed() {
     let bare = std::env::var("ATTIVE_BARE_URL").expect("ATTIVE_BARE_URL is set by tests/e2e.sh");
-    for token in [
-        None,
-        Some(""),
-        Some("anything"),
-        Some(operator_token().as_str()),
-    ] {
-        let r = request(
-            "GET",
-            &format!("{bare}/api/admin/workspaces"),
-            token,
-            Body::None,
-            &[],
-        );
+    for token in [None, Some(""), Some("anything"), Some(operator_token().as_str())] {
+        let r = request("GET", &format!("{bare}/api/admin/workspaces"), token, Body::None, &[]);
         r.expect_error(503, "Service not configured");
         assert_eq!(r.body["details"], "ADMIN_TOKEN");
-        let r = request(
-            "POST",
-            &format!("{bare}/api/admin/workspaces"),
-            token,
-            Body::Json(json!({ "name": "x" })),
-            &[],
-        );
+        let r =
+            request("POST", &format!("{bare}/api/admin/workspaces"), token, Body::Json(json!({ "name": "x" })), &[]);
         r.expect(503);
     }
     get(&format!("{bare}/api/health"), None).expect(200);

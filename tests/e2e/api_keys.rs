@@ -6,21 +6,15 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const FIELDS: [&str; 8] = [
-    "id",
-    "name",
-    "prefix",
-    "createdBy",
-    "createdAt",
-    "lastUsedAt",
-    "expiresAt",
-    "rateLimitPerMinute",
-];
+const FIELDS: [&str; 8] =
+    ["id", "name", "prefix", "createdBy", "createdAt", "lastUsedAt", "expiresAt", "rateLimitPerMinute"];
 
 #[test]
 fn a_key_is_shown_once_and_listed_with_every_field_but_no_secret() {
     let ws = Workspace::new();
-    let r = ws.create_key_with(json!({ "name": "Production Integration", "expiresAt": "2099-01-01T00:00:00Z", "rateLimitPerMinute": 120 }));
+    let r = ws.create_key_with(
+        json!({ "name": "Production Integration", "expiresAt": "2099-01-01T00:00:00Z", "rateLimitPerMinute": 120 }),
+    );
     r.expect(201);
     let key = r.body["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("atv_") && key.len() == 40, "{key}");
@@ -32,10 +26,7 @@ fn a_key_is_shown_once_and_listed_with_every_field_but_no_secret() {
     let list = get("/api/settings/api-keys", Some(&ws.admin_token));
     list.expect(200);
     assert!(!list.raw.contains(&key), "the list leaks the key");
-    assert!(
-        !list.raw.contains(&key[12..]),
-        "the list leaks part of the key beyond its prefix"
-    );
+    assert!(!list.raw.contains(&key[12..]), "the list leaks part of the key beyond its prefix");
     let keys = list.body["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     let listed = keys[0].as_object().unwrap();
@@ -63,11 +54,7 @@ fn the_list_is_newest_first() {
 fn using_a_key_sets_last_used_and_deleting_it_revokes_it_at_once() {
     let ws = Workspace::new();
     let key = ws.key();
-    chat(
-        &key,
-        json!({ "message": "What are the top deals in our pipeline?" }),
-    )
-    .expect(200);
+    chat(&key, json!({ "message": "What are the top deals in our pipeline?" })).expect(200);
     // The write happens after the response (waitUntil); give it a moment.
     let mut last_used = Value::Null;
     for _ in 0..50 {
@@ -77,25 +64,14 @@ fn using_a_key_sets_last_used_and_deleting_it_revokes_it_at_once() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        last_used.as_str().is_some_and(|t| t.ends_with('Z')),
-        "lastUsedAt: {last_used}"
-    );
+    assert!(last_used.as_str().is_some_and(|t| t.ends_with('Z')), "lastUsedAt: {last_used}");
 
     let id = ws.keys()[0]["id"].as_str().unwrap().to_owned();
-    delete(
-        &format!("/api/settings/api-keys/{id}"),
-        Some(&ws.admin_token),
-    )
-    .expect(204);
+    delete(&format!("/api/settings/api-keys/{id}"), Some(&ws.admin_token)).expect(204);
     chat(&key, json!({ "message": "still there?" })).expect_error(401, "Invalid API key");
     get("/api/chats", Some(&key)).expect_error(401, "Invalid API key");
     assert!(ws.keys().is_empty());
-    delete(
-        &format!("/api/settings/api-keys/{id}"),
-        Some(&ws.admin_token),
-    )
-    .expect_error(404, "API key not found");
+    delete(&format!("/api/settings/api-keys/{id}"), Some(&ws.admin_token)).expect_error(404, "API key not found");
 }
 
 #[test]
@@ -111,14 +87,8 @@ fn admin_tokens_and_api_keys_are_not_interchangeable() {
 fn every_kind_of_bad_key_gets_the_same_401() {
     let ws = Workspace::new();
     let key = ws.key();
-    request(
-        "POST",
-        "/api/chat",
-        None,
-        Body::Json(json!({ "message": "hi" })),
-        &[],
-    )
-    .expect_error(401, "Missing API key");
+    request("POST", "/api/chat", None, Body::Json(json!({ "message": "hi" })), &[])
+        .expect_error(401, "Missing API key");
     let mut flipped = key.clone().into_bytes();
     let last = flipped.len() - 1;
     flipped[last] = if flipped[last] == b'a' { b'b' } else { b'a' };
@@ -129,13 +99,7 @@ fn every_kind_of_bad_key_gets_the_same_401() {
         r.expect_error(401, "Invalid API key");
         assert!(r.body.get("details").is_none());
     }
-    let r = request(
-        "POST",
-        "/api/chat",
-        None,
-        Body::Json(json!({ "message": "hi" })),
-        &[("Authorization", &basic)],
-    );
+    let r = request("POST", "/api/chat", None, Body::Json(json!({ "message": "hi" })), &[("Authorization", &basic)]);
     r.expect_error(401, "Invalid API key");
 }
 
@@ -147,39 +111,18 @@ fn bad_bodies_name_the_field_and_create_nothing() {
         (json!({ "name": "" }), "name"),
         (json!({ "name": "x".repeat(101) }), "name"),
         (json!({ "name": 5 }), "name"),
-        (
-            json!({ "name": "ok", "expiresAt": "2001-01-01T00:00:00Z" }),
-            "expiresAt",
-        ),
-        (
-            json!({ "name": "ok", "expiresAt": "next week" }),
-            "expiresAt",
-        ),
-        (
-            json!({ "name": "ok", "rateLimitPerMinute": 0 }),
-            "rateLimitPerMinute",
-        ),
-        (
-            json!({ "name": "ok", "rateLimitPerMinute": 100_001 }),
-            "rateLimitPerMinute",
-        ),
-        (
-            json!({ "name": "ok", "rateLimitPerMinute": "10" }),
-            "rateLimitPerMinute",
-        ),
+        (json!({ "name": "ok", "expiresAt": "2001-01-01T00:00:00Z" }), "expiresAt"),
+        (json!({ "name": "ok", "expiresAt": "next week" }), "expiresAt"),
+        (json!({ "name": "ok", "rateLimitPerMinute": 0 }), "rateLimitPerMinute"),
+        (json!({ "name": "ok", "rateLimitPerMinute": 100_001 }), "rateLimitPerMinute"),
+        (json!({ "name": "ok", "rateLimitPerMinute": "10" }), "rateLimitPerMinute"),
     ] {
         let r = ws.create_key_with(body.clone());
         r.expect(400);
         assert_eq!(r.body["details"]["field"], field, "{body}: {}", r.raw);
     }
-    request(
-        "POST",
-        "/api/settings/api-keys",
-        Some(&ws.admin_token),
-        Body::Raw("{oops"),
-        &[],
-    )
-    .expect_error(400, "Malformed JSON");
+    request("POST", "/api/settings/api-keys", Some(&ws.admin_token), Body::Raw("{oops"), &[])
+        .expect_error(400, "Malformed JSON");
     assert!(ws.keys().is_empty());
 }
 
@@ -200,22 +143,13 @@ fn the_audit_log_records_key_changes_newest_first() {
     let ws = Workspace::new();
     let r = ws.create_key_with(json!({ "name": "audited" }));
     let id = r.body["id"].as_str().unwrap().to_owned();
-    delete(
-        &format!("/api/settings/api-keys/{id}"),
-        Some(&ws.admin_token),
-    )
-    .expect(204);
+    delete(&format!("/api/settings/api-keys/{id}"), Some(&ws.admin_token)).expect(204);
     let log = get("/api/settings/audit-log", Some(&ws.admin_token));
     log.expect(200);
     let entries = log.body["entries"].as_array().unwrap();
-    let actions: Vec<&str> = entries
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["api_key.deleted", "api_key.created"]);
-    assert!(entries
-        .iter()
-        .all(|e| e["target"] == id.as_str() && e["actor"] == "Ada Admin"));
+    assert!(entries.iter().all(|e| e["target"] == id.as_str() && e["actor"] == "Ada Admin"));
     // Another workspace sees none of it.
     let other = Workspace::new();
     let theirs = get("/api/settings/audit-log", Some(&other.admin_token));
@@ -224,9 +158,6 @@ fn the_audit_log_records_key_changes_newest_first() {
 
 /// An ISO 8601 UTC time `ahead` from now, formatted by the service's own formatter.
 fn iso_in(ahead: Duration) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        + ahead;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() + ahead;
     attive_api::domain::time::to_iso(now.as_millis() as i64)
 }

@@ -10,20 +10,12 @@ fn chats_are_listed_newest_first_with_an_opaque_cursor() {
     let key = ws.key();
     let ids: Vec<String> = (0..5)
         .map(|i| {
-            chat(&key, json!({ "message": format!("chat number {i}") })).body["chatId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            chat(&key, json!({ "message": format!("chat number {i}") })).body["chatId"].as_str().unwrap().to_owned()
         })
         .collect();
     let page1 = get("/api/chats?limit=2", Some(&key));
     page1.expect(200);
-    let listed: Vec<&str> = page1.body["chats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let listed: Vec<&str> = page1.body["chats"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(listed, [ids[4].as_str(), ids[3].as_str()]);
     assert_eq!(page1.body["chats"][0]["title"], "chat number 4");
     let cursor = page1.body["nextCursor"].as_str().unwrap().to_owned();
@@ -42,10 +34,7 @@ fn chats_are_listed_newest_first_with_an_opaque_cursor() {
 
     // Continuing an old chat moves it to the top.
     chat(&key, json!({ "message": "bump", "chatId": ids[0] })).expect(200);
-    assert_eq!(
-        get("/api/chats?limit=1", Some(&key)).body["chats"][0]["id"],
-        ids[0].as_str()
-    );
+    assert_eq!(get("/api/chats?limit=1", Some(&key)).body["chats"][0]["id"], ids[0].as_str());
 
     get("/api/chats?limit=0", Some(&key)).expect(400);
     get("/api/chats?limit=101", Some(&key)).expect(400);
@@ -56,10 +45,7 @@ fn chats_are_listed_newest_first_with_an_opaque_cursor() {
 fn a_chat_reads_back_with_its_messages_and_can_be_deleted() {
     let ws = Workspace::new();
     let key = ws.key();
-    let r = chat(
-        &key,
-        json!({ "message": "What are the top deals in our pipeline?" }),
-    );
+    let r = chat(&key, json!({ "message": "What are the top deals in our pipeline?" }));
     let chat_id = r.body["chatId"].as_str().unwrap().to_owned();
     let got = get(&format!("/api/chats/{chat_id}"), Some(&key));
     got.expect(200);
@@ -75,9 +61,5 @@ fn a_chat_reads_back_with_its_messages_and_can_be_deleted() {
     // Another key of the same workspace sees the same chats.
     let other_key = ws.key();
     let again = chat(&key, json!({ "message": "shared" }));
-    get(
-        &format!("/api/chats/{}", again.body["chatId"].as_str().unwrap()),
-        Some(&other_key),
-    )
-    .expect(200);
+    get(&format!("/api/chats/{}", again.body["chatId"].as_str().unwrap()), Some(&other_key)).expect(200);
 }

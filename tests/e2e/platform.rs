@@ -10,32 +10,16 @@ fn health_is_ok_and_has_a_request_id() {
     let r = get("/api/health", None);
     r.expect(200);
     assert_eq!(r.body, json!({ "status": "ok" }));
-    assert!(r
-        .header("x-request-id")
-        .is_some_and(|id| id.starts_with("req_")));
+    assert!(r.header("x-request-id").is_some_and(|id| id.starts_with("req_")));
 }
 
 #[test]
 fn a_sane_request_id_is_echoed_and_an_odd_one_replaced() {
-    let r = request(
-        "GET",
-        "/api/health",
-        None,
-        Body::None,
-        &[("X-Request-Id", "trace-abc.123")],
-    );
+    let r = request("GET", "/api/health", None, Body::None, &[("X-Request-Id", "trace-abc.123")]);
     assert_eq!(r.header("x-request-id"), Some("trace-abc.123"));
     let odd = "a".repeat(300);
-    let r = request(
-        "GET",
-        "/api/health",
-        None,
-        Body::None,
-        &[("X-Request-Id", &odd)],
-    );
-    assert!(r
-        .header("x-request-id")
-        .is_some_and(|id| id.starts_with("req_")));
+    let r = request("GET", "/api/health", None, Body::None, &[("X-Request-Id", &odd)]);
+    assert!(r.header("x-request-id").is_some_and(|id| id.starts_with("req_")));
 }
 
 #[test]
@@ -63,10 +47,7 @@ fn malformed_json_is_a_400_on_every_json_route() {
     let op = operator_token();
     for (path, token) in [
         ("/api/admin/workspaces".to_owned(), op.as_str()),
-        (
-            format!("/api/admin/workspaces/{}/admins", ws.id),
-            op.as_str(),
-        ),
+        (format!("/api/admin/workspaces/{}/admins", ws.id), op.as_str()),
         ("/api/settings/api-keys".to_owned(), ws.admin_token.as_str()),
         ("/api/settings/agents".to_owned(), ws.admin_token.as_str()),
         ("/api/chat".to_owned(), key.as_str()),

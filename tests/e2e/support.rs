@@ -16,9 +16,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     pub fn error(&self) -> &str {
@@ -36,10 +34,7 @@ impl Resp {
     pub fn expect_error(&self, status: u16, error: &str) -> &Self {
         self.expect(status);
         assert_eq!(self.error(), error, "body: {}", self.raw);
-        assert!(self
-            .header("content-type")
-            .unwrap_or("")
-            .starts_with("application/json"));
+        assert!(self.header("content-type").unwrap_or("").starts_with("application/json"));
         self
     }
 }
@@ -51,9 +46,7 @@ pub enum Body<'a> {
 }
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite through tests/e2e.sh (make test)")
-    })
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite through tests/e2e.sh (make test)"))
 }
 
 pub fn base_url() -> String {
@@ -69,23 +62,11 @@ pub fn llm_api_key() -> String {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
 }
 
-pub fn request(
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Body<'_>,
-    extra: &[(&str, &str)],
-) -> Resp {
-    let url = if path.starts_with("http:") {
-        path.to_owned()
-    } else {
-        format!("{}{path}", base_url())
-    };
+pub fn request(method: &str, path: &str, token: Option<&str>, body: Body<'_>, extra: &[(&str, &str)]) -> Resp {
+    let url = if path.starts_with("http:") { path.to_owned() } else { format!("{}{path}", base_url()) };
     let mut req = agent().request(method, &url);
     if let Some(token) = token {
         req = req.set("Authorization", &format!("Bearer {token}"));
@@ -95,9 +76,7 @@ pub fn request(
     }
     let result = match body {
         Body::None => req.call(),
-        Body::Json(v) => req
-            .set("Content-Type", "application/json")
-            .send_string(&v.to_string()),
+        Body::Json(v) => req.set("Content-Type", "application/json").send_string(&v.to_string()),
         Body::Raw(s) => req.set("Content-Type", "application/json").send_string(s),
     };
     let resp = match result {
@@ -108,19 +87,11 @@ pub fn request(
     let headers = resp
         .headers_names()
         .into_iter()
-        .filter_map(|n| {
-            resp.header(&n)
-                .map(|v| (n.to_ascii_lowercase(), v.to_owned()))
-        })
+        .filter_map(|n| resp.header(&n).map(|v| (n.to_ascii_lowercase(), v.to_owned())))
         .collect();
     let raw = resp.into_string().unwrap_or_default();
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        body,
-        raw,
-    }
+    Resp { status, headers, body, raw }
 }
 
 pub fn get(path: &str, token: Option<&str>) -> Resp {
@@ -138,14 +109,8 @@ pub fn delete(path: &str, token: Option<&str>) -> Resp {
 /// A string no other test uses, to name things and to tag LLM requests.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}{nanos:x}{}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}{nanos:x}{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A fresh workspace with one admin: every test gets its own tenant.
@@ -158,11 +123,7 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Self {
         let op = operator_token();
-        let ws = post(
-            "/api/admin/workspaces",
-            Some(&op),
-            json!({ "name": unique("ws-") }),
-        );
+        let ws = post("/api/admin/workspaces", Some(&op), json!({ "name": unique("ws-") }));
         ws.expect(201);
         let id = ws.body["id"].as_str().unwrap().to_owned();
         let admin = post(
@@ -232,13 +193,7 @@ pub mod stub {
 
     /// Every completion request the stand-in received that contains `tag`, in arrival order.
     pub fn requests(tag: &str) -> Vec<Value> {
-        let r = request(
-            "GET",
-            &format!("{}/_stub/requests?tag={tag}", url()),
-            None,
-            Body::None,
-            &[],
-        );
+        let r = request("GET", &format!("{}/_stub/requests?tag={tag}", url()), None, Body::None, &[]);
         r.expect(200);
         r.body.as_array().unwrap().clone()
     }
