@@ -44,7 +44,7 @@ size: build
 	@scripts/check_size.sh
 
 e2e: build
-	@scripts/setup.sh --browser
+	@scripts/setup.sh --test-tools
 	tests/e2e.sh
 
 bench: setup build

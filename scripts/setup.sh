@@ -40,8 +40,16 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# Schemathesis (fuzzing against openapi.json) in a project-local virtual environment.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "${1:-}" = "--test-tools" ] && ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION into .tools/venv"
+  python3 -m venv .tools/venv
+  .tools/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # The browser test of the settings page drives Debian's Chromium (no browser download).
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "${1:-}" = "--test-tools" ] && ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing Debian's chromium for the browser test"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

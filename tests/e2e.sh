@@ -52,6 +52,8 @@ status=0
 cargo test --test e2e -- --test-threads 8 || status=$?
 # The settings page in a real browser (Debian's Chromium, driven by playwright-core).
 node --test --test-reporter=spec tests/browser/settings.test.mjs || status=$?
+# Property-based fuzzing of every documented route (schemathesis, fixed seed, bounded).
+tests/fuzz/run.sh "http://127.0.0.1:$PORT" "$ADMIN_TOKEN" || status=$?
 
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).

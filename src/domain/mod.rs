@@ -11,6 +11,8 @@ pub mod cursor;
 pub mod error;
 pub mod ids;
 pub mod llm;
+#[cfg(test)]
+mod properties;
 pub mod rate_limit;
 pub mod request_id;
 pub mod settings;

@@ -132,6 +132,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
 async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     match m.endpoint {
         Endpoint::Health => health::get(cx).await,
+        Endpoint::OpenApi => Ok(pages::openapi()),
         Endpoint::SettingsPage | Endpoint::SettingsScript | Endpoint::SettingsStyle | Endpoint::SettingsIcon => {
             Ok(pages::settings(m.endpoint, cx))
         }

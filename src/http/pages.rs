@@ -1,4 +1,4 @@
-//! The settings web page (`GET /settings`), compiled into the Worker so it ships and versions
+//! Static documents: the OpenAPI document and the settings web page (`GET /settings`), compiled into the Worker so it ships and versions
 //! with the API it calls. Plain HTML, CSS and JavaScript; nothing is loaded from elsewhere.
 
 use super::routes::Endpoint;
@@ -8,6 +8,12 @@ const HTML: &str = include_str!("../../assets/settings/index.html");
 const SCRIPT: &str = include_str!("../../assets/settings/app.js");
 const STYLE: &str = include_str!("../../assets/settings/app.css");
 const ICON: &str = include_str!("../../assets/settings/favicon.svg");
+/// The OpenAPI 3.1 document of every route, as checked into the repository.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn openapi() -> Reply {
+    Reply { status: 200, body: Body::Asset { content_type: "application/json; charset=utf-8", text: OPENAPI } }
+}
 
 /// Only our own files, no inline script or style, never framed: the page handles admin tokens
 /// and shows freshly created keys.

@@ -7,6 +7,7 @@ use crate::domain::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    OpenApi,
     SettingsPage,
     SettingsScript,
     SettingsStyle,
@@ -36,6 +37,7 @@ type Methods = &'static [(&'static str, Endpoint)];
 /// `(pattern, [(method, endpoint)])`; `{name}` matches one non-empty path segment.
 pub const ROUTES: &[(&str, Methods)] = &[
     ("/api/health", &[("GET", Endpoint::Health)]),
+    ("/api/openapi.json", &[("GET", Endpoint::OpenApi)]),
     ("/settings", &[("GET", Endpoint::SettingsPage)]),
     ("/settings/app.js", &[("GET", Endpoint::SettingsScript)]),
     ("/settings/app.css", &[("GET", Endpoint::SettingsStyle)]),
@@ -145,5 +147,25 @@ mod tests {
             resolve("DELETE", "/api/admin/workspaces").unwrap_err(),
             ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] }
         );
+    }
+
+    /// The published OpenAPI document and this table describe the same routes: every route
+    /// is documented, and nothing is documented that does not exist.
+    #[test]
+    fn openapi_document_and_router_agree() {
+        let doc: serde_json::Value = serde_json::from_str(super::super::pages::OPENAPI).unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push((path.clone(), method.to_ascii_uppercase()));
+            }
+        }
+        let mut routed: Vec<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(pattern, methods)| methods.iter().map(move |(m, _)| ((*pattern).to_owned(), (*m).to_owned())))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
     }
 }
