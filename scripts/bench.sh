@@ -7,24 +7,13 @@ source scripts/lib.sh
 STATE=.state/bench
 rm -rf "$STATE"
 mkdir -p "$STATE" bench/results
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
 start_llm_stub "$STATE"
-PIDS+=("$LLM_STUB_PID")
 ADMIN_TOKEN="op_$(random_secret)"
 umask 077
 printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\n' "$ADMIN_TOKEN" "$LLM_STUB_URL" >"$STATE/runtime.vars"
 umask 022
 PORT=$(free_port)
-apply_migrations "$STATE"
-start_worker "$STATE" "$PORT" "$STATE/runtime.vars"
-PIDS+=("$WORKER_PID")
-wait_healthy "http://127.0.0.1:$PORT" "$WORKER_PID" "$STATE/worker.log"
+serve "$STATE" "$PORT" "$STATE/runtime.vars"
 
 wasm=$(find build -name '*.wasm' -print -quit)
 export BENCH_WASM_RAW=$(stat -c %s "$wasm") BENCH_WASM_GZIP=$(gzip -9 -c "$wasm" | wc -c)

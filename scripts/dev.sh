@@ -22,13 +22,6 @@ if [ -z "${ADMIN_TOKEN:-}" ]; then
   fi
 fi
 
-cleanup() {
-  [ -n "${WORKER_PID:-}" ] && kill "$WORKER_PID" 2>/dev/null
-  [ -n "${LLM_STUB_PID:-}" ] && kill "$LLM_STUB_PID" 2>/dev/null
-  wait 2>/dev/null
-}
-trap cleanup EXIT INT TERM
-
 if [ -z "${LLM_BASE_URL:-}" ]; then
   start_llm_stub "$STATE"
   LLM_BASE_URL="$LLM_STUB_URL/v1"
@@ -48,10 +41,8 @@ umask 077
 } >"$VARS"
 umask 022
 
-apply_migrations "$STATE"
-start_worker "$STATE" "$PORT" "$VARS"
+serve "$STATE" "$PORT" "$VARS"
 BASE="http://127.0.0.1:$PORT"
-wait_healthy "$BASE" "$WORKER_PID" "$STATE/worker.log"
 
 python3 scripts/bootstrap_demo.py "$BASE" "$ADMIN_TOKEN" "$STATE/demo.json"
 echo "Worker log: $STATE/worker.log   (Ctrl-C stops everything)"

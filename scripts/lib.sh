@@ -1,4 +1,12 @@
-# Shared by dev.sh and tests/e2e.sh: start the LLM stand-in and the Worker, wait for them.
+# Shared by dev.sh, bench.sh and tests/e2e.sh: start the LLM stand-in and the Worker, wait for
+# them, and stop everything that was started when the script exits.
+
+STARTED_PIDS=()
+stop_started() {
+  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop_started EXIT INT TERM
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -14,6 +22,7 @@ start_llm_stub() {
   rm -f "$dir/llm.port"
   python3 tests/llm_stub.py --port-file "$dir/llm.port" >"$dir/llm.log" 2>&1 &
   LLM_STUB_PID=$!
+  STARTED_PIDS+=("$LLM_STUB_PID")
   for _ in $(seq 1 100); do
     [ -s "$dir/llm.port" ] && break
     sleep 0.1
@@ -35,6 +44,14 @@ start_worker() {
     --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
     >"$dir/worker.log" 2>&1 &
   WORKER_PID=$!
+  STARTED_PIDS+=("$WORKER_PID")
+}
+
+# serve STATE_DIR PORT VARS_FILE: migrations, the Worker, and wait until it answers.
+serve() {
+  apply_migrations "$1"
+  start_worker "$1" "$2" "$3"
+  wait_healthy "http://127.0.0.1:$2" "$WORKER_PID" "$1/worker.log"
 }
 
 # wait_healthy URL PID LOG

@@ -10,15 +10,7 @@ STATE=.state/e2e
 rm -rf "$STATE"
 mkdir -p "$STATE/main" "$STATE/bare"
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
 start_llm_stub "$STATE"
-PIDS+=("$LLM_STUB_PID")
 ADMIN_TOKEN="op_$(random_secret)"
 LLM_API_KEY="sk-test-$(random_secret)"
 umask 077
@@ -35,32 +27,33 @@ echo "LLM_BASE_URL=$LLM_STUB_URL/v1" >"$STATE/bare/runtime.vars"
 umask 022
 
 PORT=$(free_port)
-apply_migrations "$STATE/main"
-start_worker "$STATE/main" "$PORT" "$STATE/main/runtime.vars"
-PIDS+=("$WORKER_PID")
-wait_healthy "http://127.0.0.1:$PORT" "$WORKER_PID" "$STATE/main/worker.log"
-
+serve "$STATE/main" "$PORT" "$STATE/main/runtime.vars"
 BARE_PORT=$(free_port)
-apply_migrations "$STATE/bare"
-start_worker "$STATE/bare" "$BARE_PORT" "$STATE/bare/runtime.vars"
-PIDS+=("$WORKER_PID")
-wait_healthy "http://127.0.0.1:$BARE_PORT" "$WORKER_PID" "$STATE/bare/worker.log"
+serve "$STATE/bare" "$BARE_PORT" "$STATE/bare/runtime.vars"
 
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_BARE_URL="http://127.0.0.1:$BARE_PORT"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY
-status=0
-cargo test --test e2e -- --test-threads 8 || status=$?
+passed=0
+failed=0
+step() {
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+step cargo test --test e2e -- --test-threads 8
 # The settings page in a real browser (Debian's Chromium, driven by playwright-core).
-node --test --test-reporter=spec tests/browser/settings.test.mjs || status=$?
+step node --test --test-reporter=spec tests/browser/settings.test.mjs
 # Property-based fuzzing of every documented route (schemathesis, fixed seed, bounded).
-tests/fuzz/run.sh "http://127.0.0.1:$PORT" "$ADMIN_TOKEN" || status=$?
+step tests/fuzz/run.sh "http://127.0.0.1:$PORT" "$ADMIN_TOKEN"
 
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).
-if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE/main/worker.log"; then
-  echo "FAIL: a secret appears in the Worker log ($STATE/main/worker.log)" >&2
-  status=1
-else
-  echo "Worker log checked: no secret in $(wc -l <"$STATE/main/worker.log") lines"
-fi
-exit $status
+no_secret_in_logs() {
+  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
+    echo "FAIL: a secret appears in a Worker log under $STATE" >&2
+    return 1
+  fi
+  echo "Worker logs checked: no secret in $(cat "$STATE"/*/worker.log | wc -l) lines"
+}
+step no_secret_in_logs
+
+echo "e2e suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

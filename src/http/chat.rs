@@ -69,7 +69,6 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 
     let (messages, _dropped) =
         llm::build_messages(&instructions, &turn.history, &input.message, config.context_token_budget);
-    let llm_started = worker::Date::now().as_millis();
     let (completion, llm_ms) = timed(upstream::llm::complete(&config, &model, &messages)).await;
     timing.update(|t| t.llm_ms = llm_ms);
     let completion = completion?;
@@ -94,7 +93,7 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
             model: completion.model.as_deref().unwrap_or(&model),
             prompt_tokens: completion.prompt_tokens,
             completion_tokens: completion.completion_tokens,
-            latency_ms: i64::try_from(finished.saturating_sub(llm_started)).unwrap_or(i64::MAX),
+            latency_ms: i64::try_from(llm_ms).unwrap_or(i64::MAX),
             started_at: cx.now,
             finished_at: finished as i64,
         },

@@ -49,8 +49,21 @@ impl Cx {
         headers.push((name, value));
     }
 
+    /// The configuration, read from the environment once per isolate (vars and secrets only
+    /// change with a new deployment, which starts new isolates).
     pub fn config(&self) -> ApiResult<Config> {
-        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.secret(name)))
+        thread_local! {
+            static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
+        }
+        if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
+            return Ok(config);
+        }
+        let config =
+            Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.secret(name)))?;
+        CONFIG.with(|c| {
+            let _ = c.set(config.clone());
+        });
+        Ok(config)
     }
 
     pub fn secret(&self, name: &str) -> Option<String> {
