@@ -49,6 +49,10 @@ def completion(content, model, prompt_text):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response, sent at once: headers and body in separate small writes meet
+    # the client's delayed ACK and cost ~40 ms per request, which would pollute benchmarks.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):  # quiet: tests read /_stub/requests instead
         pass
@@ -124,6 +128,7 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file")
     args = parser.parse_args()
+    ThreadingHTTPServer.request_queue_size = 256  # the default backlog of 5 drops bursts of connections
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     port = server.server_address[1]
