@@ -178,3 +178,18 @@ fn numbers_out_of_range_are_malformed_or_refused() {
         }
     }
 }
+
+#[test]
+fn huge_inputs_are_refused_quickly_and_cleanly() {
+    let huge = "x".repeat(2_000_000);
+    assert!(Token::parse(TokenKind::ApiKey, &huge).is_none());
+    assert!(Token::parse(TokenKind::ApiKey, &format!("atv_{huge}")).is_none());
+    let body = json!({ "message": huge, "name": huge, "instructions": huge, "agentId": huge });
+    let obj = validate::object(body.to_string().as_bytes()).unwrap();
+    assert_eq!(ChatRequest::try_from(&obj).unwrap_err().status(), 400);
+    assert_eq!(settings::NewAgent::try_from(&obj).unwrap_err().status(), 400);
+    assert_eq!(settings::NewApiKey::parse(&obj, 0).unwrap_err().status(), 400);
+    assert!(llm::parse_completion(huge.as_bytes()).is_err());
+    assert_eq!(cursor::decode(&huge).unwrap_err().status(), 400);
+    assert!(request_id::accept_or_generate(Some(&huge)).starts_with("req_"));
+}
