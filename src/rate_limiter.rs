@@ -28,16 +28,15 @@ pub struct RateLimiter {
 
 impl DurableObject for RateLimiter {
     fn new(state: State, _env: Env) -> Self {
+        // Once per object instance rather than per request. Should it fail, the first request
+        // fails too and the Worker lets it through (see `http::auth::admit`).
+        let _ = state.storage().sql().exec(SCHEMA, None);
         Self { state }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let command: Command = req.json().await?;
         let sql = self.state.storage().sql();
-        sql.exec(
-            "CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL)",
-            None,
-        )?;
         let rows: Vec<Row> = sql.exec("SELECT data FROM limiter WHERE id = 1", None)?.to_array()?;
         let stored: Stored = rows.first().and_then(|r| serde_json::from_str(&r.data).ok()).unwrap_or_default();
         let now = worker::Date::now().as_millis() as i64;
@@ -53,6 +52,8 @@ impl DurableObject for RateLimiter {
         Response::from_json(&reply)
     }
 }
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS limiter (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL)";
 
 #[derive(Deserialize)]
 struct Row {
