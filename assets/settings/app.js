@@ -90,6 +90,26 @@ function button(label, aria, onClick, cls) {
   return b;
 }
 
+// Fills a table body with one row per item (cells from `row`), and shows the empty note
+// when there is nothing.
+function renderTable(tableId, emptyId, items, row) {
+  const body = $(tableId).tBodies[0];
+  body.replaceChildren(
+    ...items.map((item) => {
+      const tr = document.createElement("tr");
+      tr.append(...row(item));
+      return tr;
+    }),
+  );
+  $(emptyId).hidden = items.length > 0;
+}
+
+function actionsCell(...buttons) {
+  const td = document.createElement("td");
+  td.append(...buttons);
+  return td;
+}
+
 function showError(message) {
   const el = $("app-error");
   el.textContent = message || "";
@@ -175,25 +195,16 @@ function onTabKey(event) {
 
 async function loadKeys() {
   const { keys } = await api("GET", "/api/settings/api-keys");
-  const body = $("keys-table").tBodies[0];
-  body.replaceChildren();
-  for (const k of keys) {
-    const tr = document.createElement("tr");
-    tr.append(
-      cell(k.name),
-      cell(`${k.prefix}…`, { code: true }),
-      cell(k.createdBy),
-      cell(date(k.createdAt), { title: k.createdAt }),
-      cell(relative(k.lastUsedAt), { title: k.lastUsedAt || "" }),
-      cell(k.expiresAt ? date(k.expiresAt) : "Never", { title: k.expiresAt || "" }),
-      cell(k.rateLimitPerMinute ? `${k.rateLimitPerMinute}/min` : "Default"),
-    );
-    const actions = document.createElement("td");
-    actions.appendChild(button(trashIcon(), `Delete key ${k.name}`, () => deleteKey(k), "danger"));
-    tr.appendChild(actions);
-    body.appendChild(tr);
-  }
-  $("keys-empty").hidden = keys.length > 0;
+  renderTable("keys-table", "keys-empty", keys, (k) => [
+    cell(k.name),
+    cell(`${k.prefix}…`, { code: true }),
+    cell(k.createdBy),
+    cell(date(k.createdAt), { title: k.createdAt }),
+    cell(relative(k.lastUsedAt), { title: k.lastUsedAt || "" }),
+    cell(k.expiresAt ? date(k.expiresAt) : "Never", { title: k.expiresAt || "" }),
+    cell(k.rateLimitPerMinute ? `${k.rateLimitPerMinute}/min` : "Default"),
+    actionsCell(button(trashIcon(), `Delete key ${k.name}`, () => deleteKey(k), "danger")),
+  ]);
 }
 
 async function createKey(event) {
@@ -245,20 +256,16 @@ async function deleteKey(k) {
 
 async function loadAgents() {
   const { agents } = await api("GET", "/api/settings/agents");
-  const body = $("agents-table").tBodies[0];
-  body.replaceChildren();
-  for (const a of agents) {
-    const tr = document.createElement("tr");
-    tr.append(cell(a.name), cell(a.id, { code: true }), cell(a.model || "Default"), cell(relative(a.updatedAt), { title: a.updatedAt }));
-    const actions = document.createElement("td");
-    actions.append(
+  renderTable("agents-table", "agents-empty", agents, (a) => [
+    cell(a.name),
+    cell(a.id, { code: true }),
+    cell(a.model || "Default"),
+    cell(relative(a.updatedAt), { title: a.updatedAt }),
+    actionsCell(
       button("Edit", `Edit agent ${a.name}`, () => editAgent(a)),
       button("Delete", `Delete agent ${a.name}`, () => deleteAgent(a), "danger"),
-    );
-    tr.appendChild(actions);
-    body.appendChild(tr);
-  }
-  $("agents-empty").hidden = agents.length > 0;
+    ),
+  ]);
 }
 
 function editAgent(a) {
@@ -314,14 +321,12 @@ const ACTIONS = {
 
 async function loadAudit() {
   const { entries } = await api("GET", "/api/settings/audit-log?limit=100");
-  const body = $("audit-table").tBodies[0];
-  body.replaceChildren();
-  for (const e of entries) {
-    const tr = document.createElement("tr");
-    tr.append(cell(relative(e.createdAt), { title: e.createdAt }), cell(e.actor), cell(ACTIONS[e.action] || e.action), cell(e.target, { code: true }));
-    body.appendChild(tr);
-  }
-  $("audit-empty").hidden = entries.length > 0;
+  renderTable("audit-table", "audit-empty", entries, (e) => [
+    cell(relative(e.createdAt), { title: e.createdAt }),
+    cell(e.actor),
+    cell(ACTIONS[e.action] || e.action),
+    cell(e.target, { code: true }),
+  ]);
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
