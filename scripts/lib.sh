@@ -31,34 +31,40 @@ start_llm_stub() {
   LLM_STUB_URL="http://127.0.0.1:$(cat "$dir/llm.port")"
 }
 
-# apply_migrations STATE_DIR
+# apply_migrations STATE_DIR [CONFIG]
 apply_migrations() {
-  CI=1 wrangler d1 migrations apply DB --local --persist-to "$1" >"$1/migrations.log" 2>&1 \
-    || { cat "$1/migrations.log" >&2; return 1; }
+  CI=1 wrangler d1 migrations apply DB --local --persist-to "$(realpath "$1")" --config "${2:-wrangler.toml}" \
+    >"$1/migrations.log" 2>&1 || { cat "$1/migrations.log" >&2; return 1; }
 }
 
-# start_worker STATE_DIR PORT VARS_FILE -> sets WORKER_PID; logs to STATE_DIR/worker.log
+# start_worker STATE_DIR PORT VARS_FILE [CONFIG] -> sets WORKER_PID; logs to STATE_DIR/worker.log
 start_worker() {
-  local dir=$1 port=$2 vars=$3
+  # Absolute paths: wrangler resolves some of them against the config file's folder.
+  local dir port=$2 vars config=${4:-wrangler.toml}
+  dir=$(realpath "$1")
+  vars=$(realpath "$3")
   wrangler dev --local --ip 127.0.0.1 --port "$port" --inspector-port "$(free_port)" \
-    --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
+    --config "$config" --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
     >"$dir/worker.log" 2>&1 &
   WORKER_PID=$!
   STARTED_PIDS+=("$WORKER_PID")
 }
 
-# serve STATE_DIR PORT VARS_FILE: migrations, the Worker, and wait until it answers.
+# serve STATE_DIR PORT VARS_FILE [CONFIG]: migrations, the Worker, and wait until it answers.
 serve() {
-  apply_migrations "$1"
-  start_worker "$1" "$2" "$3"
+  if grep -q d1_databases "${4:-wrangler.toml}"; then apply_migrations "$1" "${4:-}"; fi
+  start_worker "$1" "$2" "$3" "${4:-}"
   wait_healthy "http://127.0.0.1:$2" "$WORKER_PID" "$1/worker.log"
 }
 
-# wait_healthy URL PID LOG
+# wait_healthy URL PID LOG: until the Worker answers its health check at all (a Worker without
+# D1 answers it with 503, which still means it is up).
 wait_healthy() {
   local url=$1 pid=$2 log=$3
   for _ in $(seq 1 600); do
-    if curl -fsS "$url/api/health" >/dev/null 2>&1; then return 0; fi
+    case "$(curl -s -o /dev/null -w '%{http_code}' "$url/api/health" 2>/dev/null)" in
+      200 | 503) return 0 ;;
+    esac
     kill -0 "$pid" 2>/dev/null || { echo "the Worker exited; its log:" >&2; tail -50 "$log" >&2; return 1; }
     sleep 0.2
   done

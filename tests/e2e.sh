@@ -8,7 +8,7 @@ source scripts/lib.sh
 
 STATE=.state/e2e
 rm -rf "$STATE"
-mkdir -p "$STATE/main" "$STATE/bare"
+mkdir -p "$STATE/main" "$STATE/bare" "$STATE/no-limiter"
 
 start_llm_stub "$STATE"
 ADMIN_TOKEN="op_$(random_secret)"
@@ -22,16 +22,21 @@ LLM_MODEL=stub-default-model
 LLM_TIMEOUT_MS=3000
 DEFAULT_INSTRUCTIONS=You are the default Attive test assistant.
 VARS
-# A second Worker as an operator who has not set the secrets: no ADMIN_TOKEN at all.
+# Two degraded Workers: one as an operator who configured nothing (no D1, no Durable Object,
+# no ADMIN_TOKEN), one whose rate-limiter Durable Object is missing, so every call to it fails.
 echo "LLM_BASE_URL=$LLM_STUB_URL/v1" >"$STATE/bare/runtime.vars"
+cp "$STATE/main/runtime.vars" "$STATE/no-limiter/runtime.vars"
 umask 022
 
 PORT=$(free_port)
 serve "$STATE/main" "$PORT" "$STATE/main/runtime.vars"
 BARE_PORT=$(free_port)
-serve "$STATE/bare" "$BARE_PORT" "$STATE/bare/runtime.vars"
+serve "$STATE/bare" "$BARE_PORT" "$STATE/bare/runtime.vars" tests/configs/bare.toml
+NO_LIMITER_PORT=$(free_port)
+serve "$STATE/no-limiter" "$NO_LIMITER_PORT" "$STATE/no-limiter/runtime.vars" tests/configs/no-limiter.toml
 
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_BARE_URL="http://127.0.0.1:$BARE_PORT"
+export ATTIVE_NO_LIMITER_URL="http://127.0.0.1:$NO_LIMITER_PORT"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY
 passed=0
 failed=0

@@ -6,6 +6,7 @@ mod admin;
 mod api_keys;
 mod chat;
 mod chats;
+mod degraded;
 mod platform;
 mod rate_limit;
 mod support;

@@ -1,0 +1,81 @@
+//! The service when its configuration or a dependency is missing: it says so with a clear
+//! status and JSON, never opens up, and loses nothing.
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by tests/e2e.sh"))
+}
+
+#[test]
+fn without_an_admin_token_configured_operator_routes_are_closed() {
+    let bare = url("ATTIVE_BARE_URL");
+    for token in [None, Some(""), Some("anything"), Some(operator_token().as_str())] {
+        let r = request("GET", &format!("{bare}/api/admin/workspaces"), token, Body::None, &[]);
+        r.expect_error(503, "Service not configured");
+        assert_eq!(r.body["details"], "ADMIN_TOKEN");
+        let r =
+            request("POST", &format!("{bare}/api/admin/workspaces"), token, Body::Json(json!({ "name": "x" })), &[]);
+        r.expect_error(503, "Service not configured");
+    }
+}
+
+#[test]
+fn health_is_503_when_d1_is_unavailable() {
+    let r = get(&format!("{}/api/health", url("ATTIVE_BARE_URL")), None);
+    r.expect_error(503, "Service unavailable");
+    assert_eq!(r.body["details"], "D1");
+    assert!(r.header("x-request-id").is_some());
+}
+
+#[test]
+fn when_the_rate_limiter_fails_requests_go_through_without_limit_headers() {
+    let base = url("ATTIVE_NO_LIMITER_URL");
+    let op = operator_token();
+    let ws = request(
+        "POST",
+        &format!("{base}/api/admin/workspaces"),
+        Some(&op),
+        Body::Json(json!({ "name": "no limiter" })),
+        &[],
+    );
+    ws.expect(201);
+    let admin = request(
+        "POST",
+        &format!("{base}/api/admin/workspaces/{}/admins", ws.body["id"].as_str().unwrap()),
+        Some(&op),
+        Body::Json(json!({ "name": "Ada", "email": "ada@example.com" })),
+        &[],
+    );
+    let admin_token = admin.body["token"].as_str().unwrap().to_owned();
+    let keys_url = format!("{base}/api/settings/api-keys");
+
+    // A key with its own limit needs the limiter at creation: a clear 500, and no key.
+    let r = request(
+        "POST",
+        &keys_url,
+        Some(&admin_token),
+        Body::Json(json!({ "name": "limited", "rateLimitPerMinute": 5 })),
+        &[],
+    );
+    r.expect_error(500, "Internal server error");
+    let list = request("GET", &keys_url, Some(&admin_token), Body::None, &[]);
+    assert!(list.body["keys"].as_array().unwrap().is_empty(), "{}", list.raw);
+
+    // A key on the default limit is created, and its requests pass (fail open), unlabelled.
+    let r = request("POST", &keys_url, Some(&admin_token), Body::Json(json!({ "name": "default" })), &[]);
+    r.expect(201);
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let chat =
+            request("POST", &format!("{base}/api/chat"), Some(&key), Body::Json(json!({ "message": "hello" })), &[]);
+        chat.expect(200);
+        assert!(chat.header("ratelimit-limit").is_none());
+    }
+    // Authentication does not fail open: a wrong key is still refused.
+    let r =
+        request("POST", &format!("{base}/api/chat"), Some(&admin_token), Body::Json(json!({ "message": "hi" })), &[]);
+    r.expect_error(401, "Invalid API key");
+}
