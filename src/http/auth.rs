@@ -80,7 +80,7 @@ pub fn admit(cx: &Cx, key: Option<KeyAuth>, verdict: ApiResult<Verdict>) -> ApiR
         Ok(v) => v,
         Err(err) => {
             super::log(
-                &serde_json::json!({ "level": "warn", "event": "rate_limiter_unavailable", "detail": err.log_detail() }),
+                &serde_json::json!({ "requestId": cx.request_id, "level": "warn", "event": "rate_limiter_unavailable", "detail": err.log_detail() }),
             );
             return Ok(key);
         }

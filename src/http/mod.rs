@@ -32,6 +32,7 @@ pub struct Cx {
     pub env: Env,
     pub ctx: Context,
     pub now: Millis,
+    pub request_id: String,
     /// Headers a handler wants on the response whatever its outcome (the rate-limit headers
     /// belong on a 429 as much as on a 200).
     headers: RefCell<Vec<(&'static str, String)>>,
@@ -115,7 +116,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let request_id = request_id::accept_or_generate(req.headers().get("X-Request-Id").ok().flatten().as_deref());
     let method = req.method().to_string();
     let path = req.path();
-    let cx = Cx { env, ctx, now: started as Millis, headers: RefCell::new(Vec::new()) };
+    let cx = Cx { env, ctx, now: started as Millis, request_id: request_id.clone(), headers: RefCell::new(Vec::new()) };
 
     let (pattern, outcome) = match routes::resolve(&method, &path) {
         Ok(matched) => (matched.pattern, dispatch(&mut req, &matched, &cx).await),
