@@ -8,7 +8,7 @@ source scripts/lib.sh
 
 STATE=.state/e2e
 rm -rf "$STATE"
-mkdir -p "$STATE/main" "$STATE/bare" "$STATE/no-limiter"
+mkdir -p "$STATE/main" "$STATE/bare" "$STATE/no-limiter" "$STATE/llm-down"
 
 start_llm_stub "$STATE"
 ADMIN_TOKEN="op_$(random_secret)"
@@ -22,10 +22,12 @@ LLM_MODEL=stub-default-model
 LLM_TIMEOUT_MS=3000
 DEFAULT_INSTRUCTIONS=You are the default Attive test assistant.
 VARS
-# Two degraded Workers: one as an operator who configured nothing (no D1, no Durable Object,
+# Degraded Workers: one as an operator who configured nothing (no D1, no Durable Object,
 # no ADMIN_TOKEN), one whose rate-limiter Durable Object is missing, so every call to it fails.
 echo "LLM_BASE_URL=$LLM_STUB_URL/v1" >"$STATE/bare/runtime.vars"
 cp "$STATE/main/runtime.vars" "$STATE/no-limiter/runtime.vars"
+# And one whose LLM provider is down: nothing listens on its port.
+sed "s|^LLM_BASE_URL=.*|LLM_BASE_URL=http://127.0.0.1:$(free_port)/v1|" "$STATE/main/runtime.vars" >"$STATE/llm-down/runtime.vars"
 umask 022
 
 PORT=$(free_port)
@@ -36,7 +38,9 @@ NO_LIMITER_PORT=$(free_port)
 serve "$STATE/no-limiter" "$NO_LIMITER_PORT" "$STATE/no-limiter/runtime.vars" tests/configs/no-limiter.toml
 
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_BARE_URL="http://127.0.0.1:$BARE_PORT"
-export ATTIVE_NO_LIMITER_URL="http://127.0.0.1:$NO_LIMITER_PORT"
+LLM_DOWN_PORT=$(free_port)
+serve "$STATE/llm-down" "$LLM_DOWN_PORT" "$STATE/llm-down/runtime.vars"
+export ATTIVE_NO_LIMITER_URL="http://127.0.0.1:$NO_LIMITER_PORT" ATTIVE_LLM_DOWN_URL="http://127.0.0.1:$LLM_DOWN_PORT"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY
 passed=0
 failed=0

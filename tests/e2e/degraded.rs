@@ -79,3 +79,45 @@ fn when_the_rate_limiter_fails_requests_go_through_without_limit_headers() {
         request("POST", &format!("{base}/api/chat"), Some(&admin_token), Body::Json(json!({ "message": "hi" })), &[]);
     r.expect_error(401, "Invalid API key");
 }
+
+#[test]
+fn when_the_llm_is_down_chat_is_a_502_and_nothing_is_stored() {
+    let base = url("ATTIVE_LLM_DOWN_URL");
+    let op = operator_token();
+    let ws = request(
+        "POST",
+        &format!("{base}/api/admin/workspaces"),
+        Some(&op),
+        Body::Json(json!({ "name": "llm down" })),
+        &[],
+    );
+    let admin = request(
+        "POST",
+        &format!("{base}/api/admin/workspaces/{}/admins", ws.body["id"].as_str().unwrap()),
+        Some(&op),
+        Body::Json(json!({ "name": "Ada", "email": "ada@example.com" })),
+        &[],
+    );
+    let key = request(
+        "POST",
+        &format!("{base}/api/settings/api-keys"),
+        Some(admin.body["token"].as_str().unwrap()),
+        Body::Json(json!({ "name": "k" })),
+        &[],
+    );
+    let key = key.body["key"].as_str().unwrap().to_owned();
+    // Connection refused on the first try and on the one retry.
+    let r = request(
+        "POST",
+        &format!("{base}/api/chat"),
+        Some(&key),
+        Body::Json(json!({ "message": "anyone there?" })),
+        &[],
+    );
+    r.expect_error(502, "Upstream error");
+    assert_eq!(r.body["details"], "could not connect to the LLM provider");
+    assert!(!r.raw.contains(&llm_api_key()));
+    let chats = request("GET", &format!("{base}/api/chats"), Some(&key), Body::None, &[]);
+    chats.expect(200);
+    assert!(chats.body["chats"].as_array().unwrap().is_empty(), "{}", chats.raw);
+}
