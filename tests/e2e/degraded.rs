@@ -33,91 +33,39 @@ fn health_is_503_when_d1_is_unavailable() {
 #[test]
 fn when_the_rate_limiter_fails_requests_go_through_without_limit_headers() {
     let base = url("ATTIVE_NO_LIMITER_URL");
-    let op = operator_token();
-    let ws = request(
-        "POST",
-        &format!("{base}/api/admin/workspaces"),
-        Some(&op),
-        Body::Json(json!({ "name": "no limiter" })),
-        &[],
-    );
-    ws.expect(201);
-    let admin = request(
-        "POST",
-        &format!("{base}/api/admin/workspaces/{}/admins", ws.body["id"].as_str().unwrap()),
-        Some(&op),
-        Body::Json(json!({ "name": "Ada", "email": "ada@example.com" })),
-        &[],
-    );
-    let admin_token = admin.body["token"].as_str().unwrap().to_owned();
-    let keys_url = format!("{base}/api/settings/api-keys");
+    let ws = Workspace::on(&base);
 
     // A key with its own limit needs the limiter at creation: a clear 500, and no key.
-    let r = request(
-        "POST",
-        &keys_url,
-        Some(&admin_token),
-        Body::Json(json!({ "name": "limited", "rateLimitPerMinute": 5 })),
-        &[],
-    );
+    let r = ws.create_key_with(json!({ "name": "limited", "rateLimitPerMinute": 5 }));
     r.expect_error(500, "Internal server error");
-    let list = request("GET", &keys_url, Some(&admin_token), Body::None, &[]);
-    assert!(list.body["keys"].as_array().unwrap().is_empty(), "{}", list.raw);
+    assert!(ws.keys().is_empty());
 
     // A key on the default limit is created, and its requests pass (fail open), unlabelled.
-    let r = request("POST", &keys_url, Some(&admin_token), Body::Json(json!({ "name": "default" })), &[]);
+    let r = ws.create_key_with(json!({ "name": "default" }));
     r.expect(201);
     let key = r.body["key"].as_str().unwrap().to_owned();
     for _ in 0..3 {
-        let chat =
-            request("POST", &format!("{base}/api/chat"), Some(&key), Body::Json(json!({ "message": "hello" })), &[]);
+        let chat = post(&format!("{base}/api/chat"), Some(&key), json!({ "message": "hello" }));
         chat.expect(200);
         assert!(chat.header("ratelimit-limit").is_none());
     }
     // Authentication does not fail open: a wrong key is still refused.
-    let r =
-        request("POST", &format!("{base}/api/chat"), Some(&admin_token), Body::Json(json!({ "message": "hi" })), &[]);
+    let r = post(&format!("{base}/api/chat"), Some(&ws.admin_token), json!({ "message": "hi" }));
     r.expect_error(401, "Invalid API key");
 }
 
 #[test]
 fn when_the_llm_is_down_chat_is_a_502_and_nothing_is_stored() {
     let base = url("ATTIVE_LLM_DOWN_URL");
-    let op = operator_token();
-    let ws = request(
-        "POST",
-        &format!("{base}/api/admin/workspaces"),
-        Some(&op),
-        Body::Json(json!({ "name": "llm down" })),
-        &[],
-    );
-    let admin = request(
-        "POST",
-        &format!("{base}/api/admin/workspaces/{}/admins", ws.body["id"].as_str().unwrap()),
-        Some(&op),
-        Body::Json(json!({ "name": "Ada", "email": "ada@example.com" })),
-        &[],
-    );
-    let key = request(
-        "POST",
-        &format!("{base}/api/settings/api-keys"),
-        Some(admin.body["token"].as_str().unwrap()),
-        Body::Json(json!({ "name": "k" })),
-        &[],
-    );
-    let key = key.body["key"].as_str().unwrap().to_owned();
+    let ws = Workspace::on(&base);
+    let r = ws.create_key_with(json!({ "name": "k" }));
+    let key = r.body["key"].as_str().unwrap().to_owned();
     // Connection refused on the first try and on the one retry.
-    let r = request(
-        "POST",
-        &format!("{base}/api/chat"),
-        Some(&key),
-        Body::Json(json!({ "message": "anyone there?" })),
-        &[],
-    );
+    let r = post(&format!("{base}/api/chat"), Some(&key), json!({ "message": "anyone there?" }));
     r.expect_error(502, "Upstream error");
     assert_eq!(r.body["details"], "could not connect to the LLM provider");
     assert!(!r.raw.contains(&llm_api_key()));
-    let chats = request("GET", &format!("{base}/api/chats"), Some(&key), Body::None, &[]);
+    let chats = get(&format!("{base}/api/chats"), Some(&key));
     chats.expect(200);
     assert!(chats.body["chats"].as_array().unwrap().is_empty(), "{}", chats.raw);
 }

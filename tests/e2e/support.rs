@@ -115,6 +115,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// A fresh workspace with one admin: every test gets its own tenant.
 pub struct Workspace {
+    /// The Worker it lives on (the main one unless made with [`Workspace::on`]).
+    pub base: String,
     pub id: String,
     pub admin_token: String,
     pub admin_id: String,
@@ -122,17 +124,23 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
+        Self::on(&base_url())
+    }
+
+    /// A workspace on another Worker of the harness (the degraded ones).
+    pub fn on(base: &str) -> Self {
         let op = operator_token();
-        let ws = post("/api/admin/workspaces", Some(&op), json!({ "name": unique("ws-") }));
+        let ws = post(&format!("{base}/api/admin/workspaces"), Some(&op), json!({ "name": unique("ws-") }));
         ws.expect(201);
         let id = ws.body["id"].as_str().unwrap().to_owned();
         let admin = post(
-            &format!("/api/admin/workspaces/{id}/admins"),
+            &format!("{base}/api/admin/workspaces/{id}/admins"),
             Some(&op),
             json!({ "name": "Ada Admin", "email": "ada@example.com" }),
         );
         admin.expect(201);
         Self {
+            base: base.to_owned(),
             id,
             admin_token: admin.body["token"].as_str().unwrap().to_owned(),
             admin_id: admin.body["id"].as_str().unwrap().to_owned(),
@@ -140,7 +148,7 @@ impl Workspace {
     }
 
     pub fn create_key_with(&self, body: Value) -> Resp {
-        post("/api/settings/api-keys", Some(&self.admin_token), body)
+        post(&format!("{}/api/settings/api-keys", self.base), Some(&self.admin_token), body)
     }
 
     /// A new API key of this workspace.
@@ -151,14 +159,14 @@ impl Workspace {
     }
 
     pub fn keys(&self) -> Vec<Value> {
-        let r = get("/api/settings/api-keys", Some(&self.admin_token));
+        let r = get(&format!("{}/api/settings/api-keys", self.base), Some(&self.admin_token));
         r.expect(200);
         r.body["keys"].as_array().unwrap().clone()
     }
 
     pub fn agent(&self, instructions: &str, model: Option<&str>) -> String {
         let r = post(
-            "/api/settings/agents",
+            &format!("{}/api/settings/agents", self.base),
             Some(&self.admin_token),
             json!({ "name": unique("agent-"), "instructions": instructions, "model": model }),
         );
