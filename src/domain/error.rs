@@ -122,12 +122,6 @@ impl ApiError {
     }
 }
 
-impl From<serde_json::Error> for ApiError {
-    fn from(err: serde_json::Error) -> Self {
-        Self::internal(format!("json: {err}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
