@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make dev`: the LLM stand-in (unless LLM_BASE_URL is set) and the Worker on
-# 127.0.0.1:${PORT:-8787}, with local D1, KV and Durable Objects persisted under .state/dev.
-# The first start also creates a demo workspace, its admin and an API key.
+# 127.0.0.1:${PORT:-8787}, with local D1, KV and Durable Objects persisted under .state/dev
+# (DEV_STATE picks another folder). Every variable of the README's configuration table that is
+# set in the environment reaches the Worker. The first start also creates a demo workspace,
+# its admin and an API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 PORT=${PORT:-8787}
-STATE=.state/dev
+STATE=${DEV_STATE:-.state/dev}
 mkdir -p "$STATE"
 
 # The operator token: from the environment, else the one generated into .dev.vars once.
@@ -28,18 +30,9 @@ if [ -z "${LLM_BASE_URL:-}" ]; then
   echo "LLM stand-in: $LLM_BASE_URL (set LLM_BASE_URL, LLM_MODEL and LLM_API_KEY to use a real provider)"
 fi
 
-# Secrets go through a private env file, never the command line (wrangler prints --var values).
 VARS="$STATE/runtime.vars"
-umask 077
-{
-  echo "ADMIN_TOKEN=$ADMIN_TOKEN"
-  echo "LLM_BASE_URL=$LLM_BASE_URL"
-  [ -n "${LLM_MODEL:-}" ] && echo "LLM_MODEL=$LLM_MODEL"
-  [ -n "${LLM_API_KEY:-}" ] && echo "LLM_API_KEY=$LLM_API_KEY"
-  [ -n "${RATE_LIMIT_PER_MINUTE:-}" ] && echo "RATE_LIMIT_PER_MINUTE=$RATE_LIMIT_PER_MINUTE"
-  true
-} >"$VARS"
-umask 022
+export ADMIN_TOKEN LLM_BASE_URL
+write_runtime_vars "$VARS"
 
 serve "$STATE" "$PORT" "$VARS"
 BASE="http://127.0.0.1:$PORT"

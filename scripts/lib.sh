@@ -16,6 +16,32 @@ random_secret() {
   python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
 }
 
+# Every variable of the README's configuration table (vars and secrets). `make dev` passes each
+# one that is set in the environment to the Worker; keep this list and the table in step.
+CONFIG_VARS=(LLM_BASE_URL LLM_MODEL LLM_TIMEOUT_MS LLM_STREAM_MAX_MS CONTEXT_TOKEN_BUDGET RATE_LIMIT_PER_MINUTE
+  DEFAULT_INSTRUCTIONS ADMIN_TOKEN LLM_API_KEY)
+
+# write_runtime_vars FILE: the configuration variables set in the environment, as a private
+# env file for `wrangler dev --env-file` (secrets never go on a command line, which wrangler
+# prints). Values are single-quoted (taken literally); a value with a newline or a single quote
+# is double-quoted with its newlines written as \n, which the env-file reader turns back.
+write_runtime_vars() {
+  local file=$1 name value
+  umask 077
+  : >"$file"
+  for name in "${CONFIG_VARS[@]}"; do
+    [ -n "${!name:-}" ] || continue
+    value=${!name}
+    if [[ $value == *$'\n'* || $value == *"'"* ]]; then
+      value=${value//$'\n'/\\n}
+      printf '%s="%s"\n' "$name" "$value" >>"$file"
+    else
+      printf "%s='%s'\n" "$name" "$value" >>"$file"
+    fi
+  done
+  umask 022
+}
+
 # start_llm_stub STATE_DIR -> sets LLM_STUB_PID and LLM_STUB_URL
 start_llm_stub() {
   local dir=$1

@@ -4,6 +4,8 @@
 //! - [`domain`]: the pure core (formats, rules, calculations); no `worker` types.
 //! - `http`: where HTTP ends — routing, auth, handlers, the one error-to-response mapping.
 //! - `storage`: D1 queries, the KV last-used index, the rate-limiter client.
+//! - `turn`: one chat turn as one pipeline (load → prompt → call → store), shared by the JSON
+//!   and the streaming transport; between `http` and `storage`/`upstream`.
 //! - `upstream`: the LLM over `fetch`.
 //! - `rate_limiter`: the per-key Durable Object.
 
@@ -11,6 +13,7 @@ pub mod domain;
 pub mod http;
 mod rate_limiter;
 mod storage;
+mod turn;
 mod upstream;
 
 pub use rate_limiter::RateLimiter;

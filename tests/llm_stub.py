@@ -5,19 +5,64 @@ It stands in for the LLM provider only; everything else in the stack is the real
 runtime. Standard library only.
 
   POST {base}/chat/completions   answers like OpenAI. By default the reply is
-                                 "Stub reply to: <last user message>", with usage.
+                                 "Stub reply to: <last user message[:200]>", with usage.
+                                 With "stream": true in the body it streams the reply as
+                                 Server-Sent Events (text/event-stream, HTTP/1.1 chunked, one
+                                 flush per event, connection closed after the stream):
+                                 chat.completion.chunk frames with the text in a few pieces,
+                                 a final chunk with finish_reason, then, if
+                                 stream_options.include_usage, a usage chunk with
+                                 "choices": [], then "data: [DONE]".
   POST /_stub/scenario           {"tag": "...", "steps": [step, ...]}: requests whose body
                                  contains the tag get the steps in order (the last repeats).
-                                 A step is any of {"reply": str, "status": int, "body": str,
-                                 "delay_ms": int, "headers": {..}, "malformed": true}.
-  GET  /_stub/requests?tag=...   every recorded request containing the tag (all if omitted):
-                                 [{"path", "authorization", "body"}] in arrival order.
+                                 A step is any of:
+                                   "reply": str           the answer text (both modes)
+                                   "status": int          answer this status with "body" (or
+                                                          an OpenAI-style error), both modes
+                                   "body": str            the raw body of a non-200 status
+                                   "delay_ms": int        wait before answering (both modes)
+                                   "first_byte_delay_ms": int  the same (both modes); named for
+                                                          streams, where it delays the headers
+                                   "headers": {..}        extra response headers
+                                   "malformed": true      a 200 that is not JSON (streamed: a
+                                                          data line that is not JSON, then end)
+                                   "usage": {"prompt_tokens": n, "completion_tokens": m}
+                                                          the usage reported (both modes)
+                                 and, for streamed requests only:
+                                   "chunks": [str, ...]   the text pieces (instead of "reply")
+                                   "chunk_delay_ms": int  pause between text pieces
+                                   "first_chunk_delay_ms": int  pause after the headers, before
+                                                          the first piece (a model thinking)
+                                   "finish_reason": str   of the final chunk (default "stop")
+                                   "no_usage": true       no usage chunk even if requested
+                                   "truncate_after": n    n pieces, then end the body cleanly
+                                                          (no finish_reason, no [DONE])
+                                   "reset_after": n       n pieces, then reset the connection
+                                                          (SO_LINGER 0, close: a TCP RST)
+                                   "stall_after": n       n pieces, then send nothing until the
+                                                          client disconnects (or 120 s)
+                                   "error_after": n       n pieces, then an in-band
+                                                          {"error": {...}} event, then end
+  GET  /_stub/requests?tag=...   every recorded request containing the tag (all if omitted),
+                                 in arrival order: [{"path", "authorization", "body", "stream",
+                                 "received_at", "done_at", "closed_early", "closed_at"}].
+                                 Times are Unix seconds (float). done_at: when the scripted
+                                 response was completely written (null before, or if never);
+                                 closed_early: true when the client went away before that,
+                                 false once written, null while running; closed_at: when the
+                                 connection was seen closed (by the client, or by the stub at
+                                 the end of a stream), null while open or kept alive.
   GET  /_stub/health             {"status": "ok"}
 
 Usage: llm_stub.py [--port N] [--port-file PATH]
 """
 import argparse
+import io
 import json
+import re
+import select
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,25 +71,46 @@ from urllib.parse import parse_qs, urlparse
 LOCK = threading.Lock()
 REQUESTS = []  # recorded completions requests
 SCENARIOS = {}  # tag -> {"steps": [...], "next": int}
+RECORD_FIELDS = ("path", "authorization", "body", "stream", "received_at", "done_at", "closed_early", "closed_at")
+STALL_LIMIT_S = 120
+IN_BAND_ERROR = {"error": {"message": "stub in-band error", "type": "server_error"}}
 
 
 def estimate(text):
     return max(1, len(text) // 4)
 
 
-def completion(content, model, prompt_text):
+def usage_of(prompt_text, content, override):
+    prompt = estimate(prompt_text)
+    completion = estimate(content)
+    if override:
+        prompt = override.get("prompt_tokens", prompt)
+        completion = override.get("completion_tokens", completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def completion(content, model, prompt_text, usage_override=None):
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model or "stub-model",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": estimate(prompt_text),
-            "completion_tokens": estimate(content),
-            "total_tokens": estimate(prompt_text) + estimate(content),
-        },
+        "usage": usage_of(prompt_text, content, usage_override),
     }
+
+
+def split_text(text, pieces=4):
+    """The text in up to `pieces` parts at word starts; they concatenate back to the text."""
+    words = [w for w in re.split(r"(?<=\s)(?=\S)", text) if w]
+    if not words:
+        return []
+    size = -(-len(words) // pieces)  # ceil
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+class ClientGone(Exception):
+    """The client closed the connection before the response was complete."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,12 +133,42 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             self.wfile.write(body)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            return False
+        return True
 
     def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length).decode("utf-8", "replace") if length else ""
+
+    # --- the record of one completions request --------------------------------------------
+
+    def note(self, **fields):
+        with LOCK:
+            self.entry.update(fields)
+
+    def gone(self):
+        self.note(closed_early=True, closed_at=time.time())
+        self.close_connection = True
+
+    def wait(self, seconds):
+        """Sleeps, but returns early (False) when the client closes the connection meanwhile."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            try:
+                readable, _, _ = select.select([self.connection], [], [], left)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return False  # EOF: the client closed its end
+                if readable:
+                    time.sleep(min(left, 0.05))  # unexpected bytes: keep waiting without spinning
+            except (ConnectionResetError, OSError):
+                return False
+
+    # --- routes ----------------------------------------------------------------------------
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -81,11 +177,12 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_stub/requests":
             tag = parse_qs(url.query).get("tag", [None])[0]
             with LOCK:
-                found = [r for r in REQUESTS if tag is None or tag in r["raw"]]
-            return self.send_json(200, [{k: r[k] for k in ("path", "authorization", "body")} for r in found])
+                found = [{k: r[k] for k in RECORD_FIELDS} for r in REQUESTS if tag is None or tag in r["raw"]]
+            return self.send_json(200, found)
         self.send_json(404, {"error": {"message": "not found"}})
 
     def do_POST(self):
+        received_at = time.time()
         url = urlparse(self.path)
         raw = self.read_body()
         if url.path == "/_stub/scenario":
@@ -99,28 +196,158 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             return self.send_json(400, {"error": {"message": "invalid JSON"}})
+        if not isinstance(body, dict):
+            body = {}
+        stream = body.get("stream") is True
         step = {}
+        self.entry = {
+            "path": url.path,
+            "authorization": self.headers.get("Authorization"),
+            "body": body,
+            "raw": raw,
+            "stream": stream,
+            "received_at": received_at,
+            "done_at": None,
+            "closed_early": None,
+            "closed_at": None,
+        }
         with LOCK:
-            REQUESTS.append({"path": url.path, "authorization": self.headers.get("Authorization"), "body": body, "raw": raw})
+            REQUESTS.append(self.entry)
             for tag, scenario in SCENARIOS.items():
                 if tag in raw:
                     steps = scenario["steps"]
                     step = steps[min(scenario["next"], len(steps) - 1)]
                     scenario["next"] += 1
                     break
-        if step.get("delay_ms"):
-            time.sleep(step["delay_ms"] / 1000)
-        if step.get("malformed"):
-            return self.send_json(200, None, raw='{"choices": [ this is not json')
-        status = step.get("status", 200)
-        if status != 200:
-            raw_body = step.get("body", json.dumps({"error": {"message": "stub error", "type": "server_error"}}))
-            return self.send_json(status, None, headers=step.get("headers"), raw=raw_body)
+        delay_ms = (step.get("delay_ms") or 0) + (step.get("first_byte_delay_ms") or 0)
+        if delay_ms and not self.wait(delay_ms / 1000):
+            return self.gone()
         messages = body.get("messages") or []
         last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
-        content = step.get("reply", "Stub reply to: " + last_user[:200])
+        content = step.get("reply", "Stub reply to: " + str(last_user)[:200])
         prompt_text = "".join(str(m.get("content", "")) for m in messages)
-        self.send_json(200, completion(content, body.get("model"), prompt_text), headers=step.get("headers"))
+        status = step.get("status", 200)
+        if step.get("malformed") and not stream:
+            written = self.send_json(200, None, raw='{"choices": [ this is not json')
+        elif status != 200:
+            raw_body = step.get("body", json.dumps({"error": {"message": "stub error", "type": "server_error"}}))
+            written = self.send_json(status, None, headers=step.get("headers"), raw=raw_body)
+        elif not stream:
+            answer = completion(content, body.get("model"), prompt_text, step.get("usage"))
+            written = self.send_json(200, answer, headers=step.get("headers"))
+        else:
+            return self.stream(step, body, content, prompt_text)
+        if written:
+            self.note(done_at=time.time(), closed_early=False)
+        else:
+            self.gone()
+
+    # --- streaming -------------------------------------------------------------------------
+
+    def write_chunk(self, data):
+        """One HTTP chunk, flushed at once (an empty `data` ends the chunked body)."""
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
+            raise ClientGone()
+
+    def event(self, payload):
+        data = payload if isinstance(payload, str) else json.dumps(payload)
+        self.write_chunk(b"data: " + data.encode() + b"\n\n")
+
+    def stream(self, step, body, content, prompt_text):
+        model = body.get("model") or "stub-model"
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and not step.get("no_usage")
+        pieces = step.get("chunks")
+        if pieces is None:
+            pieces = split_text(content)
+        text = "".join(pieces)
+        created = int(time.time())
+        delay = (step.get("chunk_delay_ms") or 0) / 1000
+
+        def chunk(delta, finish_reason=None):
+            frame = {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+            if include_usage:
+                frame["usage"] = None  # as OpenAI does on every chunk but the usage chunk
+            return frame
+
+        # The step ends early after this many pieces, in the way its option names.
+        stops = [(k, step[k]) for k in ("truncate_after", "reset_after", "stall_after", "error_after") if k in step]
+        mode, after = stops[0] if stops else (None, None)
+
+        self.close_connection = True  # one stream per connection: its end is the connection's
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            for k, v in (step.get("headers") or {}).items():
+                self.send_header(k, str(v))
+            self.end_headers()
+            self.wfile.flush()
+            if step.get("malformed"):
+                self.event('{"choices": [ this is not json')
+                return self.end_stream()
+            for i, piece in enumerate(pieces):
+                if mode and i == after:
+                    break
+                thinking = (step.get("first_chunk_delay_ms") or 0) / 1000
+                if i == 0 and thinking and not self.wait(thinking):
+                    return self.gone()
+                if i and delay and not self.wait(delay):
+                    return self.gone()
+                self.event(chunk({"role": "assistant", "content": piece} if i == 0 else {"content": piece}))
+            if mode == "truncate_after":
+                return self.end_stream()
+            if mode == "reset_after":
+                return self.reset()
+            if mode == "stall_after":
+                if not self.wait(STALL_LIMIT_S):
+                    return self.gone()
+                self.note(closed_early=False, closed_at=time.time())
+                return  # 120 s passed: just close, without ending the body
+            if mode == "error_after":
+                self.event(IN_BAND_ERROR)
+                return self.end_stream()
+            self.event(chunk({}, step.get("finish_reason", "stop")))
+            if include_usage:
+                frame = chunk({})
+                frame["choices"] = []
+                frame["usage"] = usage_of(prompt_text, text, step.get("usage"))
+                self.event(frame)
+            self.event("[DONE]")
+            self.end_stream()
+        except ClientGone:
+            self.gone()
+
+    def end_stream(self):
+        self.write_chunk(b"")
+        now = time.time()
+        self.note(done_at=now, closed_early=False, closed_at=now)
+
+    def reset(self):
+        """Closes with SO_LINGER 0, so the kernel sends RST instead of FIN."""
+        now = time.time()
+        self.note(done_at=now, closed_early=False, closed_at=now)
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # The socket's file objects hold references to it; it closes for real only when
+            # all of them are closed.
+            self.wfile.close()
+            self.rfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+        self.wfile = io.BytesIO()  # what the server still flushes and closes after us
 
 
 def main():

@@ -325,8 +325,21 @@ async function loadAudit() {
     cell(relative(e.createdAt), { title: e.createdAt }),
     cell(e.actor),
     cell(ACTIONS[e.action] || e.action),
-    cell(e.target, { code: true }),
+    targetCell(e),
   ]);
+}
+
+// What the entry is about, as recorded when it happened: the name (and a key's prefix), with
+// the id as a tooltip; entries older than names show the id alone.
+function targetCell(e) {
+  if (!e.targetName) return cell(e.target, { code: true });
+  const td = cell(e.targetName, { title: e.target });
+  if (e.targetPrefix) {
+    const code = document.createElement("code");
+    code.textContent = `${e.targetPrefix}…`;
+    td.append(" ", code);
+  }
+  return td;
 }
 
 // ---- wiring ---------------------------------------------------------------------------------

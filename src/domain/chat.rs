@@ -27,6 +27,24 @@ impl TryFrom<&Object> for ChatRequest {
     }
 }
 
+/// Whether the caller wants the answer streamed (Server-Sent Events): `"stream": true`, or no
+/// `stream` field and an `Accept` that includes `text/event-stream`. `"stream": false` wins over
+/// `Accept`.
+///
+/// # Errors
+/// 400 naming `stream` when it is present but not a boolean (`null` included: the field has
+/// no "absent" meaning to fall back on beyond leaving it out).
+pub fn wants_stream(obj: &Object, accept: Option<&str>) -> ApiResult<bool> {
+    match obj.get("stream") {
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("stream", "must be a boolean")),
+        None => Ok(accept.is_some_and(|a| {
+            a.split(',')
+                .any(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream")))
+        })),
+    }
+}
+
 /// A chat's title: the first line of its first message, cut at a word boundary near 80
 /// characters.
 pub fn title_from(message: &str) -> String {
@@ -85,6 +103,20 @@ mod tests {
         assert_eq!((r.agent_id, r.chat_id), (None, None));
         let err = parse(json!({"message": "hi", "chatId": 12})).unwrap_err();
         assert_eq!(err.body()["details"]["field"], "chatId");
+    }
+
+    #[test]
+    fn stream_mode_negotiation() {
+        let o = |v: Value| v.as_object().cloned().unwrap();
+        assert!(!wants_stream(&o(json!({"message":"m"})), None).unwrap());
+        assert!(!wants_stream(&o(json!({"message":"m"})), Some("application/json")).unwrap());
+        assert!(wants_stream(&o(json!({"message":"m"})), Some("application/json, Text/Event-Stream;q=0.9")).unwrap());
+        assert!(wants_stream(&o(json!({"stream":true})), None).unwrap());
+        assert!(!wants_stream(&o(json!({"stream":false})), Some("text/event-stream")).unwrap());
+        for bad in [json!({"stream":"true"}), json!({"stream":1}), json!({"stream":null})] {
+            let err = wants_stream(&o(bad), None).unwrap_err();
+            assert_eq!(err.body()["details"]["field"], "stream");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::error::ApiError;
 
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_STREAM_MAX_MS: u64 = 600_000;
 pub const DEFAULT_CONTEXT_TOKEN_BUDGET: usize = 16_000;
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 pub const DEFAULT_INSTRUCTIONS: &str = "You are Attive's assistant for go-to-market teams. \
@@ -16,7 +17,10 @@ pub struct Config {
     pub llm_model: String,
     /// `None` when unset: the `Authorization` header is then omitted (local servers).
     pub llm_api_key: Option<String>,
+    /// JSON mode: the whole LLM call. Streaming: the wait for the first byte, then each gap.
     pub llm_timeout_ms: u64,
+    /// Streaming: the whole answer.
+    pub llm_stream_max_ms: u64,
     pub context_token_budget: usize,
     pub default_instructions: String,
     pub rate_limit_per_minute: u32,
@@ -43,6 +47,7 @@ impl Config {
             llm_model: text("LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
             llm_api_key: text("LLM_API_KEY"),
             llm_timeout_ms: number("LLM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 600_000)?,
+            llm_stream_max_ms: number("LLM_STREAM_MAX_MS", DEFAULT_STREAM_MAX_MS, 3_600_000)?,
             context_token_budget: usize::try_from(number(
                 "CONTEXT_TOKEN_BUDGET",
                 DEFAULT_CONTEXT_TOKEN_BUDGET as u64,
@@ -81,6 +86,7 @@ mod tests {
         assert_eq!(c.llm_model, DEFAULT_MODEL);
         assert_eq!(c.llm_api_key, None);
         assert_eq!(c.llm_timeout_ms, 60_000);
+        assert_eq!(c.llm_stream_max_ms, 600_000);
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
     }

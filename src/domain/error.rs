@@ -33,6 +33,12 @@ pub enum ApiError {
     RateLimited {
         retry_after_seconds: u64,
     },
+    /// 409: the request with this `Idempotency-Key` is still running.
+    IdempotencyConflict {
+        retry_after_seconds: u64,
+    },
+    /// 422: the `Idempotency-Key` was first used with a different request.
+    IdempotencyMismatch,
     /// The operator has not configured something the route needs (e.g. `ADMIN_TOKEN`).
     NotConfigured(&'static str),
     /// A dependency we rely on (D1) is down.
@@ -65,6 +71,8 @@ impl ApiError {
             Self::NotFound(..) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
+            Self::IdempotencyConflict { .. } => 409,
+            Self::IdempotencyMismatch => 422,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
             Self::Upstream(_) => 502,
@@ -90,6 +98,11 @@ impl ApiError {
             Self::RateLimited { retry_after_seconds } => {
                 ("Rate limit exceeded".into(), Some(json!({ "retryAfterSeconds": retry_after_seconds })))
             }
+            Self::IdempotencyConflict { retry_after_seconds } => (
+                "Idempotency key in use by a request still running".into(),
+                Some(json!({ "retryAfterSeconds": retry_after_seconds })),
+            ),
+            Self::IdempotencyMismatch => ("Idempotency key reused with a different request".into(), None),
             Self::NotConfigured(what) => ("Service not configured".into(), Some(json!(what))),
             Self::Unavailable(what) => ("Service unavailable".into(), Some(json!(what))),
             Self::UpstreamTimeout => ("Upstream timeout".into(), None),
@@ -106,7 +119,7 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed { allow } => vec![("Allow", allow.join(", "))],
-            Self::RateLimited { retry_after_seconds } => {
+            Self::RateLimited { retry_after_seconds } | Self::IdempotencyConflict { retry_after_seconds } => {
                 vec![("Retry-After", retry_after_seconds.to_string())]
             }
             _ => Vec::new(),
@@ -155,6 +168,14 @@ mod tests {
         assert_eq!(ApiError::UpstreamTimeout.status(), 504);
         assert_eq!(ApiError::Upstream("x".into()).status(), 502);
         assert_eq!(ApiError::NotConfigured("ADMIN_TOKEN").status(), 503);
+        assert_eq!(ApiError::IdempotencyMismatch.status(), 422);
+        assert_eq!(
+            ApiError::IdempotencyMismatch.body(),
+            json!({ "error": "Idempotency key reused with a different request" })
+        );
+        let conflict = ApiError::IdempotencyConflict { retry_after_seconds: 2 };
+        assert_eq!(conflict.status(), 409);
+        assert_eq!(conflict.headers(), vec![("Retry-After", "2".to_owned())]);
     }
 
     #[test]

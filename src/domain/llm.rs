@@ -47,7 +47,18 @@ impl Turn {
 /// per-message framing. It over-counts CJK a little less than it should, which the default
 /// budget leaves room for; it is only used to decide what history to drop.
 pub fn estimate_tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(4) + 4
+    text.chars().count().div_ceil(4) + PER_MESSAGE_TOKENS
+}
+
+/// The framing tokens `estimate_tokens` adds per message. The history query repeats the
+/// estimate in SQL (`(length(content) + 3) / 4 + PER_MESSAGE_TOKENS`), so both agree on what
+/// fits.
+pub const PER_MESSAGE_TOKENS: usize = 4;
+
+/// What the history may use of the budget once the new message is counted: the bound the
+/// history query applies in D1, before the exact trimming of [`build_messages`].
+pub fn history_budget(message: &str, budget: usize) -> usize {
+    budget.saturating_sub(estimate_tokens(message))
 }
 
 /// The messages for one completion: the instructions as `system`, as much recent history as
@@ -82,6 +93,12 @@ pub fn build_messages(instructions: &str, history: &[Turn], message: &str, budge
 /// The JSON body of `POST {base}/chat/completions`.
 pub fn request_body(model: &str, messages: &[Turn]) -> Value {
     json!({ "model": model, "messages": messages })
+}
+
+/// The body of a streamed request: the same, asking for SSE and for the usage chunk at the end
+/// (`stream_options.include_usage`), without which a stream reports no token counts.
+pub fn stream_request_body(model: &str, messages: &[Turn]) -> Value {
+    json!({ "model": model, "messages": messages, "stream": true, "stream_options": { "include_usage": true } })
 }
 
 /// What we keep of a completion.
@@ -202,6 +219,14 @@ mod tests {
             body,
             json!({"model":"gpt-4o-mini","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]})
         );
+    }
+
+    #[test]
+    fn stream_request_body_asks_for_usage() {
+        let body = stream_request_body("m", &[Turn::new(Role::User, "u")]);
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["messages"][0]["content"], "u");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod config;
 pub mod cursor;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod llm;
 #[cfg(test)]
@@ -16,6 +17,8 @@ mod properties;
 pub mod rate_limit;
 pub mod request_id;
 pub mod settings;
+pub mod sse;
+pub mod stream;
 pub mod time;
 pub mod timing;
 pub mod token;

@@ -3,6 +3,7 @@
 //! arrival time (TAT). A fresh key can burst `limit` requests, then gets one every
 //! `60 s / limit`.
 
+use super::idempotency::{self, Decision as IdemDecision, Record, StoredResult};
 use super::time::Millis;
 
 const WINDOW_MS: i64 = 60_000;
@@ -63,11 +64,14 @@ pub fn check(state: Option<State>, now: Millis, limit: u32) -> Decision {
 /// per key, and a minute is plenty for "last used").
 pub const TOUCH_EVERY_MS: Millis = 60_000;
 
-/// Everything the per-key Durable Object keeps.
+/// Everything the per-key Durable Object keeps once it knows its key.
+///
+/// Objects written before keys were adopted (see [`on_command`]) hold the same JSON, so they
+/// read as known keys and keep their state: the migration needs no step of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stored {
     pub state: Option<State>,
-    /// The key's own `rateLimitPerMinute`, set once when the key is created.
+    /// The key's own `rateLimitPerMinute`, learnt from D1 when the object adopts the key.
     pub key_limit: Option<u32>,
     /// When the Worker was last told to write last-used.
     pub touched_at: Option<Millis>,
@@ -106,6 +110,139 @@ pub fn on_request(stored: Stored, now: Millis, default_limit: u32) -> (Verdict, 
         touched_at: if touch { Some(now) } else { stored.touched_at },
     };
     (verdict, next)
+}
+
+/// An `Idempotency-Key` a request wants to claim, checked in the same step as its count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    /// [`idempotency::record_id`]: the key, hashed with its route.
+    pub id: String,
+    pub fingerprint: String,
+    /// From [`idempotency::stale_after_ms`].
+    pub stale_after_ms: Millis,
+}
+
+/// The Worker's message to a key's object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "op")]
+pub enum Command {
+    /// Count one request, if the object already knows its key. Sent side by side with the D1
+    /// lookup, before anyone knows whether the key exists, so it must never write for a key
+    /// the object does not know: anyone can mint well-formed keys.
+    Check {
+        default_limit: u32,
+        #[serde(default)]
+        claim: Option<Claim>,
+    },
+    /// D1 has confirmed the key: store it with its own limit, then count the request. Sent
+    /// only after a `Check` answered [`Reply::Unknown`], i.e. on a key's first request(s).
+    Adopt {
+        default_limit: u32,
+        key_limit: Option<u32>,
+        #[serde(default)]
+        claim: Option<Claim>,
+    },
+    /// A claimed request ended: remember its result, or (`None`: it stored nothing, e.g. a
+    /// 404 or a provider failure before any answer) release the key so a retry runs afresh.
+    Finish { id: String, fingerprint: String, result: Option<StoredResult> },
+    /// The key was deleted: drop everything the object stores.
+    Forget,
+}
+
+/// What the object found for a claimed key (the serialisable form of [`IdemDecision`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "decision")]
+pub enum KeyDecision {
+    Run,
+    Conflict { retry_after_seconds: u64 },
+    Mismatch,
+    Replay { result: StoredResult },
+}
+
+impl From<IdemDecision> for KeyDecision {
+    fn from(d: IdemDecision) -> Self {
+        match d {
+            IdemDecision::Run => Self::Run,
+            IdemDecision::Conflict { retry_after_seconds } => Self::Conflict { retry_after_seconds },
+            IdemDecision::Mismatch => Self::Mismatch,
+            IdemDecision::Replay(result) => Self::Replay { result },
+        }
+    }
+}
+
+/// The object's answer.
+// One short-lived value per request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "result")]
+pub enum Reply {
+    /// The object has not adopted a key: nothing was counted and nothing stored.
+    Unknown,
+    /// The count, and for a request with an allowed claim, what its key found.
+    Verdict {
+        verdict: Verdict,
+        idempotency: Option<KeyDecision>,
+    },
+    Done,
+}
+
+/// What the object must do to its storage after a command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Writes {
+    pub limiter: Option<Stored>,
+    /// `(record id, new record)`; `None` deletes the record.
+    pub record: Option<(String, Option<Record>)>,
+    /// Drop everything.
+    pub clear: bool,
+}
+
+/// The whole protocol of the per-key object, given what it stores: `stored` (`None`: a key it
+/// never adopted) and `record`, the idempotency record the command names, if any.
+///
+/// Concurrent first requests all get `Unknown`, then each adopts; the object runs them one at
+/// a time, so the second adoption finds the first one's state and the count stays exact. For
+/// the same reason, of two requests racing with one idempotency key, one claims it and the
+/// other finds the claim (409). A refused (429) request claims nothing.
+pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Command, now: Millis) -> (Reply, Writes) {
+    let (stored, default_limit, claim) = match command {
+        Command::Check { default_limit, claim } => match stored {
+            None => return (Reply::Unknown, Writes::default()),
+            Some(stored) => (stored, default_limit, claim),
+        },
+        // D1 has just said what the key's limit is; it wins over what an earlier adoption
+        // stored.
+        Command::Adopt { default_limit, key_limit, claim } => {
+            (Stored { key_limit, ..stored.unwrap_or_default() }, default_limit, claim)
+        }
+        Command::Finish { id, fingerprint, result } => {
+            let write = match (stored, result, record) {
+                // A forgotten key's object stays empty.
+                (None, _, _) => None,
+                (Some(_), Some(result), _) => Some((id, Some(Record::complete(fingerprint, result, now)))),
+                // Release only our own unfinished claim, never a finished record.
+                (Some(_), None, Some(Record::InProgress { fingerprint: held, .. })) if held == fingerprint => {
+                    Some((id, None))
+                }
+                (Some(_), None, _) => None,
+            };
+            return (Reply::Done, Writes { record: write, ..Writes::default() });
+        }
+        Command::Forget => return (Reply::Done, Writes { clear: true, ..Writes::default() }),
+    };
+    let (verdict, next) = on_request(stored, now, default_limit);
+    let mut writes = Writes { limiter: Some(next), ..Writes::default() };
+    let idempotency = match claim {
+        Some(claim) if verdict.allowed => {
+            let decision = idempotency::decide(record, &claim.fingerprint, now, claim.stale_after_ms);
+            if decision == IdemDecision::Run {
+                writes.record = Some((claim.id, Some(Record::claim(claim.fingerprint, now))));
+            }
+            Some(KeyDecision::from(decision))
+        }
+        _ => None,
+    };
+    (Reply::Verdict { verdict, idempotency }, writes)
 }
 
 fn interval_ms(limit: u32) -> i64 {
@@ -199,6 +336,150 @@ mod tests {
         assert!(v.allowed);
         assert!(!on_request(stored, T0, 1).0.allowed);
         assert!(on_request(stored, T0, 3).0.allowed);
+    }
+
+    fn check_cmd(claim: Option<Claim>) -> Command {
+        Command::Check { default_limit: 100, claim }
+    }
+
+    fn verdict(reply: &Reply) -> Verdict {
+        match reply {
+            Reply::Verdict { verdict, .. } => *verdict,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_never_counted_or_stored() {
+        let claim = Claim { id: "r".into(), fingerprint: "f".into(), stale_after_ms: 1000 };
+        let (reply, writes) = on_command(None, None, check_cmd(Some(claim)), T0);
+        assert_eq!((reply, writes), (Reply::Unknown, Writes::default()));
+    }
+
+    #[test]
+    fn adoption_stores_the_key_limit_and_concurrent_adoptions_count_exactly() {
+        // Three first requests all saw `Unknown`; their adoptions reach the object in turn.
+        let adopt = Command::Adopt { default_limit: 100, key_limit: Some(2), claim: None };
+        let mut stored = None;
+        let mut allowed = Vec::new();
+        for _ in 0..3 {
+            let (reply, writes) = on_command(stored, None, adopt.clone(), T0);
+            let v = verdict(&reply);
+            assert_eq!(v.limit, 2);
+            allowed.push(v.allowed);
+            stored = writes.limiter;
+            assert!(stored.is_some());
+        }
+        assert_eq!(allowed, [true, true, false]);
+        // Later requests find the key known and are decided on the concurrent path.
+        let (reply, _) = on_command(stored, None, check_cmd(None), T0 + 30_000);
+        assert!(matches!(verdict(&reply), Verdict { allowed: true, limit: 2, .. }), "{reply:?}");
+    }
+
+    #[test]
+    fn forget_clears_everything() {
+        let stored = Stored { key_limit: Some(3), ..Stored::default() };
+        let (reply, writes) = on_command(Some(stored), None, Command::Forget, T0);
+        assert_eq!(reply, Reply::Done);
+        assert!(writes.clear);
+    }
+
+    /// Objects written before adoption existed: the key-creation route stored the key's own
+    /// limit (`configure`), and requests stored the GCRA state. Both read as known keys.
+    #[test]
+    fn state_written_before_adoption_still_reads_as_a_known_key() {
+        let configured: Stored = serde_json::from_str(r#"{"state":null,"key_limit":7,"touched_at":null}"#).unwrap();
+        let (reply, _) = on_command(Some(configured), None, check_cmd(None), T0);
+        assert!(matches!(verdict(&reply), Verdict { allowed: true, limit: 7, remaining: 6, .. }), "{reply:?}");
+        let used: Stored = serde_json::from_str(
+            r#"{"state":{"tat":1800000060000,"limit":60},"key_limit":null,"touched_at":1800000000000}"#,
+        )
+        .unwrap();
+        let (reply, _) = on_command(Some(used), None, Command::Check { default_limit: 60, claim: None }, T0);
+        assert!(!verdict(&reply).allowed, "{reply:?}");
+    }
+
+    fn result() -> StoredResult {
+        serde_json::from_value(serde_json::json!({
+            "chatId": "chat_1", "messageId": "msg_1", "response": "hi", "status": "complete",
+            "finishReason": "stop", "usage": { "promptTokens": 1, "completionTokens": 1, "estimated": false }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_claim_is_taken_once_then_conflicts_then_replays() {
+        let known = Some(Stored::default());
+        let claim = Claim { id: "r1".into(), fingerprint: "f1".into(), stale_after_ms: 600_000 };
+        let (reply, writes) = on_command(known, None, check_cmd(Some(claim.clone())), T0);
+        assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Run), .. }), "{reply:?}");
+        let Some((id, Some(record))) = writes.record else { panic!("{writes:?}") };
+        assert_eq!(id, "r1");
+        // The twin request finds the claim.
+        let (reply, writes) = on_command(known, Some(record.clone()), check_cmd(Some(claim.clone())), T0 + 10);
+        assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Conflict { .. }), .. }), "{reply:?}");
+        assert_eq!(writes.record, None);
+        // A different body under the same key.
+        let other = Claim { fingerprint: "f2".into(), ..claim.clone() };
+        let (reply, _) = on_command(known, Some(record.clone()), check_cmd(Some(other)), T0 + 10);
+        assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Mismatch), .. }), "{reply:?}");
+        // Finished: replayed afterwards.
+        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(result()) };
+        let (_, writes) = on_command(known, Some(record), finish, T0 + 20);
+        let Some((_, Some(done))) = writes.record else { panic!("{writes:?}") };
+        let (reply, _) = on_command(known, Some(done), check_cmd(Some(claim)), T0 + 30);
+        assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Replay { .. }), .. }), "{reply:?}");
+    }
+
+    #[test]
+    fn a_released_claim_runs_again_and_a_refused_request_claims_nothing() {
+        let known = Some(Stored::default());
+        let claim = Claim { id: "r1".into(), fingerprint: "f1".into(), stale_after_ms: 600_000 };
+        let held = Record::claim("f1", T0);
+        let release = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: None };
+        let (_, writes) = on_command(known, Some(held.clone()), release.clone(), T0);
+        assert_eq!(writes.record, Some(("r1".into(), None)));
+        // Another request's claim, or a finished record, is not released.
+        let (_, writes) = on_command(known, Some(Record::claim("f2", T0)), release.clone(), T0);
+        assert_eq!(writes.record, None);
+        // A forgotten key's object stays empty.
+        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(result()) };
+        assert_eq!(on_command(None, Some(held), finish, T0).1, Writes::default());
+        // Over the limit: 429, and the key stays free.
+        let spent = Stored { key_limit: Some(1), ..Stored::default() };
+        let (_, writes) = on_command(Some(spent), None, check_cmd(None), T0);
+        let (reply, writes) = on_command(writes.limiter, None, check_cmd(Some(claim)), T0);
+        assert!(matches!(reply, Reply::Verdict { verdict: Verdict { allowed: false, .. }, idempotency: None }));
+        assert_eq!(writes.record, None);
+    }
+
+    #[test]
+    fn commands_and_replies_round_trip_as_json() {
+        let wire = serde_json::to_value(Command::Adopt { default_limit: 60, key_limit: None, claim: None }).unwrap();
+        assert_eq!(wire, serde_json::json!({ "op": "adopt", "defaultLimit": 60, "keyLimit": null, "claim": null }));
+        let old: Command = serde_json::from_value(serde_json::json!({ "op": "check", "defaultLimit": 5 })).unwrap();
+        assert_eq!(old, check_cmd(None).clone_with_limit(5));
+        let reply: Reply = serde_json::from_value(serde_json::json!({ "result": "unknown" })).unwrap();
+        assert_eq!(reply, Reply::Unknown);
+        let v =
+            Verdict { allowed: true, limit: 1, remaining: 0, reset_seconds: 60, retry_after_seconds: 0, touch: false };
+        for reply in [
+            Reply::Verdict { verdict: v, idempotency: None },
+            Reply::Verdict { verdict: v, idempotency: Some(KeyDecision::Replay { result: result() }) },
+            Reply::Verdict { verdict: v, idempotency: Some(KeyDecision::Conflict { retry_after_seconds: 2 }) },
+        ] {
+            let back: Reply = serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap();
+            assert_eq!(back, reply);
+        }
+    }
+
+    impl Command {
+        fn clone_with_limit(&self, limit: u32) -> Self {
+            match self {
+                Self::Check { claim, .. } => Self::Check { default_limit: limit, claim: claim.clone() },
+                other => other.clone(),
+            }
+        }
     }
 
     #[test]

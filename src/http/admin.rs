@@ -32,13 +32,14 @@ pub async fn create_workspace(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     Ok(Reply::created(workspace_json(&ws)))
 }
 
+/// Deletes the workspace in D1 first (that is what revokes its keys and tokens), then drops its
+/// keys' rate-limiter state. Should the second step fail half-way, no key is usable again: D1
+/// no longer knows it; what is left is storage, which the log names.
 pub async fn delete_workspace(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     auth::operator(req, cx)?;
-    if workspaces::delete(&storage::db(&cx.env)?, m.param(0)).await? {
-        Ok(Reply::no_content())
-    } else {
-        Err(WORKSPACE_NOT_FOUND)
-    }
+    let hashes = workspaces::delete(&storage::db(&cx.env)?, m.param(0)).await?.ok_or(WORKSPACE_NOT_FOUND)?;
+    super::settings::forget_limiters(cx, &hashes).await;
+    Ok(Reply::no_content())
 }
 
 pub async fn create_admin(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {

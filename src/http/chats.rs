@@ -20,8 +20,8 @@ async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<String> {
     let hash = token.hash();
     let db = storage::db(&cx.env)?;
     let (key, verdict) =
-        futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute));
-    Ok(auth::admit(cx, key?, verdict)?.workspace_id)
+        futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
+    Ok(auth::admit(cx, &hash, key?, verdict, None).await.0?.key.workspace_id)
 }
 
 fn chat_json(c: &chats::Chat) -> Value {
@@ -62,6 +62,9 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
                 "completionTokens": m.completion_tokens,
                 "latencyMs": m.latency_ms,
                 "createdAt": to_iso(m.created_at),
+                "status": m.status,
+                "finishReason": m.finish_reason,
+                "usageEstimated": m.usage_estimated != 0,
             })
         })
         .collect();

@@ -2,13 +2,14 @@
 //! [`ApiError`]s into responses. Handlers live one module per resource.
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod chat;
 mod chats;
 mod health;
 mod pages;
 pub mod routes;
 mod settings;
+mod sse;
 
 use std::cell::RefCell;
 
@@ -89,6 +90,8 @@ pub struct Reply {
 pub enum Body {
     None,
     Json(Value),
+    /// Server-Sent Events, written as they come (see `sse`).
+    EventStream(sse::Frames),
     /// A file of the settings page, compiled into the Worker.
     Asset {
         content_type: &'static str,
@@ -175,6 +178,12 @@ fn build(status: u16, body: Body, headers: &[(&'static str, String)]) -> Respons
     let builder = Response::builder().with_status(status);
     let (mut response, content_type, cache) = match body {
         Body::None => (builder.empty(), None, "no-store"),
+        // No Content-Encoding, ever: a compressor holds small events back until it has enough
+        // to compress, and the caller would stare at nothing.
+        Body::EventStream(frames) => match builder.from_stream(frames) {
+            Ok(r) => (r, Some("text/event-stream; charset=utf-8"), "no-cache"),
+            Err(_) => (Response::builder().with_status(500).empty(), None, "no-store"),
+        },
         Body::Json(v) => {
             (builder.fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store")
         }
@@ -197,6 +206,12 @@ fn build(status: u16, body: Body, headers: &[(&'static str, String)]) -> Respons
 
 fn log(line: &Value) {
     worker::console_log!("{line}");
+}
+
+/// A warning about something that went wrong after the caller's answer was decided (it cannot
+/// change the response any more, so the log is the only place it can be seen).
+pub(crate) fn log_warn(request_id: &str, event: &str, detail: Option<&str>) {
+    log(&json!({ "requestId": request_id, "level": "warn", "event": event, "detail": detail }));
 }
 
 /// Reads a JSON object body, refusing oversized bodies with 413 without buffering them: the

@@ -48,11 +48,8 @@ pub async fn create_key(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         expires_at: input.expires_at,
         rate_limit_per_minute: input.rate_limit_per_minute,
     };
-    // The limiter learns the key's own limit before the key exists in D1, so the key's first
-    // request is already counted against it. If this fails, nothing was created.
-    if let Some(limit) = key.rate_limit_per_minute {
-        limiter::configure(&cx.env, &hash, u32::try_from(limit).ok()).await?;
-    }
+    // The limiter is not told: the key's object learns its limit from D1 on the key's first
+    // request, so it is created near the callers, not near this admin.
     let row = keys::NewKeyRow { key: &key, workspace_id: &admin.workspace_id, key_hash: &hash, admin_id: &admin.id };
     keys::create(&storage::db(&cx.env)?, &row).await?;
     let mut body = key_json(&key, None);
@@ -73,18 +70,43 @@ pub async fn list_keys(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     Ok(Reply::ok(json!({ "keys": keys })))
 }
 
+/// Deletes the key in D1 first (revocation is complete from that moment: D1 is what
+/// authentication reads), then drops its rate-limiter state and its last-used entry. Should a
+/// later step fail, the key stays refused; only storage is left behind, and the log says so.
 pub async fn delete_key(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let key_id = m.param(0);
-    if !keys::delete(&storage::db(&cx.env)?, &admin.workspace_id, key_id, &admin.name, cx.now).await? {
-        return Err(KEY_NOT_FOUND);
-    }
-    // Revocation is already complete (D1 is what authentication reads); this only tidies KV.
+    let hash = keys::delete(&storage::db(&cx.env)?, &admin.workspace_id, key_id, &admin.name, cx.now)
+        .await?
+        .ok_or(KEY_NOT_FOUND)?;
+    forget_limiters(cx, &[hash]).await;
     let (env, ws, id) = (cx.env.clone(), admin.workspace_id.clone(), key_id.to_owned());
     cx.ctx.wait_until(async move {
         let _ = last_used::forget(&env, &ws, &id).await;
     });
     Ok(Reply::no_content())
+}
+
+/// Drops the rate-limiter state of deleted keys, a few at a time (a Worker invocation has a
+/// handful of simultaneous connections). Failures are logged, never returned: the keys are
+/// already refused by D1.
+pub async fn forget_limiters(cx: &Cx, hashes: &[String]) {
+    use futures::StreamExt;
+    let failures: Vec<String> = futures::stream::iter(hashes)
+        .map(|hash| limiter::forget(&cx.env, hash))
+        .buffer_unordered(6)
+        .filter_map(|r| async move { r.err().and_then(|e| e.log_detail().map(str::to_owned)) })
+        .collect()
+        .await;
+    if !failures.is_empty() {
+        super::log(&json!({
+            "requestId": cx.request_id,
+            "level": "warn",
+            "event": "rate_limiter_state_left",
+            "keys": failures.len(),
+            "detail": failures.first(),
+        }));
+    }
 }
 
 pub async fn audit_log(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
@@ -93,7 +115,17 @@ pub async fn audit_log(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let entries = audit::list(&storage::db(&cx.env)?, &admin.workspace_id, limit).await?;
     let entries: Vec<Value> = entries
         .iter()
-        .map(|e| json!({ "id": e.id, "actor": e.actor, "action": e.action, "target": e.target, "createdAt": to_iso(e.created_at) }))
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "targetName": e.target_name,
+                "targetPrefix": e.target_prefix,
+                "createdAt": to_iso(e.created_at),
+            })
+        })
         .collect();
     Ok(Reply::ok(json!({ "entries": entries })))
 }

@@ -33,7 +33,8 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
         int(a.created_at),
         int(a.updated_at),
     ];
-    let log = audit::record(db, workspace_id, actor, "agent.created", &a.id, a.created_at)?;
+    let target = audit::Target { id: &a.id, name: Some(&a.name), prefix: None };
+    let log = audit::record(db, workspace_id, actor, "agent.created", &target, a.created_at)?;
     batch(db, vec![stmt(db, sql, &params)?, log]).await?;
     Ok(())
 }
@@ -70,7 +71,16 @@ pub async fn update(
         opt_text(patch.model.as_ref().and_then(|m| m.as_deref())),
         int(at),
     ];
-    let log = audit::record_if_exists(db, workspace_id, actor, "agent.updated", Table::Agents, id, at)?;
+    let log = audit::record_if_exists(
+        db,
+        workspace_id,
+        actor,
+        "agent.updated",
+        Table::Agents,
+        id,
+        patch.name.as_deref(),
+        at,
+    )?;
     let select = stmt(
         db,
         &format!("SELECT {COLUMNS} FROM agents WHERE id = ?1 AND workspace_id = ?2"),
@@ -84,7 +94,7 @@ pub async fn update(
 }
 
 pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
-    let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, at)?;
+    let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, None, at)?;
     let delete = stmt(db, "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2", &[text(id), text(workspace_id)])?;
     let results = batch(db, vec![log, delete]).await?;
     match results.get(1) {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::{D1Database, D1PreparedStatement};
 
-use super::{all, int, stmt, text};
+use super::{all, int, opt_text, stmt, text};
 use crate::domain::error::ApiResult;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::time::Millis;
@@ -14,7 +14,17 @@ pub struct Entry {
     pub actor: String,
     pub action: String,
     pub target: String,
+    pub target_name: Option<String>,
+    pub target_prefix: Option<String>,
     pub created_at: Millis,
+}
+
+/// What an entry is about: the id, and a snapshot of what a person recognises it by (a key's
+/// name and display prefix, an agent's name), kept after the thing itself is deleted.
+pub struct Target<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub prefix: Option<&'a str>,
 }
 
 /// A statement to put in the same batch as the change it records, so the log and the data
@@ -24,20 +34,33 @@ pub fn record(
     workspace_id: &str,
     actor: &str,
     action: &str,
-    target: &str,
+    target: &Target<'_>,
     at: Millis,
 ) -> ApiResult<D1PreparedStatement> {
     let sql =
-        "INSERT INTO audit_log (id, workspace_id, actor, action, target, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     stmt(
         db,
         sql,
-        &[text(&new_id(IdKind::Audit)?), text(workspace_id), text(actor), text(action), text(target), int(at)],
+        &[
+            text(&new_id(IdKind::Audit)?),
+            text(workspace_id),
+            text(actor),
+            text(action),
+            text(target.id),
+            opt_text(target.name),
+            opt_text(target.prefix),
+            int(at),
+        ],
     )
 }
 
-/// Like [`record`], but only when `table` holds row `id` in the workspace: put before a delete
-/// in the same batch, so deleting something that is not there logs nothing.
+/// Like [`record`], but only when `table` holds row `id` in the workspace, and with the name
+/// (and a key's prefix) read from that row: put before a change or delete in the same batch,
+/// so deleting something that is not there logs nothing, and the entry names what was there.
+/// `new_name` replaces the stored name when the change renames it.
+#[allow(clippy::too_many_arguments)]
 pub fn record_if_exists(
     db: &D1Database,
     workspace_id: &str,
@@ -45,14 +68,28 @@ pub fn record_if_exists(
     action: &str,
     table: Table,
     id: &str,
+    new_name: Option<&str>,
     at: Millis,
 ) -> ApiResult<D1PreparedStatement> {
+    let prefix = match table {
+        Table::ApiKeys => "prefix",
+        Table::Agents => "NULL",
+    };
     let sql = format!(
-        "INSERT INTO audit_log (id, workspace_id, actor, action, target, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM {} WHERE id = ?5 AND workspace_id = ?2)",
+        "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, COALESCE(?7, name), {prefix}, ?6 FROM {} WHERE id = ?5 AND workspace_id = ?2",
         table.name()
     );
-    stmt(db, &sql, &[text(&new_id(IdKind::Audit)?), text(workspace_id), text(actor), text(action), text(id), int(at)])
+    let params = [
+        text(&new_id(IdKind::Audit)?),
+        text(workspace_id),
+        text(actor),
+        text(action),
+        text(id),
+        int(at),
+        opt_text(new_name),
+    ];
+    stmt(db, &sql, &params)
 }
 
 /// The tables an audited delete can target (a closed set, so no name is ever spliced in from
@@ -73,7 +110,7 @@ impl Table {
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str, limit: u32) -> ApiResult<Vec<Entry>> {
-    let sql = "SELECT id, actor, action, target, created_at FROM audit_log WHERE workspace_id = ?1 \
+    let sql = "SELECT id, actor, action, target, target_name, target_prefix, created_at FROM audit_log WHERE workspace_id = ?1 \
                ORDER BY created_at DESC, rowid DESC LIMIT ?2";
     all(stmt(db, sql, &[text(workspace_id), int(i64::from(limit))])?).await
 }

@@ -6,10 +6,10 @@ use worker::D1Database;
 
 use super::{all, batch, changes, int, keys, opt_int, opt_text, rows, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
-use crate::domain::llm::{Role, Turn};
+use crate::domain::llm::{self, Role, Turn};
 use crate::domain::time::Millis;
 
-/// History turns read per request at most; older ones would not fit any sane token budget.
+/// History turns read per request at most, whatever the budget.
 pub const HISTORY_LIMIT: i64 = 200;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,11 +44,21 @@ pub struct TurnContext {
 /// One D1 batch: the key by hash, the chat (if continuing), the agent (the requested one, or
 /// the chat's), and the chat's recent history. Every lookup is scoped to the key's workspace
 /// inside SQL, so a foreign chat or agent id reads as absent.
+///
+/// Answers stored as `incomplete` (a stream that was cut off) are left out of the history: the
+/// model should not build on half an answer it never finished; the question stays, so the next
+/// turn still knows it was asked.
+///
+/// The history statement returns only the newest messages whose estimated tokens add up to at
+/// most `history_budget` (a running sum in a window function, with the same estimate as
+/// `domain::llm::estimate_tokens`), so what crosses from D1 grows with the budget, not with the
+/// chat. The exact trimming (which also counts the instructions) stays with the caller.
 pub async fn load_turn(
     db: &D1Database,
     key_hash: &str,
     chat_id: Option<&str>,
     agent_id: Option<&str>,
+    history_budget: usize,
 ) -> ApiResult<TurnContext> {
     const WS: &str = "(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)";
     let chat_sql =
@@ -58,10 +68,14 @@ pub async fn load_turn(
          AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
     );
     let history_sql = format!(
-        "SELECT role, content FROM (SELECT seq, role, content FROM messages WHERE chat_id = \
-         (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
+        "SELECT role, content FROM (SELECT seq, role, content, \
+         SUM((length(content) + 3) / 4 + {PER_MESSAGE}) OVER newest AS used, ROW_NUMBER() OVER newest AS n \
+         FROM messages WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) \
+         AND status = 'complete' WINDOW newest AS (ORDER BY seq DESC)) WHERE used <= ?5 AND n <= ?4 ORDER BY seq",
+        PER_MESSAGE = llm::PER_MESSAGE_TOKENS
     );
-    let p = [text(key_hash), opt_text(chat_id), opt_text(agent_id), int(HISTORY_LIMIT)];
+    let budget = i64::try_from(history_budget).unwrap_or(i64::MAX / 2);
+    let p = [text(key_hash), opt_text(chat_id), opt_text(agent_id), int(HISTORY_LIMIT), int(budget)];
     let results = batch(
         db,
         vec![
@@ -99,8 +113,13 @@ pub struct NewTurn<'a> {
     pub assistant_message_id: &'a str,
     pub assistant_content: &'a str,
     pub model: &'a str,
+    /// `complete`, or `incomplete` for a streamed answer the provider did not finish.
+    pub status: &'a str,
+    pub finish_reason: Option<&'a str>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The token counts are our estimate (the provider sent none).
+    pub usage_estimated: bool,
     pub latency_ms: i64,
     pub started_at: Millis,
     pub finished_at: Millis,
@@ -119,9 +138,10 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             &[text(t.chat_id), text(t.workspace_id), opt_text(agent_id), text(title), int(t.started_at)],
         )?);
     }
-    let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, created_at) \
-                  SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
-                  FROM chats WHERE id = ?2 AND workspace_id = ?10";
+    let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, \
+                  latency_ms, created_at, status, finish_reason, usage_estimated) \
+                  SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                  ?11, ?12, ?13 FROM chats WHERE id = ?2 AND workspace_id = ?10";
     let tokens = |n: Option<u64>| opt_int(n.and_then(|n| i64::try_from(n).ok()));
     statements.push(stmt(
         db,
@@ -137,6 +157,9 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             opt_int(None),
             int(t.started_at),
             text(t.workspace_id),
+            text("complete"),
+            opt_text(None),
+            int(0),
         ],
     )?);
     statements.push(stmt(
@@ -153,6 +176,9 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             int(t.latency_ms),
             int(t.finished_at),
             text(t.workspace_id),
+            text(t.status),
+            opt_text(t.finish_reason),
+            int(i64::from(t.usage_estimated)),
         ],
     )?);
     statements.push(stmt(
@@ -192,11 +218,15 @@ pub struct Message {
     pub completion_tokens: Option<i64>,
     pub latency_ms: Option<i64>,
     pub created_at: Millis,
+    pub status: String,
+    pub finish_reason: Option<String>,
+    pub usage_estimated: i64,
 }
 
 pub async fn get(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<Option<(Chat, Vec<Message>)>> {
     let chat_sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2";
-    let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at \
+    let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
+                   m.status, m.finish_reason, m.usage_estimated \
                    FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.id = ?1 AND c.workspace_id = ?2 ORDER BY m.seq";
     let p = [text(chat_id), text(workspace_id)];
     let results = batch(db, vec![stmt(db, chat_sql, &p)?, stmt(db, msg_sql, &p)?]).await?;

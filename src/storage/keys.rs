@@ -4,7 +4,7 @@ use serde::Deserialize;
 use worker::D1Database;
 
 use super::audit::{self, Table};
-use super::{all, batch, changes, first, int, opt_int, stmt, text};
+use super::{all, batch, first, int, opt_int, rows, stmt, text};
 use crate::domain::error::ApiResult;
 use crate::domain::time::Millis;
 
@@ -44,7 +44,8 @@ pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
         opt_int(k.expires_at),
         opt_int(k.rate_limit_per_minute),
     ];
-    let log = audit::record(db, row.workspace_id, &k.created_by_name, "api_key.created", &k.id, k.created_at)?;
+    let target = audit::Target { id: &k.id, name: Some(&k.name), prefix: Some(&k.prefix) };
+    let log = audit::record(db, row.workspace_id, &k.created_by_name, "api_key.created", &target, k.created_at)?;
     batch(db, vec![stmt(db, insert, &params)?, log]).await?;
     Ok(())
 }
@@ -55,16 +56,31 @@ pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<ApiKey>>
     all(stmt(db, sql, &[text(workspace_id)])?).await
 }
 
-/// Deletes a key of this workspace (and logs it, in the same transaction). Returns whether it
-/// existed. The key is gone from D1 when this returns, and D1 is what every request checks.
-pub async fn delete(db: &D1Database, workspace_id: &str, key_id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
-    let log = audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, at)?;
-    let delete =
-        stmt(db, "DELETE FROM api_keys WHERE id = ?1 AND workspace_id = ?2", &[text(key_id), text(workspace_id)])?;
+#[derive(Deserialize)]
+struct Hash {
+    key_hash: String,
+}
+
+/// Deletes a key of this workspace (and logs it, in the same transaction). Returns the deleted
+/// key's hash, so its rate-limiter state can be dropped, or `None` if there was no such key.
+/// The key is gone from D1 when this returns, and D1 is what every request checks.
+pub async fn delete(
+    db: &D1Database,
+    workspace_id: &str,
+    key_id: &str,
+    actor: &str,
+    at: Millis,
+) -> ApiResult<Option<String>> {
+    let log = audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, None, at)?;
+    let delete = stmt(
+        db,
+        "DELETE FROM api_keys WHERE id = ?1 AND workspace_id = ?2 RETURNING key_hash",
+        &[text(key_id), text(workspace_id)],
+    )?;
     let results = batch(db, vec![log, delete]).await?;
     match results.get(1) {
-        Some(result) => Ok(changes(result)? > 0),
-        None => Ok(false),
+        Some(result) => Ok(rows::<Hash>(result)?.into_iter().next().map(|h| h.key_hash)),
+        None => Ok(None),
     }
 }
 
@@ -74,9 +90,12 @@ pub struct KeyAuth {
     pub id: String,
     pub workspace_id: String,
     pub expires_at: Option<Millis>,
+    /// The key's own limit, which its rate-limiter object learns when it adopts the key.
+    pub rate_limit_per_minute: Option<i64>,
 }
 
-pub const AUTH_SQL: &str = "SELECT id, workspace_id, expires_at FROM api_keys WHERE key_hash = ?1";
+pub const AUTH_SQL: &str =
+    "SELECT id, workspace_id, expires_at, rate_limit_per_minute FROM api_keys WHERE key_hash = ?1";
 
 pub async fn by_hash(db: &D1Database, hash: &str) -> ApiResult<Option<KeyAuth>> {
     first(stmt(db, AUTH_SQL, &[text(hash)])?).await

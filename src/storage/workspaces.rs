@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{all, batch, changes, first, int, stmt, text};
+use super::{all, batch, changes, first, int, rows, stmt, text};
 use crate::domain::error::ApiResult;
 use crate::domain::time::Millis;
 
@@ -30,11 +30,30 @@ pub async fn exists(db: &D1Database, id: &str) -> ApiResult<bool> {
     Ok(found.is_some())
 }
 
+#[derive(Deserialize)]
+struct Hash {
+    key_hash: String,
+}
+
 /// Deletes the workspace and, by cascade, its admins, keys, agents, chats, messages and audit
-/// log. Returns whether it existed.
-pub async fn delete(db: &D1Database, id: &str) -> ApiResult<bool> {
-    let result = super::run(stmt(db, "DELETE FROM workspaces WHERE id = ?1", &[text(id)])?).await?;
-    Ok(changes(&result)? > 0)
+/// log. Returns the hashes of the keys it had (read in the same transaction, so none is
+/// missed), so their rate-limiter state can be dropped; `None` if there was no such workspace.
+pub async fn delete(db: &D1Database, id: &str) -> ApiResult<Option<Vec<String>>> {
+    let results = batch(
+        db,
+        vec![
+            stmt(db, "SELECT key_hash FROM api_keys WHERE workspace_id = ?1", &[text(id)])?,
+            stmt(db, "DELETE FROM workspaces WHERE id = ?1", &[text(id)])?,
+        ],
+    )
+    .await?;
+    let [hashes, deleted] = results.as_slice() else {
+        return Err(crate::domain::error::ApiError::internal("D1 batch returned the wrong number of results"));
+    };
+    if changes(deleted)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(rows::<Hash>(hashes)?.into_iter().map(|h| h.key_hash).collect()))
 }
 
 pub struct NewAdminRow<'a> {

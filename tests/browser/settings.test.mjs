@@ -150,6 +150,10 @@ test("an admin creates, copies, uses and deletes a key, and manages agents", asy
   for (const what of ["Created an API key", "Deleted an API key", "Created an agent", "Edited an agent"]) {
     await p.getByRole("cell", { name: what }).first().waitFor();
   }
+  // The deleted key is still named, with its prefix, and the deleted agent by its last name.
+  const deletedKey = p.getByRole("row", { name: /Deleted an API key/ });
+  assert.match(await deletedKey.innerText(), /Browser Integration\s+atv_\w+…/);
+  assert.match(await p.getByRole("row", { name: /Deleted an agent/ }).innerText(), /Renewal Risk v2/);
 
   // Sign out clears the token.
   await p.getByRole("button", { name: "Sign out" }).click();

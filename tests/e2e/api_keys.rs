@@ -150,6 +150,13 @@ fn the_audit_log_records_key_changes_newest_first() {
     let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["api_key.deleted", "api_key.created"]);
     assert!(entries.iter().all(|e| e["target"] == id.as_str() && e["actor"] == "Ada Admin"));
+    // The deleted key is still named: the entries keep its name and display prefix.
+    let prefix = r.body["prefix"].as_str().unwrap();
+    assert!(prefix.starts_with("atv_"));
+    for e in entries {
+        assert_eq!((e["targetName"].as_str(), e["targetPrefix"].as_str()), (Some("audited"), Some(prefix)), "{e}");
+    }
+    assert!(ws.keys().is_empty());
     // Another workspace sees none of it.
     let other = Workspace::new();
     let theirs = get("/api/settings/audit-log", Some(&other.admin_token));

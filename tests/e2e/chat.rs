@@ -330,4 +330,9 @@ fn agents_are_managed_by_admins_and_audited() {
     let actions: Vec<&str> =
         log.body["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["agent.deleted", "agent.updated", "agent.updated", "agent.created"]);
+    // Each entry names the agent as it was called then; agents have no prefix.
+    let names: Vec<&str> =
+        log.body["entries"].as_array().unwrap().iter().map(|e| e["targetName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Risk", "Risk", "Risk", "Renewal Risk"]);
+    assert!(log.body["entries"].as_array().unwrap().iter().all(|e| e["targetPrefix"].is_null()));
 }

@@ -106,6 +106,10 @@ pub fn delete(path: &str, token: Option<&str>) -> Resp {
     request("DELETE", path, token, Body::None, &[])
 }
 
+/// The tests that use the harness's second Worker (`ATTIVE_LIMITER_URL`) take turns: some
+/// count its rate limiter's storage, which any other key used there would change.
+pub static SECOND_WORKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A string no other test uses, to name things and to tag LLM requests.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -204,5 +208,129 @@ pub mod stub {
         let r = request("GET", &format!("{}/_stub/requests?tag={tag}", url()), None, Body::None, &[]);
         r.expect(200);
         r.body.as_array().unwrap().clone()
+    }
+}
+
+/// A streamed `POST /api/chat`, read as it arrives.
+pub mod sse {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use super::*;
+
+    pub struct Event {
+        pub name: String,
+        pub data: Value,
+        /// Unix seconds when it arrived (to compare with the stand-in's clock).
+        pub at: f64,
+    }
+
+    pub struct Stream {
+        pub status: u16,
+        pub headers: HashMap<String, String>,
+        pub events: Vec<Event>,
+        /// `: ping` comment lines seen.
+        pub pings: usize,
+        /// The body when the status is not a stream (a JSON error).
+        pub body: Value,
+    }
+
+    impl Stream {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        }
+
+        pub fn names(&self) -> Vec<&str> {
+            self.events.iter().map(|e| e.name.as_str()).collect()
+        }
+
+        /// The `delta` texts joined.
+        pub fn text(&self) -> String {
+            self.events.iter().filter(|e| e.name == "delta").filter_map(|e| e.data["text"].as_str()).collect()
+        }
+
+        pub fn last(&self) -> &Event {
+            self.events.last().expect("at least one event")
+        }
+
+        /// Exactly one terminal event (`done` or `error`), last, after a `start` that came first.
+        #[track_caller]
+        pub fn assert_well_formed(&self) {
+            let names = self.names();
+            assert_eq!(names.first(), Some(&"start"), "{names:?}");
+            let terminals = names.iter().filter(|n| **n == "done" || **n == "error").count();
+            assert_eq!(terminals, 1, "{names:?}");
+            assert!(matches!(names.last(), Some(&"done") | Some(&"error")), "{names:?}");
+        }
+    }
+
+    pub fn unix_now() -> f64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    }
+
+    /// Sends the request and reads events until the body ends, or until `stop_after` events
+    /// (then the connection is dropped: a caller going away).
+    pub fn chat(key: &str, body: Value, extra: &[(&str, &str)], stop_after: Option<usize>) -> Stream {
+        chat_at(&base_url(), key, body, extra, stop_after)
+    }
+
+    pub fn chat_at(base: &str, key: &str, body: Value, extra: &[(&str, &str)], stop_after: Option<usize>) -> Stream {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
+        let mut req = agent
+            .post(&format!("{base}/api/chat"))
+            .set("Authorization", &format!("Bearer {key}"))
+            .set("Content-Type", "application/json");
+        for (k, v) in extra {
+            req = req.set(k, v);
+        }
+        let resp = match req.send_string(&body.to_string()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST /api/chat: transport error {e}"),
+        };
+        let status = resp.status();
+        let headers: HashMap<String, String> = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.to_ascii_lowercase(), v.to_owned())))
+            .collect();
+        let is_stream = headers.get("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+        if !is_stream {
+            let raw = resp.into_string().unwrap_or_default();
+            let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+            return Stream { status, headers, events: Vec::new(), pings: 0, body };
+        }
+        let mut reader = BufReader::new(resp.into_reader());
+        let (mut events, mut pings) = (Vec::new(), 0);
+        let (mut name, mut data) = (String::new(), String::new());
+        let started = Instant::now();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !name.is_empty() || !data.is_empty() {
+                    let parsed = serde_json::from_str(&data).unwrap_or_else(|e| panic!("event data {data:?}: {e}"));
+                    events.push(Event { name: std::mem::take(&mut name), data: parsed, at: unix_now() });
+                    data.clear();
+                    if stop_after.is_some_and(|n| events.len() >= n) {
+                        return Stream { status, headers, events, pings, body: Value::Null };
+                    }
+                }
+            } else if line.starts_with(':') {
+                pings += usize::from(line.trim() == ": ping");
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                name = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v);
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "stream still open after 120 s");
+        }
+        Stream { status, headers, events, pings, body: Value::Null }
     }
 }

@@ -1,0 +1,256 @@
+//! One chat turn as one pipeline, whichever transport carries it:
+//!
+//! load (one D1 batch, side by side with the key's Durable Object, which counts the request and
+//! claims its `Idempotency-Key`) → admit → prompt → call → store → remember.
+//!
+//! [`start`] does everything up to the LLM call and returns a [`Turn`] that owns what the rest
+//! needs, so the streaming transport can finish it after the response has begun. The JSON
+//! transport is [`Turn::run_json`]: the same call, collected eagerly into the same
+//! [`Answer`] type the stream collects chunk by chunk, stored by the same [`Turn::store`].
+
+use serde_json::json;
+use worker::Env;
+
+use crate::domain::chat::{resolve_agent, title_from, ChatRequest};
+use crate::domain::config::Config;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::idempotency::StoredResult;
+use crate::domain::ids::{new_id, IdKind};
+use crate::domain::llm;
+use crate::domain::rate_limit::{Claim, KeyDecision};
+use crate::domain::sse::{Answer, AnswerStatus, Collector, StreamEnd};
+use crate::domain::time::Millis;
+use crate::domain::timing::Timing;
+use crate::http::{auth, timed, Cx};
+use crate::storage::{self, chats, limiter};
+use crate::upstream;
+
+/// What a request turns into once it is admitted.
+pub enum Start {
+    /// A new execution.
+    Run(Box<Turn>),
+    /// A retry of a finished request with the same `Idempotency-Key`: its stored result.
+    Replay(StoredResult),
+}
+
+/// A turn admitted and ready for the LLM: everything the call and the store need, owned.
+pub struct Turn {
+    pub env: Env,
+    pub config: Config,
+    pub request_id: String,
+    key_hash: String,
+    claim: Option<Claim>,
+    workspace_id: String,
+    pub chat_id: String,
+    /// `(title, agent id)` when the chat is new: it is created with its first stored turn.
+    new_chat: Option<(String, Option<String>)>,
+    user_message_id: String,
+    user_content: String,
+    pub assistant_message_id: String,
+    pub model: String,
+    pub messages: Vec<llm::Turn>,
+    started_at: Millis,
+    pub timing: Timing,
+}
+
+/// Why an answer could not be stored.
+pub enum StoreFailure {
+    /// The chat was deleted while the LLM was answering.
+    ChatGone,
+    Storage(ApiError),
+}
+
+/// Loads, admits and prepares a turn. Every failure here is a JSON error with its real status,
+/// and stores nothing; a claimed idempotency key is released again on the way out.
+pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<Claim>) -> ApiResult<Start> {
+    let config = cx.config()?;
+    let db = storage::db(&cx.env)?;
+    let history_budget = llm::history_budget(&input.message, config.context_token_budget);
+    let ((loaded, read_ms), (reply, limit_ms)) = futures::join!(
+        timed(chats::load_turn(&db, key_hash, input.chat_id.as_deref(), input.agent_id.as_deref(), history_budget)),
+        timed(limiter::check(&cx.env, key_hash, config.rate_limit_per_minute, claim.clone())),
+    );
+    let mut timing = Timing { read_ms, limit_ms, d1_calls: 1, do_calls: 1, ..Timing::default() };
+    // From here on, whatever the outcome, the caller sees where the time went so far.
+    cx.set_header("Server-Timing", timing.header());
+    let loaded = loaded?;
+    let ((admitted, adoptions), adopt_ms) = timed(auth::admit(cx, key_hash, loaded.key, reply, claim.as_ref())).await;
+    timing.do_calls += adoptions;
+    timing.limit_ms += adopt_ms;
+    cx.set_header("Server-Timing", timing.header());
+    let admitted = admitted?;
+    let claim = match admitted.idempotency {
+        None => None,
+        Some(KeyDecision::Run) => claim,
+        Some(KeyDecision::Conflict { retry_after_seconds }) => {
+            return Err(ApiError::IdempotencyConflict { retry_after_seconds })
+        }
+        Some(KeyDecision::Mismatch) => return Err(ApiError::IdempotencyMismatch),
+        Some(KeyDecision::Replay { result }) => return Ok(Start::Replay(result)),
+    };
+    let key = admitted.key;
+
+    let chosen = (|| {
+        if input.chat_id.is_some() && loaded.chat.is_none() {
+            return Err(ApiError::NotFound("Chat not found", None));
+        }
+        let chat_agent = loaded.chat.as_ref().map(|c| c.agent_id.as_deref());
+        let agent_id = resolve_agent(chat_agent, input.agent_id.as_deref())?;
+        let (instructions, model) = match (&agent_id, loaded.agent) {
+            (None, _) => (config.default_instructions.clone(), config.llm_model.clone()),
+            (Some(_), Some(agent)) => (agent.instructions, agent.model.unwrap_or_else(|| config.llm_model.clone())),
+            (Some(_), None) if loaded.chat.is_some() => {
+                return Err(ApiError::NotFound(
+                    "Agent not found",
+                    Some(json!("the agent this chat was created with has been deleted; start a new chat")),
+                ))
+            }
+            (Some(_), None) => return Err(ApiError::NotFound("Agent not found", None)),
+        };
+        let chat_id = match &loaded.chat {
+            Some(c) => c.id.clone(),
+            None => new_id(IdKind::Chat)?,
+        };
+        Ok((agent_id, instructions, model, chat_id))
+    })();
+    let (agent_id, instructions, model, chat_id) = match chosen {
+        Ok(chosen) => chosen,
+        Err(err) => {
+            if let Some(claim) = &claim {
+                release(&cx.env, key_hash, claim).await;
+            }
+            return Err(err);
+        }
+    };
+    let (messages, _dropped) =
+        llm::build_messages(&instructions, &loaded.history, &input.message, config.context_token_budget);
+    Ok(Start::Run(Box::new(Turn {
+        env: cx.env.clone(),
+        request_id: cx.request_id.clone(),
+        key_hash: key_hash.to_owned(),
+        claim,
+        workspace_id: key.workspace_id,
+        new_chat: loaded.chat.is_none().then(|| (title_from(&input.message), agent_id)),
+        chat_id,
+        user_message_id: new_id(IdKind::Message)?,
+        user_content: input.message.clone(),
+        assistant_message_id: new_id(IdKind::Message)?,
+        model,
+        messages,
+        started_at: cx.now,
+        timing,
+        config,
+    })))
+}
+
+async fn release(env: &Env, key_hash: &str, claim: &Claim) {
+    let _ = limiter::finish(env, key_hash, claim, None).await;
+}
+
+impl Turn {
+    /// The JSON transport: one call, the answer collected at once, stored, remembered.
+    ///
+    /// # Errors
+    /// 502/504 when the provider fails (nothing stored, the idempotency key released), 404 when
+    /// the chat was deleted meanwhile, 500 when D1 fails.
+    pub async fn run_json(mut self, cx: &Cx) -> ApiResult<StoredResult> {
+        let (completion, llm_ms) = timed(upstream::llm::complete(&self.config, &self.model, &self.messages)).await;
+        self.timing.llm_ms = llm_ms;
+        cx.set_header("Server-Timing", self.timing.header());
+        let completion = match completion {
+            Ok(c) => c,
+            Err(err) => {
+                self.forget().await;
+                return Err(err);
+            }
+        };
+        let answer = Collector::from_completion(&completion, None).finish(StreamEnd::Clean, &self.messages);
+        let (stored, write_ms) = timed(self.store(&answer, None, llm_ms)).await;
+        self.timing.write_ms = write_ms;
+        self.timing.d1_calls += 1;
+        cx.set_header("Server-Timing", self.timing.header());
+        match stored {
+            Ok(()) => {
+                let result = self.result(&answer, None);
+                if self.claim.is_some() {
+                    self.remember(result.clone()).await;
+                    self.timing.do_calls += 1;
+                    cx.set_header("Server-Timing", self.timing.header());
+                }
+                Ok(result)
+            }
+            Err(StoreFailure::ChatGone) => {
+                self.forget().await;
+                Err(ApiError::NotFound("Chat not found", None))
+            }
+            Err(StoreFailure::Storage(err)) => {
+                self.forget().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Stores the user message and the answer in one D1 transaction. `incomplete` carries the
+    /// reason an answer is kept although the provider did not finish it.
+    pub async fn store(&self, answer: &Answer, incomplete: Option<&str>, llm_ms: u64) -> Result<(), StoreFailure> {
+        let db = storage::db(&self.env).map_err(StoreFailure::Storage)?;
+        let status = if incomplete.is_some() { AnswerStatus::Incomplete } else { answer.outcome.status() };
+        let finished = worker::Date::now().as_millis();
+        let saved = chats::save_turn(
+            &db,
+            &chats::NewTurn {
+                workspace_id: &self.workspace_id,
+                chat_id: &self.chat_id,
+                new_chat: self.new_chat.as_ref().map(|(title, agent)| (title.as_str(), agent.as_deref())),
+                user_message_id: &self.user_message_id,
+                user_content: &self.user_content,
+                assistant_message_id: &self.assistant_message_id,
+                assistant_content: &answer.text,
+                model: answer.model.as_deref().unwrap_or(&self.model),
+                status: status.as_str(),
+                finish_reason: answer.finish_reason.as_deref(),
+                prompt_tokens: Some(answer.usage.prompt_tokens),
+                completion_tokens: Some(answer.usage.completion_tokens),
+                usage_estimated: answer.usage.estimated,
+                latency_ms: i64::try_from(llm_ms).unwrap_or(i64::MAX),
+                started_at: self.started_at,
+                finished_at: finished as i64,
+            },
+        )
+        .await;
+        match saved {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreFailure::ChatGone),
+            Err(err) => Err(StoreFailure::Storage(err)),
+        }
+    }
+
+    /// The record a retry with the same `Idempotency-Key` gets back.
+    pub fn result(&self, answer: &Answer, incomplete: Option<&str>) -> StoredResult {
+        let mut result = StoredResult::from_answer(&self.chat_id, &self.assistant_message_id, answer);
+        if result.model.is_none() {
+            result.model = Some(self.model.clone());
+        }
+        if let Some(code) = incomplete {
+            result.status = AnswerStatus::Incomplete;
+            result.error_code = Some(code.to_owned());
+        }
+        result
+    }
+
+    /// Remembers the stored result under the request's idempotency key, if it claimed one.
+    pub async fn remember(&self, result: StoredResult) {
+        if let Some(claim) = &self.claim {
+            if let Err(err) = limiter::finish(&self.env, &self.key_hash, claim, Some(result)).await {
+                crate::http::log_warn(&self.request_id, "idempotency_not_recorded", err.log_detail());
+            }
+        }
+    }
+
+    /// Releases the request's idempotency key: it stored nothing, so a retry runs afresh.
+    pub async fn forget(&self) {
+        if let Some(claim) = &self.claim {
+            release(&self.env, &self.key_hash, claim).await;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `make dev` configured through the environment: the harness starts `scripts/dev.sh` with
+//! every variable of the README's configuration table set to a non-default value, and these
+//! tests check that the Worker really runs with them.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn dev() -> String {
+    std::env::var("ATTIVE_DEV_URL").expect("ATTIVE_DEV_URL is set by tests/e2e.sh")
+}
+
+fn dev_chat(key: &str, body: Value) -> Resp {
+    post(&format!("{}/api/chat", dev()), Some(key), body)
+}
+
+/// `LLM_TIMEOUT_MS=1500`: a provider that takes 20 s is cut off with 504, where the default of
+/// 60 s would have waited for its answer.
+#[test]
+fn llm_timeout_ms_from_the_environment_bounds_the_llm_call() {
+    let ws = Workspace::on(&dev());
+    let key = ws.key();
+    let tag = unique("devtimeout-");
+    stub::script(&tag, json!([{ "delay_ms": 20_000 }]));
+    let started = std::time::Instant::now();
+    let r = dev_chat(&key, json!({ "message": tag }));
+    r.expect_error(504, "Upstream timeout");
+    // Not a speed goal: proof that the call was not left to the 60 s default.
+    assert!(started.elapsed().as_secs() < 15, "took {:?}", started.elapsed());
+}
+
+/// `CONTEXT_TOKEN_BUDGET=300`, `LLM_MODEL`, `DEFAULT_INSTRUCTIONS` (with a quote in it) and
+/// `RATE_LIMIT_PER_MINUTE=7` all reach the Worker.
+#[test]
+fn budget_model_instructions_and_rate_limit_come_from_the_environment() {
+    let ws = Workspace::on(&dev());
+    let key = ws.key();
+    let tag = unique("devbudget-");
+    // Each turn is ~100 tokens of user text plus the stand-in's echo of it: a budget of 300
+    // holds the newest turn or so, never all three earlier ones.
+    let mut chat_id: Option<String> = None;
+    for i in 0..4 {
+        let message = format!("{tag} turn {i} {}", "y".repeat(360));
+        let mut body = json!({ "message": message });
+        if let Some(id) = &chat_id {
+            body["chatId"] = json!(id);
+        }
+        let r = dev_chat(&key, body);
+        r.expect(200);
+        assert_eq!(r.header("ratelimit-limit"), Some("7"));
+        chat_id = r.body["chatId"].as_str().map(str::to_owned);
+    }
+    let seen = stub::requests(&tag);
+    assert_eq!(seen.len(), 4);
+    let last = seen[3]["body"].clone();
+    assert_eq!(last["model"], "dev-env-model");
+    let messages = last["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages[0]["content"], "Dev's instructions: answer in one line.");
+    // Three earlier turns (6 messages) were stored; the budget let fewer through.
+    let history = messages.len() - 2;
+    assert!(history < 6, "history of {history} messages sent despite a budget of 300 tokens");
+    assert!(messages.iter().all(|m| !m["content"].as_str().unwrap_or("").contains(" turn 0 ")));
+}
