@@ -11,7 +11,8 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+# The page's files and the OpenAPI document are compiled into the wasm (include_str!).
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock $(wildcard assets/settings/*) openapi.json
 
 .PHONY: help setup build dev test lint unit e2e size bench
 

@@ -4,7 +4,11 @@ operator and settings routes like an operator would. Later starts only print the
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
+
+
+RECORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_records.json")
 
 
 def call(base, method, path, token, body=None):
@@ -34,6 +38,17 @@ def main():
         with os.fdopen(fd, "w") as f:
             json.dump(demo, f)
         print("Created the demo workspace, its admin and an API key.")
+    # The sample GTM records, once: a workspace that already holds records is left alone.
+    stats = call(base, "GET", "/api/settings/knowledge/stats", demo["adminToken"])
+    if stats["total"] == 0:
+        with open(RECORDS, encoding="utf-8") as f:
+            records = json.load(f)
+        try:
+            result = call(base, "PUT", "/api/settings/knowledge/records", demo["adminToken"], records)
+            print(f"Seeded the demo workspace with {len(result['results'])} sample records (deals, accounts, feedback).")
+        except urllib.error.HTTPError as err:
+            # E.g. a KNOWLEDGE_MAX_RECORDS below the sample's size: the service runs without it.
+            print(f"Did not seed the sample records: {json.load(err).get('error', err.code)}")
     print(f"""
 Attive API Connection is running at {base}
 
@@ -50,6 +65,9 @@ Try it:
     -d '{{"message": "What are the top deals in our pipeline?"}}'
 
   curl {base}/api/settings/api-keys -H "Authorization: Bearer {demo['adminToken']}"
+
+Settings page (sign in with the workspace admin token): {base}/settings
+API reference (OpenAPI):                               {base}/api/openapi.json
 """)
 
 

@@ -48,7 +48,8 @@ export ATTIVE_LIMITER_URL="http://127.0.0.1:$LIMITER_PORT" ATTIVE_LIMITER_STATE=
 # README says, so a test can check that every documented variable reaches the Worker.
 DEV_PORT=$(free_port)
 DEV_STATE=$STATE/dev PORT=$DEV_PORT ADMIN_TOKEN=$ADMIN_TOKEN LLM_BASE_URL=$LLM_STUB_URL/v1 \
-  LLM_MODEL=dev-env-model LLM_TIMEOUT_MS=1500 CONTEXT_TOKEN_BUDGET=300 RATE_LIMIT_PER_MINUTE=7 \
+  LLM_MODEL=dev-env-model LLM_TIMEOUT_MS=1500 CONTEXT_TOKEN_BUDGET=1200 RATE_LIMIT_PER_MINUTE=7 \
+  LLM_STREAM_MAX_MS=4000 KNOWLEDGE_TOP_K=2 KNOWLEDGE_MAX_RECORDS=5 \
   DEFAULT_INSTRUCTIONS="Dev's instructions: answer in one line." \
   scripts/dev.sh >"$STATE/dev/dev.log" 2>&1 &
 STARTED_PIDS+=("$!")
@@ -74,6 +75,16 @@ SUITES=${E2E_SUITES:-rust browser fuzz}
 [[ $SUITES == *browser* ]] && step node --test --test-reporter=spec tests/browser/settings.test.mjs
 # Property-based fuzzing of every documented route (schemathesis, fixed seed, bounded).
 [[ $SUITES == *fuzz* ]] && step tests/fuzz/run.sh "http://127.0.0.1:$PORT" "$ADMIN_TOKEN"
+
+# SQLite's own check of the full-text index, through D1, on the database every test wrote to
+# (records created, updated, deleted, workspaces deleted with their records).
+fts_integrity() {
+  CI=1 wrangler d1 execute DB --local --persist-to "$(realpath "$STATE/main")" \
+    --command "INSERT INTO knowledge_fts(knowledge_fts, rank) VALUES('integrity-check', 1)" >"$STATE/fts-check.log" 2>&1 \
+    && echo "knowledge index: integrity-check passed" \
+    || { cat "$STATE/fts-check.log" >&2; echo "FAIL: knowledge index integrity-check" >&2; return 1; }
+}
+[[ $SUITES == *rust* ]] && step fts_integrity
 
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).

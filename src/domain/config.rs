@@ -6,6 +6,8 @@ use super::error::ApiError;
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_STREAM_MAX_MS: u64 = 600_000;
+pub const DEFAULT_KNOWLEDGE_TOP_K: u32 = 8;
+pub const DEFAULT_KNOWLEDGE_MAX_RECORDS: u64 = 100_000;
 pub const DEFAULT_CONTEXT_TOKEN_BUDGET: usize = 16_000;
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 pub const DEFAULT_INSTRUCTIONS: &str = "You are Attive's assistant for go-to-market teams. \
@@ -24,6 +26,10 @@ pub struct Config {
     pub context_token_budget: usize,
     pub default_instructions: String,
     pub rate_limit_per_minute: u32,
+    /// Records a chat turn retrieves and gives the model.
+    pub knowledge_top_k: u32,
+    /// Records a workspace may hold.
+    pub knowledge_max_records: u64,
 }
 
 impl Config {
@@ -61,6 +67,9 @@ impl Config {
                 100_000,
             )?)
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE),
+            knowledge_top_k: u32::try_from(number("KNOWLEDGE_TOP_K", u64::from(DEFAULT_KNOWLEDGE_TOP_K), 50)?)
+                .unwrap_or(DEFAULT_KNOWLEDGE_TOP_K),
+            knowledge_max_records: number("KNOWLEDGE_MAX_RECORDS", DEFAULT_KNOWLEDGE_MAX_RECORDS, 10_000_000)?,
         })
     }
 
@@ -87,6 +96,7 @@ mod tests {
         assert_eq!(c.llm_api_key, None);
         assert_eq!(c.llm_timeout_ms, 60_000);
         assert_eq!(c.llm_stream_max_ms, 600_000);
+        assert_eq!((c.knowledge_top_k, c.knowledge_max_records), (8, 100_000));
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
     }

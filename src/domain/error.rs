@@ -37,6 +37,8 @@ pub enum ApiError {
     IdempotencyConflict {
         retry_after_seconds: u64,
     },
+    /// 409: the request conflicts with the resource's state (e.g. a limit it would pass).
+    Conflict(&'static str, Value),
     /// 422: the `Idempotency-Key` was first used with a different request.
     IdempotencyMismatch,
     /// The operator has not configured something the route needs (e.g. `ADMIN_TOKEN`).
@@ -71,7 +73,7 @@ impl ApiError {
             Self::NotFound(..) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
-            Self::IdempotencyConflict { .. } => 409,
+            Self::IdempotencyConflict { .. } | Self::Conflict(..) => 409,
             Self::IdempotencyMismatch => 422,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
@@ -103,6 +105,7 @@ impl ApiError {
                 Some(json!({ "retryAfterSeconds": retry_after_seconds })),
             ),
             Self::IdempotencyMismatch => ("Idempotency key reused with a different request".into(), None),
+            Self::Conflict(msg, details) => ((*msg).into(), Some(details.clone())),
             Self::NotConfigured(what) => ("Service not configured".into(), Some(json!(what))),
             Self::Unavailable(what) => ("Service unavailable".into(), Some(json!(what))),
             Self::UpstreamTimeout => ("Upstream timeout".into(), None),

@@ -16,6 +16,7 @@ pub enum IdKind {
     Chat,
     Message,
     Audit,
+    Record,
 }
 
 impl IdKind {
@@ -28,6 +29,7 @@ impl IdKind {
             Self::Chat => "chat_",
             Self::Message => "msg_",
             Self::Audit => "aud_",
+            Self::Record => "rec_",
         }
     }
 }

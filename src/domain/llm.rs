@@ -61,14 +61,23 @@ pub fn history_budget(message: &str, budget: usize) -> usize {
     budget.saturating_sub(estimate_tokens(message))
 }
 
-/// The messages for one completion: the instructions as `system`, as much recent history as
-/// fits in `budget` estimated tokens, then the new `user` message. The system message and the
-/// new message are always sent, even if they alone exceed the budget; history is dropped from
-/// the oldest end, and never starts with an assistant turn whose question was dropped.
+/// The messages for one completion: the instructions as `system`, the workspace's data block
+/// (when there is one: a second `system` message, so the data never mixes with the agent's
+/// instructions), as much recent history as fits in `budget` estimated tokens, then the new
+/// `user` message. The system messages and the new message are always sent, even if they alone
+/// exceed the budget; history is dropped from the oldest end, and never starts with an
+/// assistant turn whose question was dropped.
 ///
 /// Returns the messages and how many history turns were dropped.
-pub fn build_messages(instructions: &str, history: &[Turn], message: &str, budget: usize) -> (Vec<Turn>, usize) {
-    let fixed = estimate_tokens(instructions) + estimate_tokens(message);
+pub fn build_messages(
+    instructions: &str,
+    data: &str,
+    history: &[Turn],
+    message: &str,
+    budget: usize,
+) -> (Vec<Turn>, usize) {
+    let data_cost = if data.is_empty() { 0 } else { estimate_tokens(data) };
+    let fixed = estimate_tokens(instructions) + data_cost + estimate_tokens(message);
     let mut room = budget.saturating_sub(fixed);
     let mut keep_from = history.len();
     for (i, turn) in history.iter().enumerate().rev() {
@@ -83,8 +92,11 @@ pub fn build_messages(instructions: &str, history: &[Turn], message: &str, budge
         keep_from += 1;
     }
     let kept = history.get(keep_from..).unwrap_or_default();
-    let mut messages = Vec::with_capacity(kept.len() + 2);
+    let mut messages = Vec::with_capacity(kept.len() + 3);
     messages.push(Turn::new(Role::System, instructions));
+    if !data.is_empty() {
+        messages.push(Turn::new(Role::System, data));
+    }
     messages.extend(kept.iter().cloned());
     messages.push(Turn::new(Role::User, message));
     (messages, keep_from)
@@ -108,6 +120,8 @@ pub struct Completion {
     pub model: Option<String>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// `choices[0].finish_reason` (`stop`, `length`, …), when the provider sent one.
+    pub finish_reason: Option<String>,
 }
 
 /// Parses `choices[0].message.content` and `usage` from a 2xx body.
@@ -133,6 +147,13 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
         model: value.get("model").and_then(Value::as_str).map(str::to_owned),
         prompt_tokens: count("prompt_tokens"),
         completion_tokens: count("completion_tokens"),
+        finish_reason: value
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned),
     })
 }
 
@@ -183,7 +204,7 @@ mod tests {
     #[test]
     fn everything_fits_in_a_large_budget() {
         let h = history(6, 10);
-        let (msgs, dropped) = build_messages("be brief", &h, "next", 100_000);
+        let (msgs, dropped) = build_messages("be brief", "", &h, "next", 100_000);
         assert_eq!(dropped, 0);
         assert_eq!(msgs.len(), 8);
         assert_eq!(msgs[0], Turn::new(Role::System, "be brief"));
@@ -194,7 +215,7 @@ mod tests {
     #[test]
     fn oldest_turns_are_dropped_first_and_history_starts_with_a_user_turn() {
         let h = history(10, 400); // ~104 tokens each
-        let (msgs, dropped) = build_messages("sys", &h, "new", 350);
+        let (msgs, dropped) = build_messages("sys", "", &h, "new", 350);
         assert!(dropped > 0);
         assert_eq!(msgs.first().unwrap().role, Role::System);
         assert_eq!(msgs.last().unwrap(), &Turn::new(Role::User, "new"));
@@ -207,9 +228,21 @@ mod tests {
     #[test]
     fn system_and_new_message_survive_a_tiny_budget() {
         let h = history(4, 100);
-        let (msgs, dropped) = build_messages("sys", &h, "new", 1);
+        let (msgs, dropped) = build_messages("sys", "", &h, "new", 1);
         assert_eq!(dropped, 4);
         assert_eq!(msgs, vec![Turn::new(Role::System, "sys"), Turn::new(Role::User, "new")]);
+    }
+
+    #[test]
+    fn the_data_block_is_a_second_system_message_and_counts_against_the_budget() {
+        let h = history(10, 400); // ~104 tokens each
+        let (plain, _) = build_messages("sys", "", &h, "new", 700);
+        let data = "d".repeat(800); // ~204 tokens
+        let (with_data, _) = build_messages("sys", &data, &h, "new", 700);
+        assert_eq!(with_data[1], Turn::new(Role::System, data.clone()));
+        assert_eq!(with_data[0], Turn::new(Role::System, "sys"));
+        // The data's tokens came out of the history's share.
+        assert!(with_data.len() - 3 < plain.len() - 2, "{} vs {}", with_data.len(), plain.len());
     }
 
     #[test]
@@ -231,14 +264,15 @@ mod tests {
 
     #[test]
     fn parses_a_completion_with_usage() {
-        let body = br#"{"id":"x","model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hello"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}"#;
+        let body = br#"{"id":"x","model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"length"}],"usage":{"prompt_tokens":12,"completion_tokens":3}}"#;
         assert_eq!(
             parse_completion(body).unwrap(),
             Completion {
                 content: "hello".into(),
                 model: Some("m1".into()),
                 prompt_tokens: Some(12),
-                completion_tokens: Some(3)
+                completion_tokens: Some(3),
+                finish_reason: Some("length".into()),
             }
         );
     }

@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod knowledge;
 pub mod llm;
 #[cfg(test)]
 mod properties;

@@ -112,7 +112,7 @@ proptest! {
         budget in 0usize..3000,
     ) {
         let history: Vec<Turn> = history.into_iter().map(|(c, user)| Turn::new(if user { Role::User } else { Role::Assistant }, c)).collect();
-        let (messages, dropped) = llm::build_messages("instructions", &history, "question", budget);
+        let (messages, dropped) = llm::build_messages("instructions", "", &history, "question", budget);
         prop_assert_eq!(messages.first().map(|t| t.role), Some(Role::System));
         prop_assert_eq!(messages.last(), Some(&Turn::new(Role::User, "question")));
         prop_assert_eq!(&messages[1..messages.len() - 1], &history[dropped..]);

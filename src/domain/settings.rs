@@ -2,6 +2,7 @@
 //! valid values.
 
 use super::error::{ApiError, ApiResult};
+use super::knowledge::AgentKnowledge;
 use super::time::{self, Millis};
 use super::validate::{self, Object, Text};
 
@@ -86,6 +87,8 @@ pub struct NewAgent {
     pub name: String,
     pub instructions: String,
     pub model: Option<String>,
+    /// Which workspace records it answers from (default: all of them).
+    pub knowledge: AgentKnowledge,
 }
 
 impl TryFrom<&Object> for NewAgent {
@@ -95,16 +98,19 @@ impl TryFrom<&Object> for NewAgent {
             name: validate::required_text(obj, "name", NAME)?.trim().to_owned(),
             instructions: validate::required_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?.flatten(),
+            knowledge: knowledge(obj)?.unwrap_or_default(),
         })
     }
 }
 
-/// A partial update; `model: null` resets the agent to the service's default model.
+/// A partial update; `model: null` resets the agent to the service's default model,
+/// `knowledge: null` to the default knowledge (enabled, every kind).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentPatch {
     pub name: Option<String>,
     pub instructions: Option<String>,
     pub model: Option<Option<String>>,
+    pub knowledge: Option<AgentKnowledge>,
 }
 
 impl TryFrom<&Object> for AgentPatch {
@@ -114,11 +120,20 @@ impl TryFrom<&Object> for AgentPatch {
             name: validate::optional_text(obj, "name", NAME)?.map(|n| n.trim().to_owned()),
             instructions: validate::optional_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?,
+            knowledge: if validate::has(obj, "knowledge") { Some(knowledge(obj)?.unwrap_or_default()) } else { None },
         };
         if patch == Self::default() {
-            return Err(ApiError::invalid("body", "must set at least one of name, instructions, model"));
+            return Err(ApiError::invalid("body", "must set at least one of name, instructions, model, knowledge"));
         }
         Ok(patch)
+    }
+}
+
+/// `knowledge`: absent or `null` → `None` (the default applies).
+fn knowledge(obj: &Object) -> ApiResult<Option<AgentKnowledge>> {
+    match obj.get("knowledge") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => AgentKnowledge::parse(v).map(Some),
     }
 }
 

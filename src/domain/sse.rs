@@ -1074,6 +1074,7 @@ data: {"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":3}}
             model: Some("m1".into()),
             prompt_tokens: Some(12),
             completion_tokens: Some(3),
+            finish_reason: None,
         };
         let answer = Collector::from_completion(&completion, Some("length".into())).finish(StreamEnd::Clean, &prompt());
         assert_eq!(

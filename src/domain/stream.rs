@@ -119,10 +119,12 @@ fn usage_json(u: &Usage) -> Value {
     json!({ "promptTokens": u.prompt_tokens, "completionTokens": u.completion_tokens, "estimated": u.estimated })
 }
 
-pub fn start(chat_id: &str, message_id: &str, request_id: &str, model: &str) -> String {
+/// `sources`: the records given to the model (retrieval happens before it answers), without
+/// `cited` flags, which `done` carries.
+pub fn start(chat_id: &str, message_id: &str, request_id: &str, model: &str, sources: &Value) -> String {
     sse::frame(
         EVENT_START,
-        &json!({ "chatId": chat_id, "messageId": message_id, "requestId": request_id, "model": model }),
+        &json!({ "chatId": chat_id, "messageId": message_id, "requestId": request_id, "model": model, "sources": sources }),
     )
 }
 
@@ -130,10 +132,17 @@ pub fn delta(text: &str) -> String {
     sse::frame(EVENT_DELTA, &json!({ "text": text }))
 }
 
-pub fn done(chat_id: &str, message_id: &str, finish_reason: Option<&str>, usage: &Usage) -> String {
+/// `sources`: the same list as in `start`, with each one's `cited` flag.
+pub fn done(chat_id: &str, message_id: &str, finish_reason: Option<&str>, usage: &Usage, sources: &Value) -> String {
     sse::frame(
         EVENT_DONE,
-        &json!({ "chatId": chat_id, "messageId": message_id, "finishReason": finish_reason, "usage": usage_json(usage) }),
+        &json!({
+            "chatId": chat_id,
+            "messageId": message_id,
+            "finishReason": finish_reason,
+            "usage": usage_json(usage),
+            "sources": sources,
+        }),
     )
 }
 
@@ -154,12 +163,14 @@ pub fn error(code: ErrorCode, request_id: &str, chat_id: &str, message_id: &str)
 /// terminal event it ended with the first time.
 pub fn replay(result: &StoredResult, request_id: &str) -> Vec<String> {
     let model = result.model.as_deref().unwrap_or_default();
-    let mut frames = vec![start(&result.chat_id, &result.message_id, request_id, model)];
+    let mut frames = vec![start(&result.chat_id, &result.message_id, request_id, model, &result.sources)];
     if !result.response.is_empty() {
         frames.push(delta(&result.response));
     }
     frames.push(match result.error_code.as_deref() {
-        None => done(&result.chat_id, &result.message_id, result.finish_reason.as_deref(), &result.usage),
+        None => {
+            done(&result.chat_id, &result.message_id, result.finish_reason.as_deref(), &result.usage, &result.sources)
+        }
         Some(code) => {
             let code = ErrorCode::parse(code).unwrap_or(ErrorCode::UpstreamError);
             error(code, request_id, &result.chat_id, &result.message_id)
@@ -210,15 +221,16 @@ mod tests {
 
     #[test]
     fn events_carry_the_contract_fields() {
-        let (e, d) = data(&start("chat_1", "msg_1", "req", "m"));
+        let (e, d) = data(&start("chat_1", "msg_1", "req", "m", &json!([])));
         assert_eq!(
             (e.as_str(), d),
-            ("start", json!({"chatId":"chat_1","messageId":"msg_1","requestId":"req","model":"m"}))
+            ("start", json!({"chatId":"chat_1","messageId":"msg_1","requestId":"req","model":"m","sources":[]}))
         );
         let (e, d) = data(&delta("a\nb \"c\""));
         assert_eq!((e.as_str(), d), ("delta", json!({"text":"a\nb \"c\""})));
         let usage = Usage { prompt_tokens: 11, completion_tokens: 7, estimated: false };
-        let (e, d) = data(&done("chat_1", "msg_1", Some("stop"), &usage));
+        let (e, d) = data(&done("chat_1", "msg_1", Some("stop"), &usage, &json!([{"id":"rec_1","cited":true}])));
+        assert_eq!(d["sources"][0]["cited"], true);
         assert_eq!(e, "done");
         assert_eq!(d["usage"], json!({"promptTokens":11,"completionTokens":7,"estimated":false}));
         assert_eq!(d["finishReason"], "stop");

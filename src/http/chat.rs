@@ -50,7 +50,7 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     }
 }
 
-/// The seed's three fields. A replayed stream that ended incomplete answers as that stream
+/// The seed's three fields, and the `sources` the answer was given. A replayed stream that ended incomplete answers as that stream
 /// did: with its error, not with half an answer presented as whole.
 fn json_reply(result: &StoredResult, cx: &Cx) -> ApiResult<Reply> {
     if let Some(code) = &result.error_code {
@@ -60,5 +60,10 @@ fn json_reply(result: &StoredResult, cx: &Cx) -> ApiResult<Reply> {
         body["details"] = json!({ "code": code, "chatId": result.chat_id, "messageId": result.message_id, "requestId": cx.request_id });
         return Ok(Reply { status: error.status(), body: super::Body::Json(body) });
     }
-    Ok(Reply::ok(json!({ "chatId": result.chat_id, "response": result.response, "messageId": result.message_id })))
+    Ok(Reply::ok(json!({
+        "chatId": result.chat_id,
+        "response": result.response,
+        "messageId": result.message_id,
+        "sources": result.sources,
+    })))
 }

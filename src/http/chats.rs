@@ -65,6 +65,7 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
                 "status": m.status,
                 "finishReason": m.finish_reason,
                 "usageEstimated": m.usage_estimated != 0,
+                "sources": m.sources.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()).unwrap_or_else(|| json!([])),
             })
         })
         .collect();

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod chat;
 mod chats;
 mod health;
+mod knowledge;
 mod pages;
 pub mod routes;
 mod settings;
@@ -167,6 +168,12 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::GetAgent => settings::get_agent(req, m, cx).await,
         Endpoint::UpdateAgent => settings::update_agent(req, m, cx).await,
         Endpoint::DeleteAgent => settings::delete_agent(req, m, cx).await,
+        Endpoint::UpsertRecords => knowledge::upsert(req, cx).await,
+        Endpoint::DeleteRecords => knowledge::delete(req, cx).await,
+        Endpoint::ListRecords => knowledge::list(req, cx).await,
+        Endpoint::GetRecord => knowledge::get(req, m, cx).await,
+        Endpoint::KnowledgeStats => knowledge::stats(req, cx).await,
+        Endpoint::SearchKnowledge => knowledge::search(req, cx).await,
         Endpoint::Chat => chat::post(req, cx).await,
         Endpoint::ListChats => chats::list(req, cx).await,
         Endpoint::GetChat => chats::get(req, m, cx).await,
@@ -217,16 +224,21 @@ pub(crate) fn log_warn(request_id: &str, event: &str, detail: Option<&str>) {
 /// Reads a JSON object body, refusing oversized bodies with 413 without buffering them: the
 /// declared length is checked first, and a streamed body is cut off once it passes the limit.
 pub async fn read_json(req: &mut Request) -> ApiResult<crate::domain::validate::Object> {
-    let too_large = ApiError::PayloadTooLarge { limit_bytes: MAX_BODY_BYTES };
+    read_json_up_to(req, MAX_BODY_BYTES).await
+}
+
+/// [`read_json`] with another limit, for the routes that take bulk data.
+pub async fn read_json_up_to(req: &mut Request, limit: usize) -> ApiResult<crate::domain::validate::Object> {
+    let too_large = ApiError::PayloadTooLarge { limit_bytes: limit };
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large);
     }
     let mut body = Vec::new();
     if let Ok(mut stream) = req.stream() {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read request body", None))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
+            if body.len() + chunk.len() > limit {
                 return Err(too_large);
             }
             body.extend_from_slice(&chunk);

@@ -9,6 +9,7 @@ use super::{auth, query, read_json, Cx, Reply};
 use crate::domain::cursor;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::ids::{new_id, IdKind};
+use crate::domain::knowledge::AgentKnowledge;
 use crate::domain::settings::{AgentPatch, NewAgent, NewApiKey};
 use crate::domain::time::{to_iso, Millis};
 use crate::domain::token::{Token, TokenKind};
@@ -136,6 +137,7 @@ fn agent_json(a: &agents::Agent) -> Value {
         "name": a.name,
         "instructions": a.instructions,
         "model": a.model,
+        "knowledge": AgentKnowledge::from_stored(a.knowledge.as_deref()).to_json(),
         "createdAt": to_iso(a.created_at),
         "updatedAt": to_iso(a.updated_at),
     })
@@ -149,6 +151,7 @@ pub async fn create_agent(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         name: input.name,
         instructions: input.instructions,
         model: input.model,
+        knowledge: Some(input.knowledge.to_json().to_string()),
         created_at: cx.now,
         updated_at: cx.now,
     };

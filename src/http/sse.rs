@@ -28,6 +28,7 @@ use worker::{Delay, Request};
 use super::{log, timed, Body, Cx, Reply};
 use crate::domain::error::ApiResult;
 use crate::domain::idempotency::StoredResult;
+use crate::domain::knowledge;
 use crate::domain::sse::{self, Collector, Parser, StreamEnd};
 use crate::domain::stream::{self, Ending, ErrorCode};
 use crate::turn::{StoreFailure, Turn};
@@ -104,8 +105,14 @@ impl Producer {
         // Either signal means the same: the caller is not listening any more. Fused: once it
         // fired, it stays pending instead of being polled past its end.
         let mut caller_gone = futures::future::select(gone, aborted).fuse();
-        let start =
-            stream::start(&self.turn.chat_id, &self.turn.assistant_message_id, &self.turn.request_id, &self.turn.model);
+        let sources = knowledge::sources_json(&self.turn.sources, None);
+        let start = stream::start(
+            &self.turn.chat_id,
+            &self.turn.assistant_message_id,
+            &self.turn.request_id,
+            &self.turn.model,
+            &sources,
+        );
         let mut connected = self.send(start, &mut caller_gone).await;
         let mut parser = Parser::new();
         let mut collector = Collector::new();
@@ -182,6 +189,7 @@ impl Producer {
                         &turn.assistant_message_id,
                         answer.finish_reason.as_deref(),
                         &answer.usage,
+                        &knowledge::sources_json(&turn.sources, Some(&answer.text)),
                     ),
                     Some(code) => stream::error(code, &request_id, &turn.chat_id, &turn.assistant_message_id),
                 }

@@ -15,15 +15,17 @@ pub struct Agent {
     pub name: String,
     pub instructions: String,
     pub model: Option<String>,
+    /// `{"enabled", "kinds"}` as JSON; `None` is the default (enabled, every kind).
+    pub knowledge: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
-const COLUMNS: &str = "id, name, instructions, model, created_at, updated_at";
+const COLUMNS: &str = "id, name, instructions, model, knowledge, created_at, updated_at";
 
 pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
-    let sql = "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at) \
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    let sql = "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     let params = [
         text(&a.id),
         text(workspace_id),
@@ -32,6 +34,7 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
         opt_text(a.model.as_deref()),
         int(a.created_at),
         int(a.updated_at),
+        opt_text(a.knowledge.as_deref()),
     ];
     let target = audit::Target { id: &a.id, name: Some(&a.name), prefix: None };
     let log = audit::record(db, workspace_id, actor, "agent.created", &target, a.created_at)?;
@@ -61,7 +64,8 @@ pub async fn update(
 ) -> ApiResult<Option<Agent>> {
     // ?5 says whether `model` was given at all, so `null` can reset it while absence keeps it.
     let sql = "UPDATE agents SET name = COALESCE(?3, name), instructions = COALESCE(?4, instructions), \
-               model = CASE WHEN ?5 = 1 THEN ?6 ELSE model END, updated_at = ?7 WHERE id = ?1 AND workspace_id = ?2";
+               model = CASE WHEN ?5 = 1 THEN ?6 ELSE model END, updated_at = ?7, \
+               knowledge = COALESCE(?8, knowledge) WHERE id = ?1 AND workspace_id = ?2";
     let params = [
         text(id),
         text(workspace_id),
@@ -70,6 +74,7 @@ pub async fn update(
         int(i64::from(patch.model.is_some())),
         opt_text(patch.model.as_ref().and_then(|m| m.as_deref())),
         int(at),
+        opt_text(patch.knowledge.as_ref().map(|k| k.to_json().to_string()).as_deref()),
     ];
     let log = audit::record_if_exists(
         db,

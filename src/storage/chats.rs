@@ -4,8 +4,9 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-use super::{all, batch, changes, int, keys, opt_int, opt_text, rows, stmt, text};
+use super::{all, batch, changes, int, keys, knowledge, opt_int, opt_text, rows, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::knowledge::SUMMARY_DEALS;
 use crate::domain::llm::{self, Role, Turn};
 use crate::domain::time::Millis;
 
@@ -39,6 +40,20 @@ pub struct TurnContext {
     pub chat: Option<Chat>,
     pub agent: Option<AgentForTurn>,
     pub history: Vec<Turn>,
+    /// Records retrieved for the message, best first.
+    pub hits: Vec<knowledge::Hit>,
+    /// The pipeline summary (top open deals, per-stage totals), when the message is about it.
+    pub pipeline: Option<(Vec<knowledge::Hit>, Vec<knowledge::StageRow>)>,
+}
+
+/// What the turn retrieves from the workspace's knowledge, decided from the message before the
+/// batch (pure rules in `domain::knowledge`).
+pub struct Retrieval {
+    /// The full-text query; `None` when the message has no searchable words (then no MATCH
+    /// statement is sent: an empty one is a syntax error and would fail the whole batch).
+    pub query: Option<String>,
+    pub top_k: u32,
+    pub pipeline: bool,
 }
 
 /// One D1 batch: the key by hash, the chat (if continuing), the agent (the requested one, or
@@ -59,8 +74,14 @@ pub async fn load_turn(
     chat_id: Option<&str>,
     agent_id: Option<&str>,
     history_budget: usize,
+    retrieval: &Retrieval,
 ) -> ApiResult<TurnContext> {
     const WS: &str = "(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)";
+    // The turn's agent may narrow or switch off its knowledge; the default assistant (no
+    // agent) uses every kind.
+    let agent_allows = format!(
+        "AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.workspace_id = {WS}          AND a.id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))          AND (json_extract(a.knowledge, '$.enabled') = 0 OR (json_type(a.knowledge, '$.kinds') = 'array'          AND r.kind NOT IN (SELECT value FROM json_each(a.knowledge, '$.kinds')))))"
+    );
     let chat_sql =
         format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
     let agent_sql = format!(
@@ -75,19 +96,43 @@ pub async fn load_turn(
         PER_MESSAGE = llm::PER_MESSAGE_TOKENS
     );
     let budget = i64::try_from(history_budget).unwrap_or(i64::MAX / 2);
-    let p = [text(key_hash), opt_text(chat_id), opt_text(agent_id), int(HISTORY_LIMIT), int(budget)];
-    let results = batch(
-        db,
-        vec![
-            stmt(db, keys::AUTH_SQL, &p[..1])?,
-            stmt(db, &chat_sql, &p[..2])?,
-            stmt(db, &agent_sql, &p[..3])?,
-            stmt(db, &history_sql, &p)?,
-        ],
-    )
-    .await?;
-    let [key, chat, agent, history] = results.as_slice() else {
+    let p = [
+        text(key_hash),
+        opt_text(chat_id),
+        opt_text(agent_id),
+        int(HISTORY_LIMIT),
+        int(budget),
+        opt_text(retrieval.query.as_deref()),
+        int(i64::from(retrieval.top_k)),
+    ];
+    let mut statements = vec![
+        stmt(db, keys::AUTH_SQL, &p[..1])?,
+        stmt(db, &chat_sql, &p[..2])?,
+        stmt(db, &agent_sql, &p[..3])?,
+        stmt(db, &history_sql, &p[..5])?,
+    ];
+    if retrieval.query.is_some() {
+        statements.push(stmt(db, &knowledge::search_sql(WS, "?6", "?7", &agent_allows), &p)?);
+    }
+    if retrieval.pipeline {
+        let (deals, stages) = knowledge::pipeline_sql(WS, &SUMMARY_DEALS.to_string(), &agent_allows);
+        statements.push(stmt(db, &deals, &p[..3])?);
+        statements.push(stmt(db, &stages, &p[..3])?);
+    }
+    let results = batch(db, statements).await?;
+    let (Some(key), Some(chat), Some(agent), Some(history)) =
+        (results.first(), results.get(1), results.get(2), results.get(3))
+    else {
         return Err(ApiError::internal("D1 batch returned the wrong number of results"));
+    };
+    let mut rest = results.get(4..).unwrap_or_default().iter();
+    let hits = match retrieval.query {
+        Some(_) => rest.next().map(rows::<knowledge::Hit>).transpose()?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let pipeline = match (retrieval.pipeline, rest.next(), rest.next()) {
+        (true, Some(deals), Some(stages)) => Some((rows(deals)?, rows(stages)?)),
+        _ => None,
     };
     let history = rows::<HistoryRow>(history)?
         .into_iter()
@@ -98,6 +143,8 @@ pub async fn load_turn(
         chat: rows(chat)?.into_iter().next(),
         agent: rows(agent)?.into_iter().next(),
         history,
+        hits,
+        pipeline,
     })
 }
 
@@ -120,6 +167,8 @@ pub struct NewTurn<'a> {
     pub completion_tokens: Option<u64>,
     /// The token counts are our estimate (the provider sent none).
     pub usage_estimated: bool,
+    /// The sources the answer was given, with their `cited` flags (JSON), if any.
+    pub sources: Option<&'a str>,
     pub latency_ms: i64,
     pub started_at: Millis,
     pub finished_at: Millis,
@@ -139,9 +188,9 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
         )?);
     }
     let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, \
-                  latency_ms, created_at, status, finish_reason, usage_estimated) \
+                  latency_ms, created_at, status, finish_reason, usage_estimated, sources) \
                   SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                  ?11, ?12, ?13 FROM chats WHERE id = ?2 AND workspace_id = ?10";
+                  ?11, ?12, ?13, ?14 FROM chats WHERE id = ?2 AND workspace_id = ?10";
     let tokens = |n: Option<u64>| opt_int(n.and_then(|n| i64::try_from(n).ok()));
     statements.push(stmt(
         db,
@@ -160,6 +209,7 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             text("complete"),
             opt_text(None),
             int(0),
+            opt_text(None),
         ],
     )?);
     statements.push(stmt(
@@ -179,6 +229,7 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             text(t.status),
             opt_text(t.finish_reason),
             int(i64::from(t.usage_estimated)),
+            opt_text(t.sources),
         ],
     )?);
     statements.push(stmt(
@@ -221,12 +272,13 @@ pub struct Message {
     pub status: String,
     pub finish_reason: Option<String>,
     pub usage_estimated: i64,
+    pub sources: Option<String>,
 }
 
 pub async fn get(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<Option<(Chat, Vec<Message>)>> {
     let chat_sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2";
     let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
-                   m.status, m.finish_reason, m.usage_estimated \
+                   m.status, m.finish_reason, m.usage_estimated, m.sources \
                    FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.id = ?1 AND c.workspace_id = ?2 ORDER BY m.seq";
     let p = [text(chat_id), text(workspace_id)];
     let results = batch(db, vec![stmt(db, chat_sql, &p)?, stmt(db, msg_sql, &p)?]).await?;

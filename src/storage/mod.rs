@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod chats;
 pub mod keys;
+pub mod knowledge;
 pub mod last_used;
 pub mod limiter;
 pub mod workspaces;

@@ -16,6 +16,7 @@ use crate::domain::config::Config;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::StoredResult;
 use crate::domain::ids::{new_id, IdKind};
+use crate::domain::knowledge::{self, PipelineSummary, Source};
 use crate::domain::llm;
 use crate::domain::rate_limit::{Claim, KeyDecision};
 use crate::domain::sse::{Answer, AnswerStatus, Collector, StreamEnd};
@@ -49,6 +50,8 @@ pub struct Turn {
     pub assistant_message_id: String,
     pub model: String,
     pub messages: Vec<llm::Turn>,
+    /// The records given to the model, in `[S1]`, `[S2]`, … order.
+    pub sources: Vec<Source>,
     started_at: Millis,
     pub timing: Timing,
 }
@@ -66,8 +69,20 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
     let config = cx.config()?;
     let db = storage::db(&cx.env)?;
     let history_budget = llm::history_budget(&input.message, config.context_token_budget);
+    let retrieval = chats::Retrieval {
+        query: knowledge::match_query(&input.message),
+        top_k: config.knowledge_top_k,
+        pipeline: knowledge::about_pipeline(&input.message),
+    };
     let ((loaded, read_ms), (reply, limit_ms)) = futures::join!(
-        timed(chats::load_turn(&db, key_hash, input.chat_id.as_deref(), input.agent_id.as_deref(), history_budget)),
+        timed(chats::load_turn(
+            &db,
+            key_hash,
+            input.chat_id.as_deref(),
+            input.agent_id.as_deref(),
+            history_budget,
+            &retrieval
+        )),
         timed(limiter::check(&cx.env, key_hash, config.rate_limit_per_minute, claim.clone())),
     );
     let mut timing = Timing { read_ms, limit_ms, d1_calls: 1, do_calls: 1, ..Timing::default() };
@@ -122,8 +137,18 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
             return Err(err);
         }
     };
+    // The workspace's records, as a delimited block of data after the instructions; none (and
+    // so exactly the prompt of a workspace without knowledge) when nothing was retrieved.
+    let hits: Vec<Source> = loaded.hits.iter().filter_map(|h| h.to_source()).collect();
+    let summary =
+        loaded.pipeline.as_ref().filter(|(deals, _)| !deals.is_empty()).map(|(deals, stages)| PipelineSummary {
+            top_deals: deals.iter().filter_map(|h| h.to_source()).collect(),
+            by_stage: stages.iter().map(|s| s.to_total()).collect(),
+        });
+    let (block, sources) =
+        knowledge::data_block(&hits, summary.as_ref(), knowledge::block_cap(config.context_token_budget));
     let (messages, _dropped) =
-        llm::build_messages(&instructions, &loaded.history, &input.message, config.context_token_budget);
+        llm::build_messages(&instructions, &block, &loaded.history, &input.message, config.context_token_budget);
     Ok(Start::Run(Box::new(Turn {
         env: cx.env.clone(),
         request_id: cx.request_id.clone(),
@@ -137,6 +162,7 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         assistant_message_id: new_id(IdKind::Message)?,
         model,
         messages,
+        sources,
         started_at: cx.now,
         timing,
         config,
@@ -164,7 +190,8 @@ impl Turn {
                 return Err(err);
             }
         };
-        let answer = Collector::from_completion(&completion, None).finish(StreamEnd::Clean, &self.messages);
+        let answer = Collector::from_completion(&completion, completion.finish_reason.clone())
+            .finish(StreamEnd::Clean, &self.messages);
         let (stored, write_ms) = timed(self.store(&answer, None, llm_ms)).await;
         self.timing.write_ms = write_ms;
         self.timing.d1_calls += 1;
@@ -196,6 +223,8 @@ impl Turn {
         let db = storage::db(&self.env).map_err(StoreFailure::Storage)?;
         let status = if incomplete.is_some() { AnswerStatus::Incomplete } else { answer.outcome.status() };
         let finished = worker::Date::now().as_millis();
+        let sources =
+            (!self.sources.is_empty()).then(|| knowledge::sources_json(&self.sources, Some(&answer.text)).to_string());
         let saved = chats::save_turn(
             &db,
             &chats::NewTurn {
@@ -212,6 +241,7 @@ impl Turn {
                 prompt_tokens: Some(answer.usage.prompt_tokens),
                 completion_tokens: Some(answer.usage.completion_tokens),
                 usage_estimated: answer.usage.estimated,
+                sources: sources.as_deref(),
                 latency_ms: i64::try_from(llm_ms).unwrap_or(i64::MAX),
                 started_at: self.started_at,
                 finished_at: finished as i64,
@@ -228,6 +258,7 @@ impl Turn {
     /// The record a retry with the same `Idempotency-Key` gets back.
     pub fn result(&self, answer: &Answer, incomplete: Option<&str>) -> StoredResult {
         let mut result = StoredResult::from_answer(&self.chat_id, &self.assistant_message_id, answer);
+        result.sources = knowledge::sources_json(&self.sources, Some(&answer.text));
         if result.model.is_none() {
             result.model = Some(self.model.clone());
         }

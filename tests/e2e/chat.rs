@@ -32,7 +32,9 @@ fn a_new_chat_then_a_continuation_sends_the_full_history_in_order() {
     first.expect(200);
     let mut fields: Vec<&str> = first.body.as_object().unwrap().keys().map(String::as_str).collect();
     fields.sort_unstable();
-    assert_eq!(fields, ["chatId", "messageId", "response"]);
+    // The seed's three fields, and the sources (none: this workspace holds no records).
+    assert_eq!(fields, ["chatId", "messageId", "response", "sources"]);
+    assert_eq!(first.body["sources"], json!([]));
     let chat_id = first.body["chatId"].as_str().unwrap().to_owned();
     assert!(chat_id.starts_with("chat_") && first.body["messageId"].as_str().unwrap().starts_with("msg_"));
     assert_eq!(first.body["response"], "Stub reply to: What are the top deals?");

@@ -29,18 +29,18 @@ fn llm_timeout_ms_from_the_environment_bounds_the_llm_call() {
     assert!(started.elapsed().as_secs() < 15, "took {:?}", started.elapsed());
 }
 
-/// `CONTEXT_TOKEN_BUDGET=300`, `LLM_MODEL`, `DEFAULT_INSTRUCTIONS` (with a quote in it) and
+/// `CONTEXT_TOKEN_BUDGET=1200`, `LLM_MODEL`, `DEFAULT_INSTRUCTIONS` (with a quote in it) and
 /// `RATE_LIMIT_PER_MINUTE=7` all reach the Worker.
 #[test]
 fn budget_model_instructions_and_rate_limit_come_from_the_environment() {
     let ws = Workspace::on(&dev());
     let key = ws.key();
     let tag = unique("devbudget-");
-    // Each turn is ~100 tokens of user text plus the stand-in's echo of it: a budget of 300
-    // holds the newest turn or so, never all three earlier ones.
+    // Each turn is ~400 tokens of user text plus the stand-in's ~60-token echo of it: a budget
+    // of 1,200 holds the newest earlier turn, never all three (the default 16,000 would).
     let mut chat_id: Option<String> = None;
     for i in 0..4 {
-        let message = format!("{tag} turn {i} {}", "y".repeat(360));
+        let message = format!("{tag} turn {i} {}", "y".repeat(1_600));
         let mut body = json!({ "message": message });
         if let Some(id) = &chat_id {
             body["chatId"] = json!(id);
@@ -59,6 +59,34 @@ fn budget_model_instructions_and_rate_limit_come_from_the_environment() {
     assert_eq!(messages[0]["content"], "Dev's instructions: answer in one line.");
     // Three earlier turns (6 messages) were stored; the budget let fewer through.
     let history = messages.len() - 2;
-    assert!(history < 6, "history of {history} messages sent despite a budget of 300 tokens");
+    assert!(history < 6, "history of {history} messages sent despite a budget of 1,200 tokens");
     assert!(messages.iter().all(|m| !m["content"].as_str().unwrap_or("").contains(" turn 0 ")));
+}
+
+/// `LLM_STREAM_MAX_MS=4000` caps a whole streamed answer (each gap of 1 s is within
+/// `LLM_TIMEOUT_MS=1500`, the whole is not); `KNOWLEDGE_TOP_K=2` caps the records retrieved.
+#[test]
+fn stream_cap_and_top_k_come_from_the_environment() {
+    let ws = Workspace::on(&dev());
+    let key = ws.key();
+    let tag = unique("devmax-");
+    let pieces: Vec<String> = (0..8).map(|i| format!("p{i} ")).collect();
+    stub::script(&tag, json!([{ "chunks": pieces, "chunk_delay_ms": 1000 }]));
+    let s = crate::support::sse::chat_at(&dev(), &key, json!({ "message": tag, "stream": true }), &[], None);
+    s.assert_well_formed();
+    assert_eq!(s.last().data["details"]["code"], "upstream_timeout", "{:?}", s.last().data);
+    let records: Vec<Value> = (0..3)
+        .map(|i| json!({ "kind": "note", "externalId": format!("n{i}"), "title": format!("Zebra note {i}") }))
+        .collect();
+    let r = request(
+        "PUT",
+        &format!("{}/api/settings/knowledge/records", dev()),
+        Some(&ws.admin_token),
+        Body::Json(json!({ "records": records })),
+        &[],
+    );
+    r.expect(200);
+    let answer = dev_chat(&key, json!({ "message": "zebra notes please" }));
+    answer.expect(200);
+    assert_eq!(answer.body["sources"].as_array().unwrap().len(), 2, "{}", answer.raw);
 }

@@ -9,6 +9,7 @@ mod chats;
 mod degraded;
 mod dev_config;
 mod idempotency;
+mod knowledge;
 mod limiter_storage;
 mod platform;
 mod rate_limit;

@@ -55,6 +55,7 @@ fn a_stream_sends_start_deltas_and_done_and_stores_exactly_what_it_sent() {
     assert!(start["messageId"].as_str().unwrap().starts_with("msg_"));
     assert_eq!(start["requestId"].as_str(), s.header("x-request-id"));
     assert_eq!(start["model"], "stub-default-model");
+    assert_eq!(start["sources"], json!([]));
     assert_eq!(s.text(), pieces.concat());
     assert!(s.names().iter().filter(|n| **n == "delta").count() >= 2);
     let done = &s.last().data;
@@ -93,7 +94,7 @@ fn the_mode_is_chosen_by_the_body_then_the_accept_header() {
     r.expect(200);
     let mut fields: Vec<&str> = r.body.as_object().unwrap().keys().map(String::as_str).collect();
     fields.sort_unstable();
-    assert_eq!(fields, ["chatId", "messageId", "response"]);
+    assert_eq!(fields, ["chatId", "messageId", "response", "sources"]);
     assert!(r.header("content-type").unwrap().starts_with("application/json"));
     for bad in [json!("yes"), json!(1), json!(null), json!({})] {
         let r = chat(&key, json!({ "message": "x", "stream": bad }));

@@ -256,6 +256,7 @@ pub mod sse {
         /// Exactly one terminal event (`done` or `error`), last, after a `start` that came first.
         #[track_caller]
         pub fn assert_well_formed(&self) {
+            assert_eq!(self.status, 200, "not a stream: {} {:?}", self.body, self.headers);
             let names = self.names();
             assert_eq!(names.first(), Some(&"start"), "{names:?}");
             let terminals = names.iter().filter(|n| **n == "done" || **n == "error").count();
@@ -306,8 +307,9 @@ pub mod sse {
         loop {
             let mut line = String::new();
             match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(_) => {}
+                Err(e) => panic!("reading the stream after {} events: {e}", events.len()),
             }
             let line = line.trim_end_matches(['\r', '\n']);
             if line.is_empty() {
