@@ -223,8 +223,10 @@ pub async fn delete(
     now: Millis,
 ) -> ApiResult<Vec<bool>> {
     let list = Value::Array(keys.iter().map(|(k, e)| json!([k.as_str(), e])).collect()).to_string();
-    let matching = "FROM knowledge_records WHERE workspace_id = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) j \
-                    WHERE json_extract(j.value, '$[0]') = kind AND json_extract(j.value, '$[1]') = external_id)";
+    // A row-value IN: each key is one lookup in the (workspace_id, kind, external_id) index,
+    // whatever the workspace holds.
+    let matching = "FROM knowledge_records WHERE workspace_id = ?1 AND (kind, external_id) IN \
+                    (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))";
     let params = [text(workspace_id), text(&list)];
     let found = stmt(db, &format!("SELECT kind, external_id {matching}"), &params)?;
     let summary_sql = format!(
