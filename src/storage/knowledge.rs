@@ -361,7 +361,7 @@ pub fn pipeline_sql(ws: &str, limit_param: &str, extra: &str) -> (String, String
              ORDER BY r.amount DESC LIMIT {limit_param}"
         ),
         format!(
-            "SELECT r.stage, COUNT(*) AS count, COALESCE(SUM(r.amount), 0) AS total_amount, r.currency \
+            "SELECT r.stage, COUNT(*) AS count, MIN(COALESCE(SUM(r.amount), 0), 1e300) AS total_amount, r.currency \
              FROM knowledge_records r WHERE r.workspace_id = {ws} AND r.kind = 'deal' {extra} \
              GROUP BY r.stage, r.currency ORDER BY total_amount DESC LIMIT 20"
         ),
@@ -372,7 +372,9 @@ pub fn pipeline_sql(ws: &str, limit_param: &str, extra: &str) -> (String, String
 pub struct StageRow {
     pub stage: Option<String>,
     pub count: i64,
-    pub total_amount: f64,
+    /// Amounts are finite, their sum need not be: SQL caps it at 1e300 (an infinite sum would
+    /// reach the Worker as null), and a null is read as that cap.
+    pub total_amount: Option<f64>,
     pub currency: Option<String>,
 }
 
@@ -381,7 +383,7 @@ impl StageRow {
         StageTotal {
             stage: self.stage.clone(),
             count: u64::try_from(self.count).unwrap_or(0),
-            total_amount: self.total_amount,
+            total_amount: self.total_amount.unwrap_or(1e300),
             currency: self.currency.clone(),
         }
     }

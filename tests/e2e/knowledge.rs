@@ -223,8 +223,20 @@ fn hostile_search_strings_never_fail() {
         }
     }
     assert_eq!(search(&ws, "renewal-risk").len(), 1);
+    // Amounts whose sum overflows a float (found by the fuzzer): the summary still works.
+    put_records(
+        &ws,
+        json!([
+            { "kind": "deal", "externalId": "huge-1", "title": "Huge one", "amount": 1.4e308, "status": "open" },
+            { "kind": "deal", "externalId": "huge-2", "title": "Huge two", "amount": 1.5e308, "status": "open" },
+        ]),
+    )
+    .expect(200);
     // The same strings as chat messages: answered, stored, never a 500.
     let key = ws.key();
+    let r = chat(&key, json!({ "message": "What are the top deals in our pipeline?" }));
+    r.expect(200);
+    assert_eq!(r.body["sources"][0]["title"], "Huge two");
     for q in ["renewal-risk", "what's \"top", "AND OR NOT NEAR(", "*", "col:x", "??"] {
         chat(&key, json!({ "message": q })).expect(200);
     }
