@@ -118,7 +118,9 @@ impl Reply {
 pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let started = worker::Date::now().as_millis();
     let request_id = request_id::accept_or_generate(req.headers().get("X-Request-Id").ok().flatten().as_deref());
-    let method = req.method().to_string();
+    // The raw method: `worker::Method` reads any method it does not know (e.g. QUERY) as GET,
+    // which would serve it as one instead of answering 405.
+    let method = req.inner().method().to_ascii_uppercase();
     let path = req.path();
     let cx = Cx { env, ctx, now: started as Millis, request_id: request_id.clone(), headers: RefCell::new(Vec::new()) };
 
