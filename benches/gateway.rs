@@ -3,25 +3,54 @@
 //!
 //! Scenarios, each at concurrency 1, 8 and 32:
 //!   (a) the LLM stand-in called directly — the floor;
+//!   (p) the open-source Portkey gateway in front of the same stand-in — a peer's overhead;
 //!   (b) `GET /api/health` — the Worker plus one trivial D1 query;
+//!   (f) `GET /api/chats` — key lookup and rate limiter side by side, then one D1 read: the
+//!       storage of the chat path without the LLM call and without the turn's write;
 //!   (c) `POST /api/chat` starting new chats;
-//!   (d) `POST /api/chat` continuing chats (each connection its own chat, starting with 20
-//!       earlier turns).
+//!   (d) `POST /api/chat` continuing chats (each connection its own, starting with 20 earlier
+//!       turns);
+//!   (e) `POST /api/chat` continuing long chats, at concurrency 1 and 8 only (preparing them is
+//!       the slow part): each starts with 60 earlier turns of 10,000 characters a side, 120
+//!       messages, 1.2 MB; the turns of the run are as short as those of (d), so (e) and (d)
+//!       differ in what the history read finds and not otherwise;
+//!   (w) (c) again, at concurrency 1 and 8, against the same Worker under plain `wrangler dev`
+//!       (as `make dev` runs it), whose DevTools inspector the Worker of the other scenarios
+//!       runs without (see `scripts/bench_worker.mjs`).
 //!
 //! Load is open-loop at a constant rate (wrk2-style): a short closed-loop pass finds the
 //! throughput, then requests are scheduled at 75% of it and latency is measured from each
 //! request's scheduled time, so a stall is charged to every request it delays (no coordinated
-//! omission). Latencies go into an HDR histogram.
+//! omission). Latencies go into an HDR histogram. Each request's service time (from its send)
+//! and `Server-Timing` phases are kept too, for the phase percentiles and the tail breakdown.
 //!
 //! Started by `scripts/bench.sh`, which brings up the local stack and sets the environment.
+//! `BENCH_REQUESTS` (default 400) sets the requests per scenario and concurrency;
+//! `BENCH_SCENARIOS` (e.g. `de`) runs only the scenarios with those letters.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
+/// Concurrencies of the long-chat scenario (e) and of the `wrangler dev` one (w).
+const LONG_CHAT_CONCURRENCY: [usize; 2] = [1, 8];
+const WRANGLER_DEV_CONCURRENCY: [usize; 2] = [1, 8];
+/// Earlier turns of each long chat; both sides of each are [`LONG_TEXT_CHARS`] long.
+const LONG_CHAT_TURNS: usize = 60;
+const LONG_TEXT_CHARS: usize = 10_000;
+/// Requests one long chat takes at most during (e). Each adds two short messages, and the
+/// Worker never reads more than a chat's newest 200 messages (`HISTORY_LIMIT`): after 40
+/// requests the long ones would start to drop out of reach and (e) would measure a short chat.
+/// Each connection therefore rotates over chats of its own.
+const LONG_CHAT_REQUESTS: usize = 40;
+/// Requests per connection in each closed-loop pass (there are two before each run) of (e).
+const LONG_CHAT_CALIBRATION: usize = 10;
+/// The phases of the `Server-Timing` header of `POST /api/chat`, in the order of a turn.
+const PHASES: [&str; 4] = ["auth-read", "rate-limit", "llm", "persist"];
+/// Share of the slowest requests (by service time) the tail breakdown looks at.
+const TAIL: f64 = 0.05;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench`"))
@@ -32,21 +61,48 @@ struct Target {
     method: &'static str,
     url: String,
     token: Option<String>,
-    /// Request bodies, one per connection (continuing chats need their own chat id).
+    headers: Vec<(&'static str, String)>,
+    /// Request bodies. Request `i` of the run uses `bodies[i % len]`; request `i` goes over
+    /// connection `i % conns`, so with `len` a multiple of the concurrency every body (a chat
+    /// to continue) belongs to one connection only.
     bodies: Vec<Option<Value>>,
+    /// Requests per connection in each closed-loop pass at most (the long chats can take only
+    /// so many); otherwise as many as fit in the pass.
+    calibration_cap: usize,
 }
 
-struct Outcome {
-    status: u16,
-    server_timing: Option<String>,
+/// One request as the load generator saw it.
+struct Sample {
+    /// From its scheduled time (µs): what a caller sending at that rate waits.
+    latency_us: u64,
+    /// From its send (µs): the server's answer time, without waiting behind earlier requests.
+    service_us: u64,
+    ok: bool,
+    /// `Server-Timing` metrics (`dur` values), in header order.
+    timing: Vec<(String, f64)>,
 }
 
-fn send(agent: &ureq::Agent, t: &Target, conn: usize, n: usize) -> Outcome {
+fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
+    header
+        .split(',')
+        .filter_map(|metric| {
+            let mut parts = metric.split(';');
+            let name = parts.next()?.trim().to_owned();
+            let dur = parts.find_map(|p| p.trim().strip_prefix("dur="))?.parse::<f64>().ok()?;
+            Some((name, dur))
+        })
+        .collect()
+}
+
+fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> (u16, Vec<(String, f64)>) {
     let mut req = agent.request(t.method, &t.url);
     if let Some(token) = &t.token {
         req = req.set("Authorization", &format!("Bearer {token}"));
     }
-    let body = t.bodies.get(conn % t.bodies.len().max(1)).cloned().flatten();
+    for (name, value) in &t.headers {
+        req = req.set(name, value);
+    }
+    let body = t.bodies.get(index % t.bodies.len().max(1)).cloned().flatten();
     let result = match body {
         Some(mut b) => {
             if let Some(msg) = b.get_mut("message") {
@@ -59,11 +115,11 @@ fn send(agent: &ureq::Agent, t: &Target, conn: usize, n: usize) -> Outcome {
     match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => {
             let status = r.status();
-            let server_timing = r.header("server-timing").map(str::to_owned);
+            let timing = r.header("server-timing").map(parse_server_timing).unwrap_or_default();
             let _ = r.into_string();
-            Outcome { status, server_timing }
+            (status, timing)
         }
-        Err(_) => Outcome { status: 0, server_timing: None },
+        Err(_) => (0, Vec::new()),
     }
 }
 
@@ -71,7 +127,8 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
 }
 
-/// Closed loop for a moment: how many requests per second this target sustains.
+/// Closed loop for a moment (at most `calibration_cap` requests per connection): how many
+/// requests per second this target sustains.
 fn calibrate(t: &Target, conns: usize) -> f64 {
     let window = Duration::from_millis(1500);
     let start = Instant::now();
@@ -82,8 +139,8 @@ fn calibrate(t: &Target, conns: usize) -> f64 {
                 s.spawn(move || {
                     let a = agent();
                     let mut n = 0;
-                    while start.elapsed() < window {
-                        send(&a, &t, c, n);
+                    while start.elapsed() < window && n < t.calibration_cap {
+                        send(&a, &t, c + n * conns, n);
                         n += 1;
                     }
                     n
@@ -95,7 +152,6 @@ fn calibrate(t: &Target, conns: usize) -> f64 {
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-#[derive(Debug)]
 struct Run {
     rate: f64,
     rps: f64,
@@ -103,37 +159,41 @@ struct Run {
     p95: f64,
     p99: f64,
     errors: usize,
-    timings: Vec<String>,
+    samples: Vec<Sample>,
 }
 
 /// Open loop: `total` requests at `rate` per second over `conns` connections.
 fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now() + Duration::from_millis(50);
-    let results: Vec<(Histogram<u64>, usize, Vec<String>)> = std::thread::scope(|s| {
+    let results: Vec<(Histogram<u64>, Vec<Sample>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..conns)
             .map(|c| {
                 let t = t.clone();
                 s.spawn(move || {
                     let a = agent();
                     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
-                    let (mut errors, mut timings) = (0, Vec::new());
+                    let mut samples = Vec::new();
                     let mut i = c;
                     while i < total {
                         let scheduled = start + interval * i as u32;
                         if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
-                        let out = send(&a, &t, c, i);
-                        let micros = Instant::now().saturating_duration_since(scheduled).as_micros() as u64;
-                        let _ = hist.record(micros.max(1));
-                        if !(200..300).contains(&out.status) {
-                            errors += 1;
-                        }
-                        timings.extend(out.server_timing);
+                        let sent = Instant::now();
+                        let (status, timing) = send(&a, &t, i, i);
+                        let done = Instant::now();
+                        let latency_us = done.saturating_duration_since(scheduled).as_micros() as u64;
+                        let _ = hist.record(latency_us.max(1));
+                        samples.push(Sample {
+                            latency_us,
+                            service_us: done.saturating_duration_since(sent).as_micros() as u64,
+                            ok: (200..300).contains(&status),
+                            timing,
+                        });
                         i += conns;
                     }
-                    (hist, errors, timings)
+                    (hist, samples)
                 })
             })
             .collect();
@@ -141,42 +201,124 @@ fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
     });
     let elapsed = start.elapsed().as_secs_f64();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
-    let (mut errors, mut timings) = (0, Vec::new());
-    for (h, e, t) in results {
+    let mut samples = Vec::with_capacity(total);
+    for (h, s) in results {
         let _ = hist.add(h);
-        errors += e;
-        timings.extend(t);
+        samples.extend(s);
     }
+    let errors = samples.iter().filter(|s| !s.ok).count();
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Run { rate, rps: total as f64 / elapsed, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, timings }
+    Run { rate, rps: total as f64 / elapsed, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
 }
 
-/// Median of each `Server-Timing` metric (`dur` values) over the responses.
-fn phase_medians(timings: &[String]) -> Vec<(String, f64)> {
-    let mut values: HashMap<String, Vec<f64>> = HashMap::new();
-    for header in timings {
-        for metric in header.split(',') {
-            let name = metric.split(';').next().unwrap_or("").trim().to_owned();
-            if let Some(dur) = metric.split(';').find_map(|p| p.trim().strip_prefix("dur=")) {
-                if let Ok(v) = dur.parse::<f64>() {
-                    values.entry(name).or_default().push(v);
-                }
+#[derive(Clone, Copy, Default)]
+struct Pcts {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+impl Pcts {
+    /// Nearest-rank percentiles.
+    fn of(mut v: Vec<f64>) -> Option<Self> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Some(Self { p50: at(0.5), p95: at(0.95), p99: at(0.99) })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "p50": self.p50, "p95": self.p95, "p99": self.p99 })
+    }
+
+    fn cell(&self) -> String {
+        format!("{} / {} / {}", num(self.p50), num(self.p95), num(self.p99))
+    }
+}
+
+/// Whole numbers without a decimal, anything else with one.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn metric(timing: &[(String, f64)], name: &str) -> Option<f64> {
+    timing.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}
+
+/// Service time outside the phases the Worker timed: its own CPU, the local runtime's proxy,
+/// the loopback and the client. Auth-read and rate-limit run side by side, so the longer
+/// of the two counts.
+fn outside_ms(s: &Sample) -> Option<f64> {
+    let [read, limit, llm, persist] = PHASES.map(|p| metric(&s.timing, p));
+    let timed = read?.max(limit?) + llm? + persist?;
+    Some(s.service_us as f64 / 1000.0 - timed)
+}
+
+/// Everything derived from one run's samples: per-phase percentiles, service time, queueing,
+/// and what the slowest requests spent their time on.
+struct Analysis {
+    /// Each `Server-Timing` metric, then `outside` (see [`outside_ms`]).
+    phases: Vec<(String, Pcts)>,
+    service: Pcts,
+    /// Waiting behind earlier requests of the same connection (latency minus service time).
+    queue: Pcts,
+    /// The slowest [`TAIL`] of requests by service time: how many, and the median of each
+    /// phase (and of `outside` and the service time) among them.
+    tail: (usize, Vec<(String, f64)>),
+}
+
+fn analyse(samples: &[Sample]) -> Analysis {
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok).collect();
+    let mut names: Vec<String> = Vec::new();
+    for s in &ok {
+        for (n, _) in &s.timing {
+            if !names.contains(n) {
+                names.push(n.clone());
             }
         }
     }
-    let mut out: Vec<(String, f64)> = values
+    let values = |name: &str, of: &[&Sample]| -> Vec<f64> {
+        of.iter()
+            .filter_map(|s| if name == "outside" { outside_ms(s) } else { metric(&s.timing, name) })
+            .collect::<Vec<_>>()
+    };
+    let has_phases = ok.iter().any(|s| outside_ms(s).is_some());
+    if has_phases {
+        names.push("outside".into());
+    }
+    let phases = names.iter().filter_map(|n| Some((n.clone(), Pcts::of(values(n, &ok))?))).collect();
+    let service = Pcts::of(ok.iter().map(|s| s.service_us as f64 / 1000.0).collect()).unwrap_or_default();
+    let queue = Pcts::of(ok.iter().map(|s| s.latency_us.saturating_sub(s.service_us) as f64 / 1000.0).collect())
+        .unwrap_or_default();
+
+    let mut by_service = ok.clone();
+    by_service.sort_by_key(|s| std::cmp::Reverse(s.service_us));
+    let slow = &by_service[..((by_service.len() as f64 * TAIL).ceil() as usize).min(by_service.len())];
+    let mut tail: Vec<(String, f64)> = Pcts::of(slow.iter().map(|s| s.service_us as f64 / 1000.0).collect())
+        .map(|p| ("service".into(), p.p50))
         .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            (k, v.get(v.len() / 2).copied().unwrap_or(0.0))
-        })
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    if has_phases {
+        for n in PHASES.iter().map(|p| p.to_string()).chain(["outside".to_string()]) {
+            if let Some(p) = Pcts::of(values(&n, slow)) {
+                tail.push((n, p.p50));
+            }
+        }
+    }
+    Analysis { phases, service, queue, tail: (slow.len(), tail) }
 }
 
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> Value {
-    let req = agent().request(method, url).set("Authorization", &format!("Bearer {token}"));
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Value {
+    let mut req = agent().request(method, url);
+    if let Some(token) = token {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
     let resp = match body {
         Some(b) => req.send_json(b),
         None => req.call(),
@@ -189,67 +331,196 @@ fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> Value {
 
 /// A chat with `turns` earlier messages (turns / 2 exchanges).
 fn chat_with_history(base: &str, key: &str, turns: usize) -> String {
-    let first = call("POST", &format!("{base}/api/chat"), key, Some(json!({ "message": "history 0" })));
+    let first = call("POST", &format!("{base}/api/chat"), Some(key), Some(json!({ "message": "history 0" })));
     let id = first["chatId"].as_str().unwrap_or_default().to_owned();
     for i in 1..turns / 2 {
         call(
             "POST",
             &format!("{base}/api/chat"),
-            key,
+            Some(key),
             Some(json!({ "message": format!("history {i}"), "chatId": id })),
         );
     }
     id
 }
 
-fn main() {
-    let base = env("ATTIVE_BASE_URL");
-    let stub = env("LLM_STUB_URL");
-    let op = env("ATTIVE_ADMIN_TOKEN");
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+/// `count` chats of [`LONG_CHAT_TURNS`] turns, both sides [`LONG_TEXT_CHARS`] long: the
+/// stand-in is told to answer requests carrying `tag` (which every user message of these
+/// chats starts with) with that much text, and told to stop once the chats are ready, so the
+/// turns of the run get the usual short answer.
+fn long_chats(base: &str, stub: &str, key: &str, tag: &str, count: usize) -> Vec<String> {
+    let scenario = |steps: Value| {
+        call("POST", &format!("{stub}/_stub/scenario"), None, Some(json!({ "tag": tag, "steps": steps })))
+    };
+    scenario(json!([{ "reply": "r".repeat(LONG_TEXT_CHARS) }]));
+    let message = |i: usize| {
+        let head = format!("{tag} turn {i} ");
+        head.clone() + &"u".repeat(LONG_TEXT_CHARS - head.len())
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut chats: Vec<(usize, String)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..count.min(4))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut made = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= count {
+                            return made;
+                        }
+                        let url = format!("{base}/api/chat");
+                        let first = call("POST", &url, Some(key), Some(json!({ "message": message(0) })));
+                        let id = first["chatId"].as_str().unwrap_or_default().to_owned();
+                        for i in 1..LONG_CHAT_TURNS {
+                            call("POST", &url, Some(key), Some(json!({ "message": message(i), "chatId": id })));
+                        }
+                        made.push((n, id));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|h| h.join().ok()).flatten().collect()
+    });
+    scenario(json!([{}]));
+    chats.sort();
+    let chats: Vec<String> = chats.into_iter().map(|(_, id)| id).collect();
+    // Check one: the run is only meaningful if the chats really are this long.
+    let one = call("GET", &format!("{base}/api/chats/{}", chats[0]), Some(key), None);
+    let messages = one["messages"].as_array().cloned().unwrap_or_default();
+    let long =
+        messages.iter().filter(|m| m["content"].as_str().map_or(0, |c| c.chars().count()) >= LONG_TEXT_CHARS).count();
+    assert_eq!(
+        (messages.len(), long),
+        (2 * LONG_CHAT_TURNS, 2 * LONG_CHAT_TURNS),
+        "a long chat should hold {} messages of {LONG_TEXT_CHARS} characters",
+        2 * LONG_CHAT_TURNS
+    );
+    chats
+}
 
-    let ws = call("POST", &format!("{base}/api/admin/workspaces"), &op, Some(json!({ "name": "bench" })));
+/// A workspace on the Worker at `base` with one API key per name (no rate limit to speak of).
+fn api_keys<const N: usize>(base: &str, op: &str, names: [&str; N]) -> [String; N] {
+    let ws = call("POST", &format!("{base}/api/admin/workspaces"), Some(op), Some(json!({ "name": "bench" })));
     let ws_id = ws["id"].as_str().unwrap_or_default();
     let admin = call(
         "POST",
         &format!("{base}/api/admin/workspaces/{ws_id}/admins"),
-        &op,
+        Some(op),
         Some(json!({ "name": "Bench", "email": "bench@example.com" })),
     );
     let admin_token = admin["token"].as_str().unwrap_or_default().to_owned();
-    let key = |name: &str| {
+    names.map(|name| {
         let k = call(
             "POST",
             &format!("{base}/api/settings/api-keys"),
-            &admin_token,
+            Some(&admin_token),
             Some(json!({ "name": name, "rateLimitPerMinute": 100_000 })),
         );
         k["key"].as_str().unwrap_or_default().to_owned()
-    };
-    let (key_new, key_cont) = (key("bench-new"), key("bench-continue"));
+    })
+}
+
+struct Row {
+    name: &'static str,
+    conns: usize,
+    run: Run,
+    over: Option<f64>,
+    analysis: Analysis,
+}
+
+fn main() {
+    let base = env("ATTIVE_BASE_URL");
+    let stub = env("LLM_STUB_URL");
+    let op = env("ATTIVE_ADMIN_TOKEN");
+    let portkey = std::env::var("PORTKEY_URL").ok().filter(|u| !u.is_empty());
+    let portkey_version = std::env::var("PORTKEY_VERSION").unwrap_or_default();
+    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    // BENCH_SCENARIOS=de runs only (d) and (e), say; all by default.
+    let only = std::env::var("BENCH_SCENARIOS").ok().filter(|s| !s.is_empty());
+    let wanted =
+        |name: &str| only.as_ref().is_none_or(|letters| name.chars().next().is_some_and(|c| letters.contains(c)));
+
+    let [key_new, key_cont, key_long, key_list] =
+        api_keys(&base, &op, ["bench-new", "bench-continue", "bench-long", "bench-list"]);
+    let wrangler_dev = std::env::var("ATTIVE_WRANGLER_DEV_URL").ok().filter(|u| !u.is_empty());
+    let key_dev = wrangler_dev.as_ref().map(|url| {
+        let [key] = api_keys(url, &op, ["bench-new"]);
+        key
+    });
 
     let direct_body = json!({ "model": "bench", "messages": [{ "role": "system", "content": "You are terse." }, { "role": "user", "content": "What are the top deals in our pipeline?" }] });
-    let mut rows = Vec::new();
-    let mut report = Vec::new();
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
-        eprintln!("preparing {conns} chats with 20 earlier turns ...");
-        let chats: Vec<String> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(&base, &key_cont, 20))).collect();
-            hs.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        let targets = [
-            (
-                "a) LLM stand-in direct",
+        let chats: Vec<String> = if wanted("d") {
+            eprintln!("preparing {conns} chats with 20 earlier turns ...");
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(&base, &key_cont, 20))).collect();
+                hs.into_iter().filter_map(|h| h.join().ok()).collect()
+            })
+        } else {
+            Vec::new()
+        };
+        let long: Vec<String> = if wanted("e") && LONG_CHAT_CONCURRENCY.contains(&conns) {
+            let per_conn = (requests.div_ceil(conns) + 2 * LONG_CHAT_CALIBRATION).div_ceil(LONG_CHAT_REQUESTS);
+            let t = Instant::now();
+            eprintln!("preparing {} long chats ({conns} connections × {per_conn}) ...", conns * per_conn);
+            let ids = long_chats(&base, &stub, &key_long, &format!("[bench long chat c{conns}]"), conns * per_conn);
+            eprintln!("  ready in {:.0} s", t.elapsed().as_secs_f64());
+            ids
+        } else {
+            Vec::new()
+        };
+        let continue_body = |id: &String| Some(json!({ "message": "And by region?", "chatId": id }));
+        let mut targets = vec![(
+            "a) LLM stand-in direct",
+            Target {
+                method: "POST",
+                url: format!("{stub}/v1/chat/completions"),
+                token: None,
+                headers: Vec::new(),
+                bodies: vec![Some(direct_body.clone())],
+                calibration_cap: usize::MAX,
+            },
+        )];
+        if let Some(pk) = &portkey {
+            targets.push((
+                "p) Portkey gateway → stand-in",
                 Target {
                     method: "POST",
-                    url: format!("{stub}/v1/chat/completions"),
+                    url: format!("{pk}/v1/chat/completions"),
                     token: None,
+                    headers: vec![
+                        ("x-portkey-provider", "openai".into()),
+                        ("x-portkey-custom-host", format!("{stub}/v1")),
+                    ],
                     bodies: vec![Some(direct_body.clone())],
+                    calibration_cap: usize::MAX,
+                },
+            ));
+        }
+        targets.extend([
+            (
+                "b) GET /api/health",
+                Target {
+                    method: "GET",
+                    url: format!("{base}/api/health"),
+                    token: None,
+                    headers: Vec::new(),
+                    bodies: vec![None],
+                    calibration_cap: usize::MAX,
                 },
             ),
             (
-                "b) GET /api/health",
-                Target { method: "GET", url: format!("{base}/api/health"), token: None, bodies: vec![None] },
+                "f) GET /api/chats (no LLM, no D1 write)",
+                Target {
+                    method: "GET",
+                    url: format!("{base}/api/chats?limit=5"),
+                    token: Some(key_list.clone()),
+                    headers: Vec::new(),
+                    bodies: vec![None],
+                    calibration_cap: usize::MAX,
+                },
             ),
             (
                 "c) POST /api/chat (new chat)",
@@ -257,7 +528,9 @@ fn main() {
                     method: "POST",
                     url: format!("{base}/api/chat"),
                     token: Some(key_new.clone()),
+                    headers: Vec::new(),
                     bodies: vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))],
+                    calibration_cap: usize::MAX,
                 },
             ),
             (
@@ -266,12 +539,42 @@ fn main() {
                     method: "POST",
                     url: format!("{base}/api/chat"),
                     token: Some(key_cont.clone()),
-                    bodies: chats.iter().map(|id| Some(json!({ "message": "And by region?", "chatId": id }))).collect(),
+                    headers: Vec::new(),
+                    bodies: chats.iter().map(continue_body).collect(),
+                    calibration_cap: usize::MAX,
                 },
             ),
-        ];
+        ]);
+        if !long.is_empty() {
+            targets.push((
+                "e) POST /api/chat (long chat)",
+                Target {
+                    method: "POST",
+                    url: format!("{base}/api/chat"),
+                    token: Some(key_long.clone()),
+                    headers: Vec::new(),
+                    bodies: long.iter().map(continue_body).collect(),
+                    calibration_cap: LONG_CHAT_CALIBRATION,
+                },
+            ));
+        }
+        if let (Some(url), Some(key)) = (&wrangler_dev, &key_dev) {
+            if WRANGLER_DEV_CONCURRENCY.contains(&conns) {
+                targets.push((
+                    "w) POST /api/chat (new chat), wrangler dev",
+                    Target {
+                        method: "POST",
+                        url: format!("{url}/api/chat"),
+                        token: Some(key.clone()),
+                        headers: Vec::new(),
+                        bodies: vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))],
+                        calibration_cap: usize::MAX,
+                    },
+                ));
+            }
+        }
         let mut direct_p50 = 0.0;
-        for (name, target) in targets {
+        for (name, target) in targets.into_iter().filter(|(name, _)| wanted(name)) {
             // Warm up the isolate, the connections and the caches of this scenario.
             let _ = calibrate(&target, conns.min(4));
             let rate = (calibrate(&target, conns) * 0.75).max(1.0);
@@ -280,44 +583,142 @@ fn main() {
             if name.starts_with("a)") {
                 direct_p50 = r.p50;
             }
-            let phases = phase_medians(&r.timings);
-            let overhead =
-                if name.starts_with("c)") || name.starts_with("d)") { Some(r.p50 - direct_p50) } else { None };
-            rows.push((name, conns, r.rps, r.p50, r.p95, r.p99, r.errors, overhead, phases.clone()));
-            report.push(json!({
-                "scenario": name, "concurrency": conns, "requests": requests, "scheduledRate": r.rate,
-                "rps": r.rps, "p50Ms": r.p50, "p95Ms": r.p95, "p99Ms": r.p99, "errors": r.errors,
-                "overP50Ms": overhead, "serverTimingMedians": phases.iter().map(|(k, v)| json!({ "metric": k, "median": v })).collect::<Vec<_>>(),
-            }));
+            let over = (!name.starts_with("a)") && !name.starts_with("b)") && !name.starts_with("f)"))
+                .then_some(r.p50 - direct_p50);
+            let analysis = analyse(&r.samples);
+            rows.push(Row { name, conns, run: r, over, analysis });
         }
     }
+    let elapsed = started.elapsed().as_secs_f64();
 
     println!("\n| scenario | conc | req/s | p50 ms | p95 ms | p99 ms | errors | p50 over (a) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, conns, rps, p50, p95, p99, errors, overhead, _) in &rows {
-        let over = overhead.map_or("".to_owned(), |o| format!("{o:+.1}"));
-        println!("| {name} | {conns} | {rps:.0} | {p50:.1} | {p95:.1} | {p99:.1} | {errors} | {over} |");
-    }
-    println!("\nServer-Timing medians of POST /api/chat (ms; d1/do are counts per request):\n");
-    println!("| scenario | conc | auth-read | rate-limit | llm | persist | d1 | do |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, conns, .., phases) in rows.iter().filter(|r| !r.8.is_empty()) {
-        let get = |k: &str| phases.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v);
+    for Row { name, conns, run: r, over, .. } in &rows {
+        let over = over.map_or("".to_owned(), |o| format!("{o:+.1}"));
         println!(
-            "| {name} | {conns} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {over} |",
+            r.rps, r.p50, r.p95, r.p99, r.errors
+        );
+    }
+
+    println!("\nServer-Timing of POST /api/chat, p50 / p95 / p99 (ms; `outside` = service time minus the timed");
+    println!("phases: Worker CPU, local runtime, loopback; `d1`/`do` = round trips per request, p50):\n");
+    println!("| scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | do |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for Row { name, conns, analysis: a, .. } in
+        rows.iter().filter(|r| r.analysis.phases.iter().any(|(n, _)| n == "llm"))
+    {
+        let get = |k: &str| a.phases.iter().find(|(n, _)| n == k).map(|(_, p)| *p).unwrap_or_default();
+        println!(
+            "| {name} | {conns} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            get("auth-read").cell(),
+            get("rate-limit").cell(),
+            get("llm").cell(),
+            get("persist").cell(),
+            get("outside").cell(),
+            a.service.cell(),
+            num(get("d1").p50),
+            num(get("do").p50),
+        );
+    }
+
+    println!("\nTail breakdown (ms): service time = from send to response; queueing = latency minus service");
+    println!("time (waiting behind earlier requests of the connection); then the medians, over the slowest");
+    println!("{:.0}% of requests by service time, of the service time and of each phase:\n", TAIL * 100.0);
+    println!("| scenario | conc | service p50 / p95 / p99 | queueing p50 / p95 / p99 | slowest: n | service | auth-read | rate-limit | llm | persist | outside |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for Row { name, conns, analysis: a, .. } in &rows {
+        let (n, tail) = &a.tail;
+        let get = |k: &str| tail.iter().find(|(m, _)| m == k).map_or(String::new(), |(_, v)| num(*v));
+        println!(
+            "| {name} | {conns} | {} | {} | {n} | {} | {} | {} | {} | {} | {} |",
+            a.service.cell(),
+            a.queue.cell(),
+            get("service"),
             get("auth-read"),
             get("rate-limit"),
             get("llm"),
             get("persist"),
-            get("d1"),
-            get("do")
+            get("outside"),
         );
     }
+
+    // Overheads over (a), on two bases: the latency p50 of the main table, and the service-time
+    // p50, which leaves out what each scenario waited behind its own earlier requests (at the
+    // thousands of requests per second of (a), the load generator's own scheduling adds some).
+    let find = |prefix: &str, conns: usize| rows.iter().find(|r| r.name.starts_with(prefix) && r.conns == conns);
+    let latency: fn(&Row) -> f64 = |r| r.run.p50;
+    let service: fn(&Row) -> f64 = |r| r.analysis.service.p50;
+    let mut comparison = Vec::new();
+    for conns in CONCURRENCY {
+        for (basis, of) in [("latency p50", latency), ("service p50", service)] {
+            let [a, p, c, w] = ["a)", "p)", "c)", "w)"].map(|prefix| find(prefix, conns).map(of));
+            if let (Some(a), Some(p), Some(c)) = (a, p, c) {
+                let (pk_over, our_over, dev_over) = (p - a, c - a, w.map(|w| w - a));
+                // A ratio only means something while Portkey adds measurable time: below half a
+                // millisecond its overhead is within the noise of the floor (a).
+                let ratio = |over: f64| (pk_over >= 0.5).then(|| over / pk_over);
+                comparison.push(json!({
+                    "concurrency": conns, "basis": basis, "directMs": a, "portkeyMs": p, "portkeyOverMs": pk_over,
+                    "oursMs": c, "oursOverMs": our_over, "ratio": ratio(our_over),
+                    "wranglerDevMs": w, "wranglerDevOverMs": dev_over, "wranglerDevRatio": dev_over.and_then(ratio),
+                }));
+            }
+        }
+    }
+    if !comparison.is_empty() {
+        println!(
+            "\nOverhead over the stand-in called directly (a), ms: Portkey {portkey_version} (p) vs ours (c), and"
+        );
+        println!("ours under plain `wrangler dev` (w) where measured:\n");
+        println!("| conc | basis | direct (a) | Portkey (p) | Portkey over | ours (c) | ours over | ours / Portkey | (w) over | (w) / Portkey |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.1}×"));
+        let plus = |v: &Value| v.as_f64().map_or(String::new(), |o| format!("{o:+.1}"));
+        for c in &comparison {
+            let ms = |k: &str| c[k].as_f64().unwrap_or_default();
+            println!(
+                "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.1} | {:+.1} | {} | {} | {} |",
+                c["concurrency"],
+                c["basis"].as_str().unwrap_or_default(),
+                ms("directMs"),
+                ms("portkeyMs"),
+                ms("portkeyOverMs"),
+                ms("oursMs"),
+                ms("oursOverMs"),
+                times(&c["ratio"]),
+                plus(&c["wranglerDevOverMs"]),
+                if c["wranglerDevOverMs"].is_null() { String::new() } else { times(&c["wranglerDevRatio"]) },
+            );
+        }
+    }
+
     let raw: u64 = std::env::var("BENCH_WASM_RAW").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let gz: u64 = std::env::var("BENCH_WASM_GZIP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
+    println!("Measured in {elapsed:.0} s, {requests} requests per scenario and concurrency");
 
-    let out = json!({ "requestsPerScenario": requests, "results": report, "wasmBytes": { "raw": raw, "gzip": gz } });
+    let report: Vec<Value> = rows
+        .iter()
+        .map(|Row { name, conns, run: r, over, analysis: a }| {
+            json!({
+                "scenario": name, "concurrency": conns, "requests": requests, "scheduledRate": r.rate,
+                "rps": r.rps, "p50Ms": r.p50, "p95Ms": r.p95, "p99Ms": r.p99, "errors": r.errors, "overP50Ms": over,
+                "serviceMs": a.service.json(), "queueingMs": a.queue.json(),
+                "serverTimingMs": a.phases.iter().map(|(k, p)| (k.clone(), p.json())).collect::<serde_json::Map<_, _>>(),
+                "slowest": {
+                    "share": TAIL, "requests": a.tail.0,
+                    "medianMs": a.tail.1.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                },
+            })
+        })
+        .collect();
+    let out = json!({
+        "requestsPerScenario": requests, "seconds": elapsed, "results": report,
+        "portkey": { "version": portkey_version, "overhead": comparison },
+        "longChat": { "turns": LONG_CHAT_TURNS, "chars": LONG_TEXT_CHARS, "requestsPerChat": LONG_CHAT_REQUESTS },
+        "wasmBytes": { "raw": raw, "gzip": gz },
+    });
     if let Ok(path) = std::env::var("BENCH_OUTPUT") {
         if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default()) {
             eprintln!("could not write {path}: {e}");

@@ -1,22 +1,81 @@
 #!/usr/bin/env bash
 # `make bench`: the local stack with an instant LLM stand-in, then benches/gateway.rs.
+#
+# Started here, all stopped on exit:
+#   - the LLM stand-in (tests/llm_stub.py, through scripts/bench_llm_stub.py);
+#   - the Worker under test: the local runtime of `wrangler dev` without its DevTools inspector
+#     and without watching (scripts/bench_worker.mjs);
+#   - the same Worker under plain `wrangler dev`, as `make dev` runs it, for one scenario that
+#     shows what the inspector costs;
+#   - the open-source Portkey gateway in front of the same stand-in, the peer the overhead is
+#     compared with.
+# Both Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
+#
+# BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
+# makes a quick run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+# The load generator first: a compile error should stop the run before anything is started.
+cargo bench --quiet --bench gateway --no-run
+
 STATE=.state/bench
 rm -rf "$STATE"
-mkdir -p "$STATE" bench/results
-start_llm_stub "$STATE"
+mkdir -p "$STATE/main" "$STATE/wrangler-dev" bench/results
+cp -R build "$STATE/build"
+# wrangler.toml without its [build] section (nothing to rebuild), reading the copy of build/;
+# wrangler resolves the config's paths against the config's folder.
+awk '/^\[/ { skip = ($0 == "[build]") } !skip' wrangler.toml |
+  sed -e 's|^main = .*|main = "build/index.js"|' -e 's|^migrations_dir = "|migrations_dir = "../../|' \
+    >"$STATE/wrangler.toml"
+CONFIG=$STATE/wrangler.toml
+
+python3 scripts/bench_llm_stub.py --port-file "$STATE/llm.port" >"$STATE/llm.log" 2>&1 &
+STARTED_PIDS+=("$!")
+for _ in $(seq 1 100); do
+  [ -s "$STATE/llm.port" ] && break
+  sleep 0.1
+done
+[ -s "$STATE/llm.port" ] || { echo "the LLM stand-in did not start; see $STATE/llm.log" >&2; exit 1; }
+LLM_STUB_URL="http://127.0.0.1:$(cat "$STATE/llm.port")"
 ADMIN_TOKEN="op_$(random_secret)"
 umask 077
 printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\n' "$ADMIN_TOKEN" "$LLM_STUB_URL" >"$STATE/runtime.vars"
 umask 022
-PORT=$(free_port)
-serve "$STATE" "$PORT" "$STATE/runtime.vars"
 
-wasm=$(find build -name '*.wasm' -print -quit)
+PORT=$(free_port)
+apply_migrations "$STATE/main" "$CONFIG"
+node scripts/bench_worker.mjs "$CONFIG" "$PORT" "$(realpath "$STATE/main")" "$(realpath "$STATE/runtime.vars")" \
+  >"$STATE/main/worker.log" 2>&1 &
+STARTED_PIDS+=("$!")
+wait_healthy "http://127.0.0.1:$PORT" "$!" "$STATE/main/worker.log"
+
+DEV_PORT=$(free_port)
+serve "$STATE/wrangler-dev" "$DEV_PORT" "$STATE/runtime.vars" "$CONFIG"
+
+# Portkey's start-server.js takes --port but no address; the preload binds it to loopback.
+# --headless: without its log console (a web UI fed with every request).
+PORTKEY=node_modules/@portkey-ai/gateway
+PORTKEY_VERSION=$(node -p "require('./$PORTKEY/package.json').version")
+PORTKEY_URL="http://127.0.0.1:$(free_port)"
+node --require ./scripts/bench_loopback.cjs "$PORTKEY/build/start-server.js" --port="${PORTKEY_URL##*:}" --headless \
+  >"$STATE/portkey.log" 2>&1 &
+STARTED_PIDS+=("$!")
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null "$PORTKEY_URL/" && break
+  kill -0 "${STARTED_PIDS[-1]}" 2>/dev/null || { echo "the Portkey gateway exited; its log:" >&2; cat "$STATE/portkey.log" >&2; exit 1; }
+  sleep 0.2
+done
+# One request through it, so a misconfiguration stops the run here rather than as errors.
+curl -sf -o /dev/null -X POST "$PORTKEY_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+  -H 'x-portkey-provider: openai' -H "x-portkey-custom-host: $LLM_STUB_URL/v1" \
+  -d '{"model":"bench","messages":[{"role":"user","content":"ready?"}]}' ||
+  { echo "the Portkey gateway did not proxy to the stand-in; its log:" >&2; cat "$STATE/portkey.log" >&2; exit 1; }
+
+wasm=$(find "$STATE/build" -path '*/.tmp' -prune -o -name '*.wasm' -print -quit)
 export BENCH_WASM_RAW=$(stat -c %s "$wasm") BENCH_WASM_GZIP=$(gzip -9 -c "$wasm" | wc -c)
-export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL
+export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://127.0.0.1:$DEV_PORT"
+export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
-cargo bench --bench gateway
+cargo bench --quiet --bench gateway

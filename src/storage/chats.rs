@@ -88,11 +88,14 @@ pub async fn load_turn(
         "SELECT instructions, model FROM agents WHERE workspace_id = {WS} \
          AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
     );
+    // Newest first, at most HISTORY_LIMIT rows (through the (chat_id, seq) index) before the
+    // running sum, so the window never walks a long chat's whole history.
     let history_sql = format!(
         "SELECT role, content FROM (SELECT seq, role, content, \
-         SUM((length(content) + 3) / 4 + {PER_MESSAGE}) OVER newest AS used, ROW_NUMBER() OVER newest AS n \
-         FROM messages WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) \
-         AND status = 'complete' WINDOW newest AS (ORDER BY seq DESC)) WHERE used <= ?5 AND n <= ?4 ORDER BY seq",
+         SUM((length(content) + 3) / 4 + {PER_MESSAGE}) OVER (ORDER BY seq DESC) AS used \
+         FROM (SELECT seq, role, content FROM messages \
+         WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) AND status = 'complete' \
+         ORDER BY seq DESC LIMIT ?4)) WHERE used <= ?5 ORDER BY seq",
         PER_MESSAGE = llm::PER_MESSAGE_TOKENS
     );
     let budget = i64::try_from(history_budget).unwrap_or(i64::MAX / 2);
