@@ -36,7 +36,7 @@ fi
 
 # npm ci only when the lock file changed since the last install.
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "setup: installing the npm tools: wrangler, esbuild, binaryen, playwright-core (npm ci)"
+  echo "setup: installing the npm tools: wrangler, esbuild, binaryen, playwright-core, the Portkey gateway for make bench (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
