@@ -79,3 +79,12 @@ export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
 cargo bench --quiet --bench gateway
+
+# Streaming: ours against the stand-in streaming 50 chunks, with the LiteLLM proxy as the peer
+# (installed into .tools/ on the first run only: about 750 MB), then how many open streams one
+# Worker holds. Knowledge: import throughput, retrieval with 50,000 records, noisy neighbours.
+eval "$(scripts/bench_litellm.sh "$LLM_STUB_URL" "$STATE/litellm")"
+STARTED_PIDS+=("$LITELLM_PID")
+export LITELLM_URL LITELLM_MASTER_KEY LITELLM_VERSION
+cargo bench --quiet --bench streaming
+cargo bench --quiet --bench knowledge
