@@ -65,9 +65,12 @@ async fn existing(
     let count = stmt(db, "SELECT COUNT(*) AS n FROM knowledge_records WHERE workspace_id = ?1", &[text(workspace_id)])?;
     let found = stmt(
         db,
+        // A row-value IN: one lookup per key in the (workspace_id, kind, external_id) index. (A
+        // join on json_each let SQLite walk the whole workspace once per key instead: 25 s for
+        // 500 keys in a workspace of 50,000 records.)
         "SELECT r.kind, r.external_id, r.public_id, r.content_hash, r.source_updated_at FROM knowledge_records r \
-         JOIN json_each(?2) j ON r.kind = json_extract(j.value, '$[0]') AND r.external_id = json_extract(j.value, '$[1]') \
-         WHERE r.workspace_id = ?1",
+         WHERE r.workspace_id = ?1 AND (r.kind, r.external_id) IN \
+         (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))",
         &[text(workspace_id), text(&keys.to_string())],
     )?;
     let results = batch(db, vec![count, found]).await?;
