@@ -12,7 +12,7 @@
 # Both Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
 #
 # BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
-# makes a quick run.
+# makes a quick run. BENCH_SUITES (default "gateway streaming knowledge") picks the benches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -78,13 +78,16 @@ export BENCH_WASM_RAW=$(stat -c %s "$wasm") BENCH_WASM_GZIP=$(gzip -9 -c "$wasm"
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://127.0.0.1:$DEV_PORT"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
-cargo bench --quiet --bench gateway
+SUITES=${BENCH_SUITES:-gateway streaming knowledge}
+[[ $SUITES == *gateway* ]] && cargo bench --quiet --bench gateway
 
 # Streaming: ours against the stand-in streaming 50 chunks, with the LiteLLM proxy as the peer
 # (installed into .tools/ on the first run only: about 750 MB), then how many open streams one
 # Worker holds. Knowledge: import throughput, retrieval with 50,000 records, noisy neighbours.
-eval "$(scripts/bench_litellm.sh "$LLM_STUB_URL" "$STATE/litellm")"
-STARTED_PIDS+=("$LITELLM_PID")
-export LITELLM_URL LITELLM_MASTER_KEY LITELLM_VERSION
-cargo bench --quiet --bench streaming
-cargo bench --quiet --bench knowledge
+if [[ $SUITES == *streaming* ]]; then
+  eval "$(scripts/bench_litellm.sh "$LLM_STUB_URL" "$STATE/litellm")"
+  STARTED_PIDS+=("$LITELLM_PID")
+  export LITELLM_URL LITELLM_MASTER_KEY LITELLM_VERSION
+  cargo bench --quiet --bench streaming
+fi
+if [[ $SUITES == *knowledge* ]]; then cargo bench --quiet --bench knowledge; fi
