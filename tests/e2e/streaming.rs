@@ -211,7 +211,15 @@ fn a_stall_hangs_up_on_the_provider() {
     stub::script(&tag, json!([{ "chunks": ["a", "b", "c"], "stall_after": 1 }]));
     let s = streamed(&key, json!({ "message": tag }));
     assert_eq!(s.last().data["details"]["code"], "upstream_timeout");
-    let seen = &stub::requests(&tag)[0];
+    // The stand-in notices a closed connection at its next check: give it a moment.
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = stub::requests(&tag)[0].clone();
+        if !seen["closed_early"].is_null() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(seen["closed_early"], true, "the provider connection was left open: {seen}");
 }
 
