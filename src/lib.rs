@@ -1,6 +1,8 @@
 //! Attive API Connection: a Cloudflare Worker through which customers talk to their
 //! workspace's AI agents over HTTP.
 //!
+//! - `context`: the request's context (bindings, clock, config, headers, log), shared by the
+//!   layers below `lib`.
 //! - [`domain`]: the pure core (formats, rules, calculations); no `worker` types.
 //! - `http`: where HTTP ends — routing, auth, handlers, the one error-to-response mapping.
 //! - `storage`: D1 queries, the KV last-used index, the rate-limiter client.
@@ -9,6 +11,7 @@
 //! - `upstream`: the LLM over `fetch`.
 //! - `rate_limiter`: the per-key Durable Object.
 
+mod context;
 pub mod domain;
 pub mod http;
 mod rate_limiter;

@@ -53,6 +53,10 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The 401 messages of API keys that pass the format check but cannot be used.
+pub const INVALID_KEY: &str = "Invalid API key";
+pub const EXPIRED_KEY: &str = "API key expired";
+
 impl ApiError {
     pub fn invalid(field: &str, rule: impl Into<String>) -> Self {
         Self::InvalidField { field: field.to_owned(), rule: rule.into() }

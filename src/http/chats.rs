@@ -21,7 +21,7 @@ async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<String> {
     let db = storage::db(&cx.env)?;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
-    Ok(auth::admit(cx, &hash, key?, verdict, None).await.0?.key.workspace_id)
+    Ok(crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key.workspace_id)
 }
 
 fn chat_json(c: &chats::Chat) -> Value {

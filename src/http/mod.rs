@@ -12,13 +12,11 @@ pub mod routes;
 mod settings;
 mod sse;
 
-use std::cell::RefCell;
-
 use futures::StreamExt;
 use serde_json::{json, Value};
 use worker::{Context, Env, Request, Response};
 
-use crate::domain::config::Config;
+pub(crate) use crate::context::{log, log_warn, timed, Cx};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::request_id;
 use crate::domain::time::Millis;
@@ -28,59 +26,6 @@ use routes::{Endpoint, Matched};
 /// request (20,000 characters of agent instructions, each up to a 12-byte `\u` escape pair) is
 /// far below it.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
-
-/// Per-request context handed to every handler.
-pub struct Cx {
-    pub env: Env,
-    pub ctx: Context,
-    pub now: Millis,
-    pub request_id: String,
-    /// Headers a handler wants on the response whatever its outcome (the rate-limit headers
-    /// belong on a 429 as much as on a 200).
-    headers: RefCell<Vec<(&'static str, String)>>,
-}
-
-impl Cx {
-    pub fn add_header(&self, name: &'static str, value: String) {
-        self.headers.borrow_mut().push((name, value));
-    }
-
-    /// Like `add_header`, replacing an earlier value of the same header.
-    pub fn set_header(&self, name: &'static str, value: String) {
-        let mut headers = self.headers.borrow_mut();
-        headers.retain(|(n, _)| *n != name);
-        headers.push((name, value));
-    }
-
-    /// The configuration, read from the environment once per isolate (vars and secrets only
-    /// change with a new deployment, which starts new isolates).
-    pub fn config(&self) -> ApiResult<Config> {
-        thread_local! {
-            static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
-        }
-        if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
-            return Ok(config);
-        }
-        let config =
-            Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.secret(name)))?;
-        CONFIG.with(|c| {
-            let _ = c.set(config.clone());
-        });
-        Ok(config)
-    }
-
-    pub fn secret(&self, name: &str) -> Option<String> {
-        self.env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.trim().is_empty())
-    }
-}
-
-/// Runs `f` and says how long it took in milliseconds (for `Server-Timing`). Workers clocks
-/// advance only across I/O, which is exactly what these phases are made of.
-pub async fn timed<F: std::future::Future>(f: F) -> (F::Output, u64) {
-    let start = worker::Date::now().as_millis();
-    let out = f.await;
-    (out, worker::Date::now().as_millis().saturating_sub(start))
-}
 
 /// A successful outcome: status and body.
 pub struct Reply {
@@ -122,7 +67,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     // which would serve it as one instead of answering 405.
     let method = req.inner().method().to_ascii_uppercase();
     let path = req.path();
-    let cx = Cx { env, ctx, now: started as Millis, request_id: request_id.clone(), headers: RefCell::new(Vec::new()) };
+    let cx = Cx::new(env, ctx, started as Millis, request_id.clone());
 
     let (pattern, outcome) = match routes::resolve(&method, &path) {
         Ok(matched) => (matched.pattern, dispatch(&mut req, &matched, &cx).await),
@@ -139,7 +84,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
             (err.status(), Body::Json(err.body()), err.headers())
         }
     };
-    headers.extend(cx.headers.take());
+    headers.extend(cx.take_headers());
     headers.push(("X-Request-Id", request_id.clone()));
     let response = build(status, body, &headers);
     let duration_ms = worker::Date::now().as_millis().saturating_sub(started);
@@ -211,16 +156,6 @@ fn build(status: u16, body: Body, headers: &[(&'static str, String)]) -> Respons
         let _ = out.set(name, value);
     }
     response
-}
-
-fn log(line: &Value) {
-    worker::console_log!("{line}");
-}
-
-/// A warning about something that went wrong after the caller's answer was decided (it cannot
-/// change the response any more, so the log is the only place it can be seen).
-pub(crate) fn log_warn(request_id: &str, event: &str, detail: Option<&str>) {
-    log(&json!({ "requestId": request_id, "level": "warn", "event": event, "detail": detail }));
 }
 
 /// Reads a JSON object body, refusing oversized bodies with 413 without buffering them: the

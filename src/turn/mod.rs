@@ -8,9 +8,12 @@
 //! transport is [`Turn::run_json`]: the same call, collected eagerly into the same
 //! [`Answer`] type the stream collects chunk by chunk, stored by the same [`Turn::store`].
 
+pub mod admit;
+
 use serde_json::json;
 use worker::Env;
 
+use crate::context::{log_warn, timed, Cx};
 use crate::domain::chat::{resolve_agent, title_from, ChatRequest};
 use crate::domain::config::Config;
 use crate::domain::error::{ApiError, ApiResult};
@@ -22,7 +25,6 @@ use crate::domain::rate_limit::{Claim, KeyDecision};
 use crate::domain::sse::{Answer, AnswerStatus, Collector, StreamEnd};
 use crate::domain::time::Millis;
 use crate::domain::timing::Timing;
-use crate::http::{auth, timed, Cx};
 use crate::storage::{self, chats, limiter};
 use crate::upstream;
 
@@ -89,7 +91,7 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
     // From here on, whatever the outcome, the caller sees where the time went so far.
     cx.set_header("Server-Timing", timing.header());
     let loaded = loaded?;
-    let ((admitted, adoptions), adopt_ms) = timed(auth::admit(cx, key_hash, loaded.key, reply, claim.as_ref())).await;
+    let ((admitted, adoptions), adopt_ms) = timed(admit::admit(cx, key_hash, loaded.key, reply, claim.as_ref())).await;
     timing.do_calls += adoptions;
     timing.limit_ms += adopt_ms;
     cx.set_header("Server-Timing", timing.header());
@@ -273,7 +275,7 @@ impl Turn {
     pub async fn remember(&self, result: StoredResult) {
         if let Some(claim) = &self.claim {
             if let Err(err) = limiter::finish(&self.env, &self.key_hash, claim, Some(result)).await {
-                crate::http::log_warn(&self.request_id, "idempotency_not_recorded", err.log_detail());
+                log_warn(&self.request_id, "idempotency_not_recorded", err.log_detail());
             }
         }
     }
