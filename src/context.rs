@@ -21,11 +21,40 @@ pub struct Cx {
     /// Headers a handler wants on the response whatever its outcome (the rate-limit headers
     /// belong on a 429 as much as on a 200).
     headers: RefCell<Vec<(&'static str, String)>>,
+    usage: RefCell<UsageNote>,
+}
+
+/// What the usage ledger needs to know about a request made with an API key: whose it is, the
+/// LLM time it spent, and whether it was already counted (a stored turn is counted in the batch
+/// that stores it; a stream counts itself when it ends).
+#[derive(Debug, Default)]
+pub struct UsageNote {
+    pub key_hash: Option<String>,
+    pub counted: bool,
+    pub llm_ms: u64,
 }
 
 impl Cx {
     pub fn new(env: Env, ctx: Context, now: Millis, request_id: String) -> Self {
-        Self { env, ctx, now, request_id, headers: RefCell::new(Vec::new()) }
+        Self { env, ctx, now, request_id, headers: RefCell::new(Vec::new()), usage: RefCell::default() }
+    }
+
+    /// The request is made with this key (`None`: a key storage does not know, never counted).
+    pub fn usage_key(&self, key_hash: Option<&str>) {
+        self.usage.borrow_mut().key_hash = key_hash.map(str::to_owned);
+    }
+
+    /// Someone else counts this request (or already has).
+    pub fn usage_counted(&self) {
+        self.usage.borrow_mut().counted = true;
+    }
+
+    pub fn usage_llm_ms(&self, ms: u64) {
+        self.usage.borrow_mut().llm_ms = ms;
+    }
+
+    pub fn take_usage(&self) -> UsageNote {
+        self.usage.take()
     }
 
     /// The headers collected so far, for the response.

@@ -32,7 +32,9 @@ impl DurableObject for RateLimiter {
         let sql = self.state.storage().sql();
         let now = worker::Date::now().as_millis() as i64;
         let record_id = match &command {
-            Command::Check { claim: Some(c), .. } | Command::Adopt { claim: Some(c), .. } => Some(c.id.clone()),
+            Command::Check { claim: Some(c), .. }
+            | Command::Adopt { claim: Some(c), .. }
+            | Command::Relimit { claim: Some(c), .. } => Some(c.id.clone()),
             Command::Finish { id, .. } => Some(id.clone()),
             _ => None,
         };

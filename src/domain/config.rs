@@ -30,6 +30,9 @@ pub struct Config {
     pub knowledge_top_k: u32,
     /// Records a workspace may hold.
     pub knowledge_max_records: u64,
+    /// Whether requests are counted in the usage ledger (`USAGE_LEDGER=off` switches it off,
+    /// e.g. to measure what it costs).
+    pub usage_ledger: bool,
 }
 
 impl Config {
@@ -70,6 +73,11 @@ impl Config {
             knowledge_top_k: u32::try_from(number("KNOWLEDGE_TOP_K", u64::from(DEFAULT_KNOWLEDGE_TOP_K), 50)?)
                 .unwrap_or(DEFAULT_KNOWLEDGE_TOP_K),
             knowledge_max_records: number("KNOWLEDGE_MAX_RECORDS", DEFAULT_KNOWLEDGE_MAX_RECORDS, 10_000_000)?,
+            usage_ledger: match text("USAGE_LEDGER").map(|v| v.to_ascii_lowercase()).as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(_) => return Err(ApiError::NotConfigured("USAGE_LEDGER")),
+            },
         })
     }
 
@@ -99,6 +107,7 @@ mod tests {
         assert_eq!((c.knowledge_top_k, c.knowledge_max_records), (8, 100_000));
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
+        assert!(c.usage_ledger);
     }
 
     #[test]
@@ -128,6 +137,11 @@ mod tests {
         assert_eq!(
             config(&[("LLM_BASE_URL", "http://x"), ("RATE_LIMIT_PER_MINUTE", "0")]).unwrap_err(),
             ApiError::NotConfigured("RATE_LIMIT_PER_MINUTE")
+        );
+        assert!(!config(&[("LLM_BASE_URL", "http://x"), ("USAGE_LEDGER", "OFF")]).unwrap().usage_ledger);
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x"), ("USAGE_LEDGER", "no")]).unwrap_err(),
+            ApiError::NotConfigured("USAGE_LEDGER")
         );
     }
 }

@@ -22,6 +22,8 @@ pub enum ApiError {
     },
     /// 401 with one of a few fixed messages, so the body never tells why a key is unknown.
     Unauthorized(&'static str),
+    /// 403: the caller is known but may not do this (a key scoped to other agents).
+    Forbidden(&'static str, Option<Value>),
     /// 404 with the resource's name in the message ("Chat not found").
     NotFound(&'static str, Option<Value>),
     MethodNotAllowed {
@@ -74,6 +76,7 @@ impl ApiError {
         match self {
             Self::MalformedJson | Self::InvalidField { .. } | Self::BadRequest { .. } => 400,
             Self::Unauthorized(_) => 401,
+            Self::Forbidden(..) => 403,
             Self::NotFound(..) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
@@ -96,7 +99,7 @@ impl ApiError {
             }
             Self::BadRequest { error, details } => (error.clone(), details.clone()),
             Self::Unauthorized(msg) => ((*msg).into(), None),
-            Self::NotFound(msg, details) => ((*msg).into(), details.clone()),
+            Self::NotFound(msg, details) | Self::Forbidden(msg, details) => ((*msg).into(), details.clone()),
             Self::MethodNotAllowed { allow } => ("Method not allowed".into(), Some(json!({ "allow": allow }))),
             Self::PayloadTooLarge { limit_bytes } => {
                 ("Request body too large".into(), Some(json!({ "limitBytes": limit_bytes })))

@@ -38,7 +38,7 @@ pub fn check(state: Option<State>, now: Millis, limit: u32) -> Decision {
     let tat = match state {
         None => now,
         Some(s) if s.limit.max(1) == limit => s.tat,
-        // Same share of the bucket spent, in the new limit's units.
+        // The same number of tokens spent, in the new limit's units.
         Some(s) => {
             let spent = (s.tat - now).clamp(0, WINDOW_MS);
             now + spent * interval / interval_ms(s.limit)
@@ -143,6 +143,20 @@ pub enum Command {
         #[serde(default)]
         claim: Option<Claim>,
     },
+    /// D1 says the key's limit is not the one the object counted this request with (an admin
+    /// changed it): give back the token the `Check` took (`counted`), drop the claim it took
+    /// (`claimed`) if the recount refuses the request, learn the new limit and count the
+    /// request again under it. One extra round trip, on the first request after a change only;
+    /// an object that never saw its key is never created by an admin's edit.
+    Relimit {
+        default_limit: u32,
+        key_limit: Option<u32>,
+        counted: bool,
+        #[serde(default)]
+        claim: Option<Claim>,
+        #[serde(default)]
+        claimed: bool,
+    },
     /// A claimed request ended: remember its result, or (`None`: it stored nothing, e.g. a
     /// 404 or a provider failure before any answer) release the key so a retry runs afresh.
     Finish { id: String, fingerprint: String, result: Option<StoredResult> },
@@ -214,6 +228,38 @@ pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Comma
         // stored.
         Command::Adopt { default_limit, key_limit, claim } => {
             (Stored { key_limit, ..stored.unwrap_or_default() }, default_limit, claim)
+        }
+        Command::Relimit { default_limit, key_limit, counted, claim, claimed } => {
+            let mut stored = Stored { key_limit, ..stored.unwrap_or_default() };
+            // One request is one token whatever the limit (a change keeps the tokens spent),
+            // so the refund is one interval of the limit the state is kept in now, even if
+            // another request relimited it in between.
+            if let (true, Some(state)) = (counted, stored.state.as_mut()) {
+                state.tat -= interval_ms(state.limit);
+            }
+            let (verdict, next) = on_request(stored, now, default_limit);
+            let mut writes = Writes { limiter: Some(next), ..Writes::default() };
+            let idempotency = match claim {
+                // The check's decision about the key stands; the caller keeps it.
+                Some(_) if verdict.allowed && counted => None,
+                Some(claim) if verdict.allowed => {
+                    let decision = idempotency::decide(record, &claim.fingerprint, now, claim.stale_after_ms);
+                    if decision == IdemDecision::Run {
+                        writes.record = Some((claim.id, Some(Record::claim(claim.fingerprint, now))));
+                    }
+                    Some(KeyDecision::from(decision))
+                }
+                // Refused after all: a claim the check took is released, as for any refusal.
+                Some(claim) if claimed => {
+                    if matches!(&record, Some(Record::InProgress { fingerprint, .. }) if *fingerprint == claim.fingerprint)
+                    {
+                        writes.record = Some((claim.id, None));
+                    }
+                    None
+                }
+                _ => None,
+            };
+            return (Reply::Verdict { verdict, idempotency }, writes);
         }
         Command::Finish { id, fingerprint, result } => {
             let write = match (stored, result, record) {
@@ -451,6 +497,77 @@ mod tests {
         let (reply, writes) = on_command(writes.limiter, None, check_cmd(Some(claim)), T0);
         assert!(matches!(reply, Reply::Verdict { verdict: Verdict { allowed: false, .. }, idempotency: None }));
         assert_eq!(writes.record, None);
+    }
+
+    fn relimit(key_limit: Option<u32>, counted: bool, claim: Option<Claim>, claimed: bool) -> Command {
+        Command::Relimit { default_limit: 100, key_limit, counted, claim, claimed }
+    }
+
+    /// Spends `n` requests through `Check`, starting from an adopted key with `limit`.
+    fn spent(limit: u32, n: usize) -> Stored {
+        let mut stored = Stored { key_limit: Some(limit), ..Stored::default() };
+        for _ in 0..n {
+            stored = on_request(stored, T0, 100).1;
+        }
+        stored
+    }
+
+    #[test]
+    fn a_changed_limit_applies_to_the_very_request_that_finds_it() {
+        // Limit 5, four requests spent; the admin lowers it to 2. The fifth request was counted
+        // by `Check` under 5 (allowed), then D1 said 2: the recount refuses it, and a sixth
+        // too. Nothing was stored twice: the refund gave the check's token back first.
+        let stored = spent(5, 4);
+        let (_, after_check) = on_request(stored, T0, 100);
+        let (reply, writes) = on_command(Some(after_check), None, relimit(Some(2), true, None, false), T0);
+        assert!(!verdict(&reply).allowed);
+        assert_eq!(verdict(&reply).limit, 2);
+        let next = writes.limiter.unwrap();
+        assert_eq!(next.key_limit, Some(2));
+        assert!(!on_request(next, T0, 100).0.allowed);
+
+        // Raised from 2 to 10 after two requests: the refused third request is recounted and
+        // allowed, and exactly 10 requests in all fit in the window.
+        let stored = spent(2, 2);
+        let (check, after_check) = on_request(stored, T0, 100);
+        assert!(!check.allowed);
+        let (reply, writes) = on_command(Some(after_check), None, relimit(Some(10), false, None, false), T0);
+        assert!(verdict(&reply).allowed);
+        let mut next = writes.limiter.unwrap();
+        let mut allowed = 3;
+        loop {
+            let (v, n) = on_request(next, T0, 100);
+            if !v.allowed {
+                break;
+            }
+            allowed += 1;
+            next = n;
+        }
+        assert_eq!(allowed, 10);
+
+        // Back to the default (null in D1).
+        let (reply, _) = on_command(Some(spent(2, 1)), None, relimit(None, true, None, false), T0);
+        assert_eq!(verdict(&reply).limit, 100);
+    }
+
+    #[test]
+    fn relimit_keeps_or_releases_the_claim_the_check_took() {
+        let claim = Claim { id: "r".into(), fingerprint: "f".into(), stale_after_ms: 60_000 };
+        let held = Record::claim("f", T0);
+        // Still allowed: the check's decision stands, nothing to write for the key.
+        let (reply, writes) =
+            on_command(Some(spent(5, 1)), Some(held.clone()), relimit(Some(4), true, Some(claim.clone()), true), T0);
+        assert!(matches!(reply, Reply::Verdict { idempotency: None, verdict } if verdict.allowed));
+        assert_eq!(writes.record, None);
+        // Refused by the recount: the claim goes, so a retry later runs afresh.
+        let (reply, writes) =
+            on_command(Some(spent(5, 5)), Some(held), relimit(Some(1), true, Some(claim.clone()), true), T0);
+        assert!(!verdict(&reply).allowed);
+        assert_eq!(writes.record, Some(("r".into(), None)));
+        // Refused by the check, allowed by the recount: the claim is decided now.
+        let (reply, writes) = on_command(Some(spent(1, 1)), None, relimit(Some(5), false, Some(claim), false), T0);
+        assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Run), .. }));
+        assert!(matches!(writes.record, Some((_, Some(Record::InProgress { .. })))));
     }
 
     #[test]

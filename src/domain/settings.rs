@@ -3,7 +3,8 @@
 
 use super::error::{ApiError, ApiResult};
 use super::knowledge::AgentKnowledge;
-use super::time::{self, Millis};
+use super::scope::Scope;
+use super::time::{self, to_iso, Millis};
 use super::validate::{self, Object, Text};
 
 pub const NAME: Text = Text::new(1, 100);
@@ -58,24 +59,116 @@ pub struct NewApiKey {
     pub name: String,
     pub expires_at: Option<Millis>,
     pub rate_limit_per_minute: Option<i64>,
+    pub scope: Scope,
 }
 
 impl NewApiKey {
     /// `now` decides whether `expiresAt` is in the future.
     pub fn parse(obj: &Object, now: Millis) -> ApiResult<Self> {
         let name = validate::required_text(obj, "name", NAME)?.trim().to_owned();
-        let expires_at = match obj.get("expiresAt") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => match time::parse_iso(s) {
-                Some(t) if t > now => Some(t),
-                Some(_) => return Err(ApiError::invalid("expiresAt", "must be in the future")),
-                None => return Err(expires_rule()),
-            },
-            Some(_) => return Err(expires_rule()),
-        };
+        let expires_at = expires_at(obj, now)?;
         let rate_limit_per_minute = validate::optional_int(obj, "rateLimitPerMinute", 1, RATE_LIMIT_MAX)?;
-        Ok(Self { name, expires_at, rate_limit_per_minute })
+        let scope = obj.get("allowedAgentIds").map(Scope::parse).transpose()?.unwrap_or_default();
+        Ok(Self { name, expires_at, rate_limit_per_minute, scope })
     }
+}
+
+/// `expiresAt`: absent or `null` → never; otherwise a time in the future.
+fn expires_at(obj: &Object, now: Millis) -> ApiResult<Option<Millis>> {
+    match obj.get("expiresAt") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => match time::parse_iso(s) {
+            Some(t) if t > now => Ok(Some(t)),
+            Some(_) => Err(ApiError::invalid("expiresAt", "must be in the future")),
+            None => Err(expires_rule()),
+        },
+        Some(_) => Err(expires_rule()),
+    }
+}
+
+/// What an admin can change about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySettings {
+    pub name: String,
+    pub rate_limit_per_minute: Option<i64>,
+    pub expires_at: Option<Millis>,
+    pub scope: Scope,
+}
+
+/// `PATCH /api/settings/api-keys/{id}`: each field is `None` when not given; inner `None` is an
+/// explicit `null` (the default limit, no expiry, all agents).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub rate_limit_per_minute: Option<Option<i64>>,
+    pub expires_at: Option<Option<Millis>>,
+    pub scope: Option<Scope>,
+}
+
+impl KeyPatch {
+    pub fn parse(obj: &Object, now: Millis) -> ApiResult<Self> {
+        let given = |field: &str| validate::has(obj, field);
+        let patch = Self {
+            name: if given("name") {
+                Some(validate::required_text(obj, "name", NAME)?.trim().to_owned())
+            } else {
+                None
+            },
+            rate_limit_per_minute: if given("rateLimitPerMinute") {
+                Some(validate::optional_int(obj, "rateLimitPerMinute", 1, RATE_LIMIT_MAX)?)
+            } else {
+                None
+            },
+            expires_at: if given("expiresAt") { Some(expires_at(obj, now)?) } else { None },
+            scope: obj.get("allowedAgentIds").map(Scope::parse).transpose()?,
+        };
+        if patch == Self::default() {
+            return Err(ApiError::invalid(
+                "body",
+                "must set at least one of name, rateLimitPerMinute, expiresAt, allowedAgentIds",
+            ));
+        }
+        Ok(patch)
+    }
+
+    /// The key's settings after the patch, and what changed, as the audit log keeps it:
+    /// `{"<field>": {"from": old, "to": new}}`, only for fields whose value changed.
+    pub fn apply(&self, old: &KeySettings) -> (KeySettings, serde_json::Value) {
+        let new = KeySettings {
+            name: self.name.clone().unwrap_or_else(|| old.name.clone()),
+            rate_limit_per_minute: self.rate_limit_per_minute.unwrap_or(old.rate_limit_per_minute),
+            expires_at: self.expires_at.unwrap_or(old.expires_at),
+            scope: self.scope.clone().unwrap_or_else(|| old.scope.clone()),
+        };
+        let iso = |t: Option<Millis>| t.map(to_iso);
+        let mut changes = serde_json::Map::new();
+        let mut note = |field: &str, from: serde_json::Value, to: serde_json::Value| {
+            if from != to {
+                changes.insert(field.into(), serde_json::json!({ "from": from, "to": to }));
+            }
+        };
+        note("name", old.name.clone().into(), new.name.clone().into());
+        note("rateLimitPerMinute", old.rate_limit_per_minute.into(), new.rate_limit_per_minute.into());
+        note("expiresAt", iso(old.expires_at).into(), iso(new.expires_at).into());
+        note("allowedAgentIds", old.scope.to_json(), new.scope.to_json());
+        (new, serde_json::Value::Object(changes))
+    }
+}
+
+/// A roll's grace period: how long the old key keeps working next to the new one.
+pub const GRACE_DEFAULT_SECONDS: i64 = 86_400;
+pub const GRACE_MAX_SECONDS: i64 = 604_800;
+
+/// `gracePeriodSeconds` of a roll (the body may be empty).
+pub fn grace_seconds(obj: &Object) -> ApiResult<i64> {
+    Ok(validate::optional_int(obj, "gracePeriodSeconds", 0, GRACE_MAX_SECONDS)?.unwrap_or(GRACE_DEFAULT_SECONDS))
+}
+
+/// When the old key of a roll stops working: at the end of the grace period, or at its own
+/// expiry if that comes first.
+pub fn rolled_expiry(own: Option<Millis>, now: Millis, grace_seconds: i64) -> Millis {
+    let end = now.saturating_add(grace_seconds.saturating_mul(1000));
+    own.map_or(end, |t| t.min(end))
 }
 
 fn expires_rule() -> ApiError {
@@ -190,6 +283,64 @@ mod tests {
         for (body, field) in cases {
             assert_eq!(field_of(NewApiKey::parse(&obj(body.clone()), now).unwrap_err()), field, "{body}");
         }
+    }
+
+    #[test]
+    fn key_patch_rules_and_changes() {
+        let now = 1_800_000_000_000;
+        let a = "agent_aaaaaaaaaaaaaaaaaaaaaa";
+        assert_eq!(field_of(KeyPatch::parse(&obj(json!({})), now).unwrap_err()), "body");
+        assert_eq!(field_of(KeyPatch::parse(&obj(json!({"name": null})), now).unwrap_err()), "name");
+        assert_eq!(
+            field_of(KeyPatch::parse(&obj(json!({"rateLimitPerMinute": 0})), now).unwrap_err()),
+            "rateLimitPerMinute"
+        );
+        assert_eq!(
+            field_of(KeyPatch::parse(&obj(json!({"expiresAt": "2001-01-01T00:00:00Z"})), now).unwrap_err()),
+            "expiresAt"
+        );
+        assert_eq!(
+            field_of(KeyPatch::parse(&obj(json!({"allowedAgentIds": []})), now).unwrap_err()),
+            "allowedAgentIds"
+        );
+        let reset =
+            KeyPatch::parse(&obj(json!({"rateLimitPerMinute": null, "expiresAt": null, "allowedAgentIds": null})), now)
+                .unwrap();
+        assert_eq!(reset.rate_limit_per_minute, Some(None));
+        assert_eq!(reset.expires_at, Some(None));
+        assert_eq!(reset.scope, Some(Scope::All));
+        assert_eq!(reset.name, None);
+
+        let old =
+            KeySettings { name: "Prod".into(), rate_limit_per_minute: Some(100), expires_at: None, scope: Scope::All };
+        let patch =
+            KeyPatch::parse(&obj(json!({"name": "Prod", "rateLimitPerMinute": 5, "allowedAgentIds": [a]})), now)
+                .unwrap();
+        let (new, changes) = patch.apply(&old);
+        assert_eq!(new.rate_limit_per_minute, Some(5));
+        assert_eq!(new.scope, Scope::Only(vec![a.into()]));
+        assert_eq!(
+            changes,
+            json!({"rateLimitPerMinute": {"from": 100, "to": 5}, "allowedAgentIds": {"from": null, "to": [a]}})
+        );
+    }
+
+    #[test]
+    fn roll_grace_rules() {
+        assert_eq!(grace_seconds(&obj(json!({}))).unwrap(), 86_400);
+        assert_eq!(grace_seconds(&obj(json!({"gracePeriodSeconds": 0}))).unwrap(), 0);
+        assert_eq!(grace_seconds(&obj(json!({"gracePeriodSeconds": 604_800}))).unwrap(), 604_800);
+        for bad in [json!(-1), json!(604_801), json!("60"), json!(1.5)] {
+            assert_eq!(
+                field_of(grace_seconds(&obj(json!({"gracePeriodSeconds": bad}))).unwrap_err()),
+                "gracePeriodSeconds"
+            );
+        }
+        let now = 1_000_000;
+        assert_eq!(rolled_expiry(None, now, 60), now + 60_000);
+        // An earlier expiry of its own stays.
+        assert_eq!(rolled_expiry(Some(now + 5_000), now, 60), now + 5_000);
+        assert_eq!(rolled_expiry(Some(now + 500_000), now, 60), now + 60_000);
     }
 
     #[test]

@@ -50,6 +50,15 @@ impl ErrorCode {
         }
     }
 
+    /// The status an incomplete stream counts as in the usage ledger: the error the caller was
+    /// shown, or 200 when the caller went away (nothing failed on our side).
+    pub fn usage_status(self) -> u16 {
+        match self {
+            Self::ClientDisconnected => 200,
+            other => other.as_api_error().status(),
+        }
+    }
+
     pub fn parse(code: &str) -> Option<Self> {
         [
             Self::UpstreamTimeout,

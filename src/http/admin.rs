@@ -38,7 +38,7 @@ pub async fn create_workspace(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 pub async fn delete_workspace(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     auth::operator(req, cx)?;
     let hashes = workspaces::delete(&storage::db(&cx.env)?, m.param(0)).await?.ok_or(WORKSPACE_NOT_FOUND)?;
-    super::settings::forget_limiters(cx, &hashes).await;
+    super::keys::forget_limiters(cx, &hashes).await;
     Ok(Reply::no_content())
 }
 

@@ -14,6 +14,8 @@ use crate::turn::{self, Start};
 
 pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let token = auth::api_key(req)?;
+    let hash = token.hash();
+    cx.usage_key(Some(&hash));
     let config = cx.config()?;
     let accept = req.headers().get("Accept").ok().flatten();
     let idempotency_key = req.headers().get(idempotency::HEADER).ok().flatten();
@@ -32,7 +34,6 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
             })
         }
     };
-    let hash = token.hash();
     match turn::start(cx, &hash, &input, claim).await? {
         Start::Replay(result) => {
             cx.set_header(idempotency::REPLAYED_HEADER, "true".to_owned());

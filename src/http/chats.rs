@@ -13,15 +13,20 @@ use crate::storage::{self, chats, keys, limiter};
 
 const CHAT_NOT_FOUND: ApiError = ApiError::NotFound("Chat not found", None);
 
-/// The key's workspace, after the key lookup and the rate limiter ran side by side.
-async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<String> {
+/// The key's workspace and the agents it is limited to (as the JSON list storage binds, or
+/// `None` for all), after the key lookup and the rate limiter ran side by side. A scoped key
+/// sees only its agents' chats; the others read as absent.
+async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<(String, Option<String>)> {
     let token = auth::api_key(req)?;
     let config = cx.config()?;
     let hash = token.hash();
+    cx.usage_key(Some(&hash));
     let db = storage::db(&cx.env)?;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
-    Ok(crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key.workspace_id)
+    let key = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key;
+    let scope = key.scope().to_stored();
+    Ok((key.workspace_id, scope))
 }
 
 fn chat_json(c: &chats::Chat) -> Value {
@@ -37,9 +42,9 @@ fn chat_json(c: &chats::Chat) -> Value {
 pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let limit = cursor::limit(query(req, "limit").as_deref(), 20)?;
     let after = query(req, "cursor").filter(|c| !c.is_empty()).map(|c| cursor::decode(&c)).transpose()?;
-    let ws = workspace_of(req, cx).await?;
+    let (ws, scope) = workspace_of(req, cx).await?;
     // One extra row tells whether there is a next page.
-    let mut page = chats::list(&storage::db(&cx.env)?, &ws, limit + 1, after).await?;
+    let mut page = chats::list(&storage::db(&cx.env)?, &ws, scope.as_deref(), limit + 1, after).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next = if more { page.last().map(|c| cursor::encode(c.updated_at, &c.id)) } else { None };
@@ -47,8 +52,9 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 }
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
-    let ws = workspace_of(req, cx).await?;
-    let (chat, messages) = chats::get(&storage::db(&cx.env)?, &ws, m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
+    let (ws, scope) = workspace_of(req, cx).await?;
+    let (chat, messages) =
+        chats::get(&storage::db(&cx.env)?, &ws, scope.as_deref(), m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
     let mut body = chat_json(&chat);
     let messages: Vec<Value> = messages
         .iter()
@@ -76,8 +82,8 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 }
 
 pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
-    let ws = workspace_of(req, cx).await?;
-    if chats::delete(&storage::db(&cx.env)?, &ws, m.param(0)).await? {
+    let (ws, scope) = workspace_of(req, cx).await?;
+    if chats::delete(&storage::db(&cx.env)?, &ws, scope.as_deref(), m.param(0)).await? {
         Ok(Reply::no_content())
     } else {
         Err(CHAT_NOT_FOUND)

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod chat;
 mod chats;
 mod health;
+mod keys;
 mod knowledge;
 mod pages;
 pub mod routes;
@@ -20,6 +21,7 @@ pub(crate) use crate::context::{log, log_warn, timed, Cx};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::request_id;
 use crate::domain::time::Millis;
+use crate::domain::usage::{self, Counters};
 use routes::{Endpoint, Matched};
 
 /// JSON bodies larger than this are refused with 413 before they are read: the largest valid
@@ -84,6 +86,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
             (err.status(), Body::Json(err.body()), err.headers())
         }
     };
+    count_usage(&cx, status).await;
     headers.extend(cx.take_headers());
     headers.push(("X-Request-Id", request_id.clone()));
     let response = build(status, body, &headers);
@@ -92,6 +95,38 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
         &json!({ "requestId": request_id, "method": method, "route": pattern, "status": status, "durationMs": duration_ms }),
     );
     response
+}
+
+/// Counts a request made with an API key in the usage ledger, unless its turn already was.
+/// A failure is counted before the response leaves (an admin reading usage right after sees
+/// it; errors are not the path latency matters on), a success after it, off the critical
+/// path. A failed write is retried once, then logged: the response never depends on it.
+async fn count_usage(cx: &Cx, status: u16) {
+    let note = cx.take_usage();
+    let (Some(hash), false) = (note.key_hash, note.counted) else { return };
+    if !cx.config().is_ok_and(|c| c.usage_ledger) {
+        return;
+    }
+    let counters = Counters::request(status).with_llm(0, 0, note.llm_ms);
+    let (env, request_id, day) = (cx.env.clone(), cx.request_id.clone(), usage::day_of(cx.now));
+    let write = async move {
+        let mut last = None;
+        for _ in 0..2 {
+            match crate::storage::db(&env) {
+                Ok(db) => match crate::storage::usage::count(&db, &hash, &day, &counters).await {
+                    Ok(()) => return,
+                    Err(err) => last = Some(err),
+                },
+                Err(err) => last = Some(err),
+            }
+        }
+        log_warn(&request_id, "usage_not_counted", last.as_ref().and_then(ApiError::log_detail));
+    };
+    if status >= 400 {
+        write.await;
+    } else {
+        cx.ctx.wait_until(write);
+    }
 }
 
 async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
@@ -106,9 +141,12 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
         Endpoint::CreateAdmin => admin::create_admin(req, m, cx).await,
         Endpoint::DeleteAdmin => admin::delete_admin(req, m, cx).await,
-        Endpoint::ListApiKeys => settings::list_keys(req, cx).await,
-        Endpoint::CreateApiKey => settings::create_key(req, cx).await,
-        Endpoint::DeleteApiKey => settings::delete_key(req, m, cx).await,
+        Endpoint::ListApiKeys => keys::list(req, cx).await,
+        Endpoint::CreateApiKey => keys::create(req, cx).await,
+        Endpoint::UpdateApiKey => keys::update(req, m, cx).await,
+        Endpoint::DeleteApiKey => keys::delete(req, m, cx).await,
+        Endpoint::RollApiKey => keys::roll(req, m, cx).await,
+        Endpoint::Usage => keys::usage(req, cx).await,
         Endpoint::AuditLog => settings::audit_log(req, cx).await,
         Endpoint::ListAgents => settings::list_agents(req, cx).await,
         Endpoint::CreateAgent => settings::create_agent(req, cx).await,
@@ -164,8 +202,17 @@ pub async fn read_json(req: &mut Request) -> ApiResult<crate::domain::validate::
     read_json_up_to(req, MAX_BODY_BYTES).await
 }
 
+/// [`read_json`] for a route whose body is optional: no body at all reads as `{}`.
+pub async fn read_optional_json(req: &mut Request) -> ApiResult<crate::domain::validate::Object> {
+    read_body(req, MAX_BODY_BYTES, true).await
+}
+
 /// [`read_json`] with another limit, for the routes that take bulk data.
 pub async fn read_json_up_to(req: &mut Request, limit: usize) -> ApiResult<crate::domain::validate::Object> {
+    read_body(req, limit, false).await
+}
+
+async fn read_body(req: &mut Request, limit: usize, optional: bool) -> ApiResult<crate::domain::validate::Object> {
     let too_large = ApiError::PayloadTooLarge { limit_bytes: limit };
     let declared = req.headers().get("Content-Length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -180,6 +227,9 @@ pub async fn read_json_up_to(req: &mut Request, limit: usize) -> ApiResult<crate
             }
             body.extend_from_slice(&chunk);
         }
+    }
+    if optional && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(crate::domain::validate::Object::new());
     }
     crate::domain::validate::object(&body)
 }

@@ -71,6 +71,8 @@ pub async fn respond(cx: &Cx, req: &Request, mut turn: Turn) -> ApiResult<Reply>
         let _on_abort = on_abort;
         producer.run(gone_rx, aborted_rx).await;
     });
+    // The producer counts the turn when it ends, with what the caller finally saw.
+    cx.usage_counted();
     Ok(Reply { status: 200, body: Body::EventStream(Box::pin(body)) })
 }
 
@@ -203,6 +205,7 @@ impl Producer {
                         ErrorCode::StorageFailed
                     }
                 };
+                turn.count_unstored(code.usage_status(), llm_ms).await;
                 stream::error(code, &request_id, &turn.chat_id, &turn.assistant_message_id)
             }
         };

@@ -52,6 +52,18 @@ pub async fn get(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Opt
     first(stmt(db, &sql, &[text(id), text(workspace_id)])?).await
 }
 
+/// Those of `ids` that are not agents of the workspace.
+pub async fn unknown(db: &D1Database, workspace_id: &str, ids: &[String]) -> ApiResult<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let sql = "SELECT id FROM agents WHERE workspace_id = ?1 AND id IN (SELECT value FROM json_each(?2))";
+    let list = serde_json::to_string(ids).map_err(crate::domain::error::ApiError::internal)?;
+    let known: Vec<Id> = all(stmt(db, sql, &[text(workspace_id), text(&list)])?).await?;
+    Ok(ids.iter().filter(|id| !known.iter().any(|k| &k.id == *id)).cloned().collect())
+}
+
 /// Applies the patch (only the fields it sets) and logs it, in one transaction; returns the
 /// agent as it now is, or `None` if it is not in this workspace.
 pub async fn update(
@@ -84,6 +96,7 @@ pub async fn update(
         Table::Agents,
         id,
         patch.name.as_deref(),
+        None,
         at,
     )?;
     let select = stmt(
@@ -99,9 +112,17 @@ pub async fn update(
 }
 
 pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
-    let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, None, at)?;
+    let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, None, None, at)?;
     let delete = stmt(db, "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2", &[text(id), text(workspace_id)])?;
-    let results = batch(db, vec![log, delete]).await?;
+    // Keys scoped to it lose it (a key left with none is refused until an admin edits it).
+    let unscope = stmt(
+        db,
+        "UPDATE api_keys SET allowed_agent_ids = (SELECT json_group_array(value) FROM json_each(api_keys.allowed_agent_ids) \
+         WHERE value <> ?1) WHERE workspace_id = ?2 AND allowed_agent_ids IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM json_each(api_keys.allowed_agent_ids) WHERE value = ?1)",
+        &[text(id), text(workspace_id)],
+    )?;
+    let results = batch(db, vec![log, delete, unscope]).await?;
     match results.get(1) {
         Some(r) => Ok(changes(r)? > 0),
         None => Ok(false),

@@ -17,6 +17,8 @@ pub struct Entry {
     pub target_name: Option<String>,
     pub target_prefix: Option<String>,
     pub created_at: Millis,
+    /// JSON, e.g. `{"changes": {"rateLimitPerMinute": {"from": 100, "to": 5}}}`.
+    pub details: Option<String>,
 }
 
 /// What an entry is about: the id, and a snapshot of what a person recognises it by (a key's
@@ -59,7 +61,8 @@ pub fn record(
 /// Like [`record`], but only when `table` holds row `id` in the workspace, and with the name
 /// (and a key's prefix) read from that row: put before a change or delete in the same batch,
 /// so deleting something that is not there logs nothing, and the entry names what was there.
-/// `new_name` replaces the stored name when the change renames it.
+/// `new_name` replaces the stored name when the change renames it; `details` (JSON) says what
+/// changed.
 #[allow(clippy::too_many_arguments)]
 pub fn record_if_exists(
     db: &D1Database,
@@ -69,6 +72,7 @@ pub fn record_if_exists(
     table: Table,
     id: &str,
     new_name: Option<&str>,
+    details: Option<&str>,
     at: Millis,
 ) -> ApiResult<D1PreparedStatement> {
     let prefix = match table {
@@ -76,8 +80,8 @@ pub fn record_if_exists(
         Table::Agents => "NULL",
     };
     let sql = format!(
-        "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5, COALESCE(?7, name), {prefix}, ?6 FROM {} WHERE id = ?5 AND workspace_id = ?2",
+        "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at, details) \
+         SELECT ?1, ?2, ?3, ?4, ?5, COALESCE(?7, name), {prefix}, ?6, ?8 FROM {} WHERE id = ?5 AND workspace_id = ?2",
         table.name()
     );
     let params = [
@@ -88,6 +92,7 @@ pub fn record_if_exists(
         text(id),
         int(at),
         opt_text(new_name),
+        opt_text(details),
     ];
     stmt(db, &sql, &params)
 }
@@ -110,7 +115,7 @@ impl Table {
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str, limit: u32) -> ApiResult<Vec<Entry>> {
-    let sql = "SELECT id, actor, action, target, target_name, target_prefix, created_at FROM audit_log WHERE workspace_id = ?1 \
+    let sql = "SELECT id, actor, action, target, target_name, target_prefix, created_at, details FROM audit_log WHERE workspace_id = ?1 \
                ORDER BY created_at DESC, rowid DESC LIMIT ?2";
     all(stmt(db, sql, &[text(workspace_id), int(i64::from(limit))])?).await
 }

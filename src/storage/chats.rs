@@ -9,6 +9,7 @@ use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::knowledge::SUMMARY_DEALS;
 use crate::domain::llm::{self, Role, Turn};
 use crate::domain::time::Millis;
+use crate::domain::usage::Counters;
 
 /// History turns read per request at most, whatever the budget.
 pub const HISTORY_LIMIT: i64 = 200;
@@ -175,13 +176,21 @@ pub struct NewTurn<'a> {
     pub latency_ms: i64,
     pub started_at: Millis,
     pub finished_at: Millis,
+    /// The turn's line in the usage ledger, written in the same batch.
+    pub ledger: Option<Ledger<'a>>,
+}
+
+pub struct Ledger<'a> {
+    pub key_hash: &'a str,
+    pub day: &'a str,
+    pub counters: Counters,
 }
 
 /// Writes the user message, the assistant message and the chat's `updated_at` in one batch
 /// (one transaction). `seq` is computed inside the batch, so concurrent turns on one chat get
 /// distinct, adjacent positions. Returns `false` when the chat vanished meanwhile (deleted).
 pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
-    let mut statements = Vec::with_capacity(4);
+    let mut statements = Vec::with_capacity(5);
     if let Some((title, agent_id)) = t.new_chat {
         let sql = "INSERT INTO chats (id, workspace_id, agent_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)";
         statements.push(stmt(
@@ -235,6 +244,11 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             opt_text(t.sources),
         ],
     )?);
+    if let Some(l) = &t.ledger {
+        // Only if the chat still exists: a turn whose chat was deleted meanwhile is answered
+        // 404 and counted as that.
+        statements.push(super::usage::count_stmt(db, l.key_hash, l.day, &l.counters, Some(t.chat_id))?);
+    }
     statements.push(stmt(
         db,
         "UPDATE chats SET updated_at = MAX(updated_at, ?1) WHERE id = ?2 AND workspace_id = ?3",
@@ -247,19 +261,30 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
     }
 }
 
+/// The condition of a scoped key, whose parameter `?n` is the JSON list of agent ids it may see
+/// the chats of (`NULL` for all).
+fn in_scope(n: u8) -> String {
+    format!("(?{n} IS NULL OR agent_id IN (SELECT value FROM json_each(?{n})))")
+}
+
 pub async fn list(
     db: &D1Database,
     workspace_id: &str,
+    scope: Option<&str>,
     limit: u32,
     after: Option<(Millis, String)>,
 ) -> ApiResult<Vec<Chat>> {
     let (at, id) = after.unwrap_or((i64::MAX / 2, String::new()));
     let use_cursor = !id.is_empty();
-    let sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE workspace_id = ?1 \
-               AND (?4 = 0 OR updated_at < ?2 OR (updated_at = ?2 AND id < ?3)) \
-               ORDER BY updated_at DESC, id DESC LIMIT ?5";
-    all(stmt(db, sql, &[text(workspace_id), int(at), text(&id), int(i64::from(use_cursor)), int(i64::from(limit))])?)
-        .await
+    let sql = format!(
+        "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE workspace_id = ?1 \
+         AND (?4 = 0 OR updated_at < ?2 OR (updated_at = ?2 AND id < ?3)) AND {} \
+         ORDER BY updated_at DESC, id DESC LIMIT ?5",
+        in_scope(6)
+    );
+    let p =
+        [text(workspace_id), int(at), text(&id), int(i64::from(use_cursor)), int(i64::from(limit)), opt_text(scope)];
+    all(stmt(db, &sql, &p)?).await
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,13 +303,23 @@ pub struct Message {
     pub sources: Option<String>,
 }
 
-pub async fn get(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<Option<(Chat, Vec<Message>)>> {
-    let chat_sql = "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2";
-    let msg_sql = "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
-                   m.status, m.finish_reason, m.usage_estimated, m.sources \
-                   FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.id = ?1 AND c.workspace_id = ?2 ORDER BY m.seq";
-    let p = [text(chat_id), text(workspace_id)];
-    let results = batch(db, vec![stmt(db, chat_sql, &p)?, stmt(db, msg_sql, &p)?]).await?;
+pub async fn get(
+    db: &D1Database,
+    workspace_id: &str,
+    scope: Option<&str>,
+    chat_id: &str,
+) -> ApiResult<Option<(Chat, Vec<Message>)>> {
+    let scoped = in_scope(3);
+    let chat_sql = format!(
+        "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {scoped}"
+    );
+    let msg_sql = format!(
+        "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
+         m.status, m.finish_reason, m.usage_estimated, m.sources FROM messages m \
+         WHERE m.chat_id = (SELECT id FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {scoped}) ORDER BY m.seq"
+    );
+    let p = [text(chat_id), text(workspace_id), opt_text(scope)];
+    let results = batch(db, vec![stmt(db, &chat_sql, &p)?, stmt(db, &msg_sql, &p)?]).await?;
     let [chat, messages] = results.as_slice() else {
         return Err(ApiError::internal("D1 batch returned the wrong number of results"));
     };
@@ -294,12 +329,9 @@ pub async fn get(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResul
     }
 }
 
-pub async fn delete(db: &D1Database, workspace_id: &str, chat_id: &str) -> ApiResult<bool> {
-    let result = super::run(stmt(
-        db,
-        "DELETE FROM chats WHERE id = ?1 AND workspace_id = ?2",
-        &[text(chat_id), text(workspace_id)],
-    )?)
-    .await?;
+pub async fn delete(db: &D1Database, workspace_id: &str, scope: Option<&str>, chat_id: &str) -> ApiResult<bool> {
+    let sql = format!("DELETE FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {}", in_scope(3));
+    let p = [text(chat_id), text(workspace_id), opt_text(scope)];
+    let result = super::run(stmt(db, &sql, &p)?).await?;
     Ok(changes(&result)? > 0)
 }

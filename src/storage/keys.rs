@@ -4,8 +4,10 @@ use serde::Deserialize;
 use worker::D1Database;
 
 use super::audit::{self, Table};
-use super::{all, batch, first, int, opt_int, rows, stmt, text};
+use super::{all, batch, changes, first, int, opt_int, opt_text, rows, stmt, text};
 use crate::domain::error::ApiResult;
+use crate::domain::scope::Scope;
+use crate::domain::settings::KeySettings;
 use crate::domain::time::Millis;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,7 +19,29 @@ pub struct ApiKey {
     pub created_at: Millis,
     pub expires_at: Option<Millis>,
     pub rate_limit_per_minute: Option<i64>,
+    /// JSON array of agent ids, or `NULL` for all agents (see [`Scope`]).
+    pub allowed_agent_ids: Option<String>,
+    pub rolled_from: Option<String>,
+    pub rolled_to: Option<String>,
 }
+
+impl ApiKey {
+    pub fn scope(&self) -> Scope {
+        Scope::from_stored(self.allowed_agent_ids.as_deref())
+    }
+
+    pub fn settings(&self) -> KeySettings {
+        KeySettings {
+            name: self.name.clone(),
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            expires_at: self.expires_at,
+            scope: self.scope(),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, prefix, created_by_name, created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from, rolled_to";
 
 pub struct NewKeyRow<'a> {
     pub key: &'a ApiKey,
@@ -26,12 +50,13 @@ pub struct NewKeyRow<'a> {
     pub admin_id: &'a str,
 }
 
-/// Inserts the key and its audit entry in one transaction.
-pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
+const INSERT: &str =
+    "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
+     created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+fn insert(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<worker::D1PreparedStatement> {
     let k = row.key;
-    let insert =
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
-                  created_at, expires_at, rate_limit_per_minute) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     let params = [
         text(&k.id),
         text(row.workspace_id),
@@ -43,17 +68,131 @@ pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
         int(k.created_at),
         opt_int(k.expires_at),
         opt_int(k.rate_limit_per_minute),
+        opt_text(k.allowed_agent_ids.as_deref()),
+        opt_text(k.rolled_from.as_deref()),
     ];
+    stmt(db, INSERT, &params)
+}
+
+/// Inserts the key and its audit entry in one transaction.
+pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
+    let k = row.key;
     let target = audit::Target { id: &k.id, name: Some(&k.name), prefix: Some(&k.prefix) };
     let log = audit::record(db, row.workspace_id, &k.created_by_name, "api_key.created", &target, k.created_at)?;
-    batch(db, vec![stmt(db, insert, &params)?, log]).await?;
+    batch(db, vec![insert(db, row)?, log]).await?;
     Ok(())
 }
 
 pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<ApiKey>> {
-    let sql = "SELECT id, name, prefix, created_by_name, created_at, expires_at, rate_limit_per_minute \
-               FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC";
-    all(stmt(db, sql, &[text(workspace_id)])?).await
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC");
+    all(stmt(db, &sql, &[text(workspace_id)])?).await
+}
+
+pub async fn get(db: &D1Database, workspace_id: &str, key_id: &str) -> ApiResult<Option<ApiKey>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1 AND workspace_id = ?2");
+    first(stmt(db, &sql, &[text(key_id), text(workspace_id)])?).await
+}
+
+/// Writes a key's new settings and the audit entry saying what changed, in one transaction;
+/// returns the key as it now is, or `None` if it is gone.
+pub async fn update(
+    db: &D1Database,
+    workspace_id: &str,
+    key_id: &str,
+    settings: &KeySettings,
+    details: &str,
+    actor: &str,
+    at: Millis,
+) -> ApiResult<Option<ApiKey>> {
+    let log = audit::record_if_exists(
+        db,
+        workspace_id,
+        actor,
+        "api_key.updated",
+        Table::ApiKeys,
+        key_id,
+        Some(&settings.name),
+        Some(details),
+        at,
+    )?;
+    let update = stmt(
+        db,
+        "UPDATE api_keys SET name = ?3, rate_limit_per_minute = ?4, expires_at = ?5, allowed_agent_ids = ?6 \
+         WHERE id = ?1 AND workspace_id = ?2",
+        &[
+            text(key_id),
+            text(workspace_id),
+            text(&settings.name),
+            opt_int(settings.rate_limit_per_minute),
+            opt_int(settings.expires_at),
+            opt_text(settings.scope.to_stored().as_deref()),
+        ],
+    )?;
+    let select = stmt(
+        db,
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1 AND workspace_id = ?2"),
+        &[text(key_id), text(workspace_id)],
+    )?;
+    let results = batch(db, vec![log, update, select]).await?;
+    match results.get(2) {
+        Some(r) => Ok(rows::<ApiKey>(r)?.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
+/// A roll, in one transaction: the successor is inserted, the old key linked to it and given
+/// its last moment, and the roll logged, only if the old key is still live and not rolled yet
+/// at that moment (two concurrent rolls: one wins). Returns whether it happened.
+pub async fn roll(
+    db: &D1Database,
+    row: &NewKeyRow<'_>,
+    old_id: &str,
+    old_expires_at: Millis,
+    details: &str,
+) -> ApiResult<bool> {
+    let k = row.key;
+    // The insert runs first and only if the old key can be rolled; the rest then follow it.
+    let insert =
+        "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
+         created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM api_keys \
+         WHERE id = ?12 AND workspace_id = ?2 AND rolled_to IS NULL AND (expires_at IS NULL OR expires_at > ?8))";
+    let params = [
+        text(&k.id),
+        text(row.workspace_id),
+        text(&k.name),
+        text(&k.prefix),
+        text(row.key_hash),
+        text(row.admin_id),
+        text(&k.created_by_name),
+        int(k.created_at),
+        opt_int(k.expires_at),
+        opt_int(k.rate_limit_per_minute),
+        opt_text(k.allowed_agent_ids.as_deref()),
+        text(old_id),
+    ];
+    let link = stmt(
+        db,
+        "UPDATE api_keys SET rolled_to = ?1, expires_at = ?3 WHERE id = ?2 AND workspace_id = ?4 AND rolled_to IS NULL \
+         AND EXISTS (SELECT 1 FROM api_keys WHERE id = ?1)",
+        &[text(&k.id), text(old_id), int(old_expires_at), text(row.workspace_id)],
+    )?;
+    let log = audit::record_if_exists(
+        db,
+        row.workspace_id,
+        &k.created_by_name,
+        "api_key.rolled",
+        Table::ApiKeys,
+        &k.id,
+        None,
+        Some(details),
+        k.created_at,
+    )?;
+    let results = batch(db, vec![stmt(db, insert, &params)?, link, log]).await?;
+    match results.first() {
+        Some(r) => Ok(changes(r)? > 0),
+        None => Ok(false),
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,7 +210,8 @@ pub async fn delete(
     actor: &str,
     at: Millis,
 ) -> ApiResult<Option<String>> {
-    let log = audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, None, at)?;
+    let log =
+        audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, None, None, at)?;
     let delete = stmt(
         db,
         "DELETE FROM api_keys WHERE id = ?1 AND workspace_id = ?2 RETURNING key_hash",
@@ -92,10 +232,17 @@ pub struct KeyAuth {
     pub expires_at: Option<Millis>,
     /// The key's own limit, which its rate-limiter object learns when it adopts the key.
     pub rate_limit_per_minute: Option<i64>,
+    pub allowed_agent_ids: Option<String>,
+}
+
+impl KeyAuth {
+    pub fn scope(&self) -> Scope {
+        Scope::from_stored(self.allowed_agent_ids.as_deref())
+    }
 }
 
 pub const AUTH_SQL: &str =
-    "SELECT id, workspace_id, expires_at, rate_limit_per_minute FROM api_keys WHERE key_hash = ?1";
+    "SELECT id, workspace_id, expires_at, rate_limit_per_minute, allowed_agent_ids FROM api_keys WHERE key_hash = ?1";
 
 pub async fn by_hash(db: &D1Database, hash: &str) -> ApiResult<Option<KeyAuth>> {
     first(stmt(db, AUTH_SQL, &[text(hash)])?).await

@@ -40,6 +40,30 @@ pub async fn adopt(
     call(env, key_hash, Command::Adopt { default_limit, key_limit, claim }).await
 }
 
+/// What a recount under a changed limit needs (see `Command::Relimit`).
+pub struct Recount {
+    pub default_limit: u32,
+    pub key_limit: Option<u32>,
+    /// The first count let the request through (and so spent a token).
+    pub counted: bool,
+    /// The first count claimed the request's idempotency key.
+    pub claimed: bool,
+    pub claim: Option<Claim>,
+}
+
+/// D1's limit differs from the one the object counted with: the object learns it and counts
+/// the request again.
+pub async fn relimit(env: &Env, key_hash: &str, r: &Recount) -> ApiResult<Reply> {
+    let command = Command::Relimit {
+        default_limit: r.default_limit,
+        key_limit: r.key_limit,
+        counted: r.counted,
+        claim: r.claim.clone(),
+        claimed: r.claimed,
+    };
+    call(env, key_hash, command).await
+}
+
 /// A claimed request ended: its result is remembered (`Some`), or the claim released (`None`).
 pub async fn finish(env: &Env, key_hash: &str, claim: &Claim, result: Option<StoredResult>) -> ApiResult<()> {
     let command = Command::Finish { id: claim.id.clone(), fingerprint: claim.fingerprint.clone(), result };

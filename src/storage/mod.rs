@@ -8,6 +8,7 @@ pub mod keys;
 pub mod knowledge;
 pub mod last_used;
 pub mod limiter;
+pub mod usage;
 pub mod workspaces;
 
 use serde::de::DeserializeOwned;

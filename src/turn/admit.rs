@@ -29,6 +29,8 @@ pub async fn admit(
     claim: Option<&Claim>,
 ) -> (ApiResult<Admitted>, u32) {
     let Some(key) = key else {
+        // No key, no usage to count it in: a made-up key costs nothing.
+        cx.usage_key(None);
         return (Err(ApiError::Unauthorized(INVALID_KEY)), 0);
     };
     if key.expires_at.is_some_and(|t| t <= cx.now) {
@@ -38,15 +40,49 @@ pub async fn admit(
         Ok(Reply::Unknown) => {
             let adopted = match cx.config() {
                 Ok(config) => {
-                    let key_limit = key.rate_limit_per_minute.and_then(|n| u32::try_from(n).ok());
-                    limiter::adopt(&cx.env, key_hash, config.rate_limit_per_minute, key_limit, claim.cloned()).await
+                    limiter::adopt(&cx.env, key_hash, config.rate_limit_per_minute, key_limit(&key), claim.cloned())
+                        .await
                 }
                 Err(err) => Err(err),
             };
             (count(cx, key, adopted), 1)
         }
+        // The object counted with the limit it knew; D1 has just said what the key's limit is
+        // now. When an admin changed it, the object learns it here and recounts this very
+        // request, so the new limit applies from the next request on, exactly.
+        Ok(Reply::Verdict { verdict, idempotency }) => match cx.config() {
+            Ok(config) if effective_limit(&key, config.rate_limit_per_minute) != verdict.limit => {
+                let recount = limiter::Recount {
+                    default_limit: config.rate_limit_per_minute,
+                    key_limit: key_limit(&key),
+                    counted: verdict.allowed,
+                    claimed: matches!(idempotency, Some(KeyDecision::Run)),
+                    claim: claim.cloned(),
+                };
+                let reply = match limiter::relimit(&cx.env, key_hash, &recount).await {
+                    // The check's decision about the idempotency key stands unless the recount
+                    // made one.
+                    Ok(Reply::Verdict { verdict, idempotency: again }) => {
+                        Ok(Reply::Verdict { verdict, idempotency: again.or(idempotency) })
+                    }
+                    other => other,
+                };
+                (count(cx, key, reply), 1)
+            }
+            _ => (count(cx, key, Ok(Reply::Verdict { verdict, idempotency })), 0),
+        },
         other => (count(cx, key, other), 0),
     }
+}
+
+/// The key's own limit, as its object stores it.
+fn key_limit(key: &KeyAuth) -> Option<u32> {
+    key.rate_limit_per_minute.and_then(|n| u32::try_from(n).ok())
+}
+
+/// The limit a request of this key is counted with.
+fn effective_limit(key: &KeyAuth, default_limit: u32) -> u32 {
+    key_limit(key).unwrap_or(default_limit).max(1)
 }
 
 /// A key D1 confirmed and the limiter let through, with what its idempotency key found (when

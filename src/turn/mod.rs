@@ -23,8 +23,10 @@ use crate::domain::knowledge::{self, PipelineSummary, Source};
 use crate::domain::llm;
 use crate::domain::rate_limit::{Claim, KeyDecision};
 use crate::domain::sse::{Answer, AnswerStatus, Collector, StreamEnd};
+use crate::domain::stream::ErrorCode;
 use crate::domain::time::Millis;
 use crate::domain::timing::Timing;
+use crate::domain::usage::{self, Counters};
 use crate::storage::{self, chats, limiter};
 use crate::upstream;
 
@@ -113,6 +115,8 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         }
         let chat_agent = loaded.chat.as_ref().map(|c| c.agent_id.as_deref());
         let agent_id = resolve_agent(chat_agent, input.agent_id.as_deref())?;
+        // A scoped key: only its agents, before anything is called or stored.
+        key.scope().check(agent_id.as_deref())?;
         let (instructions, model) = match (&agent_id, loaded.agent) {
             (None, _) => (config.default_instructions.clone(), config.llm_model.clone()),
             (Some(_), Some(agent)) => (agent.instructions, agent.model.unwrap_or_else(|| config.llm_model.clone())),
@@ -184,6 +188,7 @@ impl Turn {
     pub async fn run_json(mut self, cx: &Cx) -> ApiResult<StoredResult> {
         let (completion, llm_ms) = timed(upstream::llm::complete(&self.config, &self.model, &self.messages)).await;
         self.timing.llm_ms = llm_ms;
+        cx.usage_llm_ms(llm_ms);
         cx.set_header("Server-Timing", self.timing.header());
         let completion = match completion {
             Ok(c) => c,
@@ -200,6 +205,7 @@ impl Turn {
         cx.set_header("Server-Timing", self.timing.header());
         match stored {
             Ok(()) => {
+                cx.usage_counted();
                 let result = self.result(&answer, None);
                 if self.claim.is_some() {
                     self.remember(result.clone()).await;
@@ -227,6 +233,13 @@ impl Turn {
         let finished = worker::Date::now().as_millis();
         let sources =
             (!self.sources.is_empty()).then(|| knowledge::sources_json(&self.sources, Some(&answer.text)).to_string());
+        // Counted in the same transaction as the turn: no extra round trip, and a turn is
+        // counted exactly when it is stored.
+        let shown = incomplete.and_then(ErrorCode::parse).map_or(200, ErrorCode::usage_status);
+        let counters =
+            Counters::request(shown).with_llm(answer.usage.prompt_tokens, answer.usage.completion_tokens, llm_ms);
+        let day = usage::day_of(self.started_at);
+        let ledger = self.config.usage_ledger.then(|| chats::Ledger { key_hash: &self.key_hash, day: &day, counters });
         let saved = chats::save_turn(
             &db,
             &chats::NewTurn {
@@ -247,6 +260,7 @@ impl Turn {
                 latency_ms: i64::try_from(llm_ms).unwrap_or(i64::MAX),
                 started_at: self.started_at,
                 finished_at: finished as i64,
+                ledger,
             },
         )
         .await;
@@ -254,6 +268,22 @@ impl Turn {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreFailure::ChatGone),
             Err(err) => Err(StoreFailure::Storage(err)),
+        }
+    }
+
+    /// Counts the turn in the usage ledger on its own, when it could not be stored (the stream
+    /// transport, whose response has long started, has nobody else to do it).
+    pub async fn count_unstored(&self, status: u16, llm_ms: u64) {
+        if !self.config.usage_ledger {
+            return;
+        }
+        let counters = Counters::request(status).with_llm(0, 0, llm_ms);
+        let counted = match storage::db(&self.env) {
+            Ok(db) => storage::usage::count(&db, &self.key_hash, &usage::day_of(self.started_at), &counters).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = counted {
+            log_warn(&self.request_id, "usage_not_counted", err.log_detail());
         }
     }
 

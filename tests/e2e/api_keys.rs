@@ -6,8 +6,20 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const FIELDS: [&str; 8] =
-    ["id", "name", "prefix", "createdBy", "createdAt", "lastUsedAt", "expiresAt", "rateLimitPerMinute"];
+const FIELDS: [&str; 12] = [
+    "id",
+    "name",
+    "prefix",
+    "createdBy",
+    "createdAt",
+    "lastUsedAt",
+    "expiresAt",
+    "rateLimitPerMinute",
+    "allowedAgentIds",
+    "rolledFrom",
+    "rolledTo",
+    "requests30d",
+];
 
 #[test]
 fn a_key_is_shown_once_and_listed_with_every_field_but_no_secret() {
