@@ -1,6 +1,6 @@
-// Settings page for workspace admins: API keys, agents, workspace knowledge and the audit log,
-// through the settings JSON routes only. The admin token lives in sessionStorage (this tab
-// only); a newly created key is held in the reveal dialog and nowhere else.
+// Settings page for workspace admins: API keys and their usage, agents, workspace knowledge and
+// the audit log, through the settings JSON routes only. The admin token lives in sessionStorage
+// (this tab only); a newly created key is held in the reveal dialog and nowhere else.
 "use strict";
 
 const TOKEN_KEY = "attive.adminToken";
@@ -12,10 +12,21 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+// The part of an error's `details` worth a sentence: a field's rule, and any list of names
+// (such as the agent ids a key cannot be scoped to, which the admin has to fix).
+function detailText(details) {
+  if (typeof details === "string") return details;
+  if (!details || typeof details !== "object") return "";
+  const parts = details.rule ? [`${details.field} ${details.rule}`] : [];
+  for (const [name, value] of Object.entries(details)) {
+    if (Array.isArray(value) && value.length && value.every((v) => typeof v === "string")) parts.push(`${name}: ${value.join(", ")}`);
+  }
+  return parts.join("; ");
+}
+
 class ApiError extends Error {
   constructor(status, body) {
-    const details = body && body.details;
-    const extra = typeof details === "string" ? details : details && details.rule ? `${details.field} ${details.rule}` : "";
+    const extra = detailText(body && body.details);
     super((body && body.error ? body.error : `Request failed (${status})`) + (extra && !String(body.error).includes(extra) ? `: ${extra}` : ""));
     this.status = status;
     this.body = body;
@@ -55,8 +66,18 @@ function date(iso) {
   return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "";
 }
 
+function count(n) {
+  return (n || 0).toLocaleString();
+}
+
+// "1 error", "2 errors"; `plural` where adding an "s" is not it.
+function counted(n, word, plural = `${word}s`) {
+  return `${count(n)} ${n === 1 ? word : plural}`;
+}
+
 function cell(text, opts = {}) {
   const td = document.createElement("td");
+  if (opts.num) td.className = "num";
   if (opts.code) {
     const code = document.createElement("code");
     code.textContent = text;
@@ -68,17 +89,16 @@ function cell(text, opts = {}) {
   return td;
 }
 
+function svgEl(tag, attrs = {}, text) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
 function trashIcon() {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("width", "18");
-  svg.setAttribute("height", "18");
-  svg.setAttribute("aria-hidden", "true");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M9 3h6l1 2h4v2H4V5h4l1-2zM6 9h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z");
-  path.setAttribute("fill", "currentColor");
-  svg.appendChild(path);
+  const svg = svgEl("svg", { viewBox: "0 0 24 24", width: 18, height: 18, "aria-hidden": "true" });
+  svg.appendChild(svgEl("path", { d: "M9 3h6l1 2h4v2H4V5h4l1-2zM6 9h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z", fill: "currentColor" }));
   return svg;
 }
 
@@ -109,7 +129,8 @@ function renderTable(tableId, emptyId, items, row) {
 
 function actionsCell(...buttons) {
   const td = document.createElement("td");
-  td.append(...buttons);
+  td.className = "row-actions";
+  td.append(...buttons.filter(Boolean));
   return td;
 }
 
@@ -119,13 +140,29 @@ function showError(message) {
   el.hidden = !message;
 }
 
+const SIGNED_OUT = "Your admin token is no longer accepted. Sign in again.";
+
 async function guarded(fn) {
   showError("");
   try {
     await fn();
   } catch (e) {
-    if (e.status === 401) return signOut("Your admin token is no longer accepted. Sign in again.");
+    if (e.status === 401) return signOut(SIGNED_OUT);
     showError(e.message);
+  }
+}
+
+// A dialog's request shows its error in the dialog, where the admin is looking (the page's
+// error line is behind the backdrop).
+async function inDialog(errorId, fn) {
+  const el = $(errorId);
+  el.hidden = true;
+  try {
+    await fn();
+  } catch (e) {
+    if (e.status === 401) return signOut(SIGNED_OUT);
+    el.textContent = e.message;
+    el.hidden = false;
   }
 }
 
@@ -151,7 +188,10 @@ async function signIn(event) {
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  for (const id of ["reveal", "roll-dialog", "edit-dialog"]) if ($(id).open) $(id).close();
+  $("reveal-key").value = "";
   clearKnowledge();
+  clearUsage();
   $("app").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
@@ -170,8 +210,8 @@ function showApp() {
 
 // ---- tabs -----------------------------------------------------------------------------------
 
-const TABS = ["keys", "agents", "knowledge", "audit"];
-const LOADERS = { keys: loadKeys, agents: loadAgents, knowledge: loadKnowledge, audit: loadAudit };
+const TABS = ["keys", "usage", "agents", "knowledge", "audit"];
+const LOADERS = { keys: loadKeys, usage: loadUsage, agents: loadAgents, knowledge: loadKnowledge, audit: loadAudit };
 
 function selectTab(name) {
   for (const t of TABS) {
@@ -200,18 +240,69 @@ function onTabKey(event) {
 
 // ---- API keys -------------------------------------------------------------------------------
 
+// Rolling gives the new key the old one's name, so buttons and notes also name the prefix.
+const keyLabel = (k) => `${k.name} (${k.prefix}…)`;
+
 async function loadKeys() {
-  const { keys } = await api("GET", "/api/settings/api-keys");
+  const [{ keys }, { agents }] = await Promise.all([api("GET", "/api/settings/api-keys"), api("GET", "/api/settings/agents")]);
+  // A key can only be limited to agents: without any, the choice is not offered.
+  $("key-agents-choice").hidden = agents.length === 0;
+  refreshAgentChoice("key", agents);
+  const byId = new Map(keys.map((k) => [k.id, k]));
+  const agentNames = new Map(agents.map((a) => [a.id, a.name]));
   renderTable("keys-table", "keys-empty", keys, (k) => [
-    cell(k.name),
+    keyNameCell(k, byId),
     cell(`${k.prefix}…`, { code: true }),
     cell(k.createdBy),
     cell(date(k.createdAt), { title: k.createdAt }),
     cell(relative(k.lastUsedAt), { title: k.lastUsedAt || "" }),
-    cell(k.expiresAt ? date(k.expiresAt) : "Never", { title: k.expiresAt || "" }),
+    cell(count(k.requests30d), { num: true }),
+    cell(expiryLabel(k), { title: k.expiresAt || "" }),
     cell(k.rateLimitPerMinute ? `${k.rateLimitPerMinute}/min` : "Default"),
-    actionsCell(button(trashIcon(), `Delete key ${k.name}`, () => deleteKey(k), "danger")),
+    cell(agentsLabel(k.allowedAgentIds, agentNames)),
+    actionsCell(
+      button("Edit", `Edit key ${keyLabel(k)}`, () => guarded(() => editKey(k))),
+      // A key is rolled once; its successor is the one to roll next.
+      k.rolledTo ? null : button("Roll", `Roll key ${keyLabel(k)}`, () => rollKey(k)),
+      button(trashIcon(), `Delete key ${keyLabel(k)}`, () => deleteKey(k), "danger"),
+    ),
   ]);
+}
+
+// The name, and where a rolled key went or came from: during the grace period both keys work
+// and share a name, and the note tells them apart.
+function keyNameCell(k, byId) {
+  const td = cell(k.name);
+  const link = (text, id) => {
+    const note = document.createElement("span");
+    note.className = "note";
+    const other = byId.get(id);
+    note.append(`${text} `);
+    if (other) {
+      const code = document.createElement("code");
+      code.textContent = `${other.prefix}…`;
+      note.append(code);
+    } else {
+      note.append("a deleted key");
+    }
+    return note;
+  };
+  if (k.rolledTo) td.append(link("Rolled to", k.rolledTo));
+  if (k.rolledFrom) td.append(link("Replaces", k.rolledFrom));
+  return td;
+}
+
+function expiryLabel(k) {
+  if (!k.expiresAt) return "Never";
+  return Date.parse(k.expiresAt) <= Date.now() ? `Expired ${date(k.expiresAt)}` : date(k.expiresAt);
+}
+
+// Agents a key may use, by name; an id no longer in the workspace shows as such. A list left
+// empty by deleted agents lets the key reach nothing until it is edited.
+function agentsLabel(ids, names) {
+  if (!ids) return "All";
+  if (ids.length === 0) return "None";
+  return ids.map((id) => names.get(id) || `${id} (deleted)`).join(", ");
 }
 
 async function createKey(event) {
@@ -220,17 +311,23 @@ async function createKey(event) {
   const payload = { name: form.name.value.trim() };
   if (form.expiresAt.value) payload.expiresAt = new Date(form.expiresAt.value).toISOString();
   if (form.rateLimitPerMinute.value) payload.rateLimitPerMinute = Number(form.rateLimitPerMinute.value);
+  const scope = agentChoice("key");
+  if (scope === undefined) return showError(NO_AGENT);
+  if (scope) payload.allowedAgentIds = scope;
   await guarded(async () => {
     const created = await api("POST", "/api/settings/api-keys", payload);
     form.reset();
+    syncAgentChoice("key");
     reveal(created.key);
     await loadKeys();
   });
 }
 
-function reveal(key) {
+function reveal(key, note) {
   $("reveal-key").value = key;
   $("copy-status").textContent = "";
+  $("reveal-note").textContent = note || "";
+  $("reveal-note").hidden = !note;
   $("reveal").showModal();
   $("reveal-key").select();
 }
@@ -257,6 +354,445 @@ async function deleteKey(k) {
     await api("DELETE", `/api/settings/api-keys/${encodeURIComponent(k.id)}`);
     await loadKeys();
   });
+}
+
+// ---- rolling a key ----
+
+// The key the roll dialog is about.
+let rolling = null;
+
+function rollKey(k) {
+  rolling = k;
+  $("roll-form").reset();
+  $("roll-error").hidden = true;
+  $("roll-title").textContent = `Roll key ${k.name}`;
+  $("roll-about").textContent =
+    `A new key replaces ${keyLabel(k)}, with the same name, rate limit, expiry and agents. ` +
+    "Move your applications to the new key before the old one stops working.";
+  $("roll-dialog").showModal();
+}
+
+async function submitRoll(event) {
+  event.preventDefault();
+  const k = rolling;
+  const gracePeriodSeconds = Number(new FormData($("roll-form")).get("grace"));
+  $("roll-submit").disabled = true;
+  try {
+    await inDialog("roll-error", async () => {
+      const rolled = await api("POST", `/api/settings/api-keys/${encodeURIComponent(k.id)}/roll`, { gracePeriodSeconds });
+      closeRoll();
+      reveal(rolled.key, oldKeyNote(k, rolled.previous));
+    });
+  } finally {
+    $("roll-submit").disabled = false;
+  }
+  // Also after a 409 (rolled meanwhile, elsewhere): the table shows what happened.
+  if (token()) await guarded(loadKeys);
+}
+
+function oldKeyNote(k, previous) {
+  const until = previous && previous.expiresAt;
+  if (!until || Date.parse(until) <= Date.now()) return `The old key ${k.prefix}… has stopped working.`;
+  return `The old key ${k.prefix}… keeps working until ${date(until)}.`;
+}
+
+function closeRoll() {
+  rolling = null;
+  $("roll-dialog").close();
+}
+
+// ---- editing a key ----
+
+// The key the edit dialog is about.
+let editing = null;
+
+// A time as a datetime-local input shows it: local time, to the minute.
+function localInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+async function editKey(k) {
+  // The workspace's agents as of now: one created since the table loaded can be chosen.
+  const { agents } = await api("GET", "/api/settings/agents");
+  editing = k;
+  $("edit-error").hidden = true;
+  $("edit-title").textContent = `Edit key ${k.name}`;
+  $("edit-name").value = k.name;
+  $("edit-limit").value = k.rateLimitPerMinute == null ? "" : String(k.rateLimitPerMinute);
+  $("edit-expires").value = localInput(k.expiresAt);
+  renderAgentChoice("edit", agents, k.allowedAgentIds || null);
+  $("edit-dialog").showModal();
+  $("edit-name").focus();
+}
+
+// ---- the agents a key may use (create form and edit dialog) ----
+// Elements `<form>-all-agents` (checkbox), `<form>-agents` (fieldset of the list),
+// `<form>-agent-list` and `<form>-agents-empty`.
+
+const NO_AGENT = "Choose at least one agent, or allow all agents.";
+
+// `allowedIds`: null for all agents, else the ids to check.
+function renderAgentChoice(form, agents, allowedIds) {
+  $(`${form}-all-agents`).checked = !allowedIds;
+  const allowed = new Set(allowedIds || []);
+  $(`${form}-agent-list`).replaceChildren(
+    ...agents.map((a) => {
+      const label = document.createElement("label");
+      label.className = "check";
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.name = "agent";
+      box.value = a.id;
+      box.checked = allowed.has(a.id);
+      label.append(box, ` ${a.name}`);
+      return label;
+    }),
+  );
+  $(`${form}-agents-empty`).hidden = agents.length > 0;
+  syncAgentChoice(form);
+}
+
+// The list anew (agents come and go), keeping what the admin already chose.
+function refreshAgentChoice(form, agents) {
+  const all = $(`${form}-all-agents`).checked;
+  renderAgentChoice(form, agents, all ? null : agentBoxes(form).filter((b) => b.checked).map((b) => b.value));
+}
+
+function agentBoxes(form) {
+  return [...$(`${form}-agent-list`).querySelectorAll('input[name="agent"]')];
+}
+
+// The list only matters without "all agents"; disabled, it keeps the choice for when it does.
+function syncAgentChoice(form) {
+  $(`${form}-agents`).disabled = $(`${form}-all-agents`).checked;
+}
+
+// The scope as the API takes it: null for all agents, else the checked ids; undefined when
+// none is checked, which would lock the key out of everything.
+function agentChoice(form) {
+  if ($(`${form}-all-agents`).checked) return null;
+  const ids = agentBoxes(form).filter((b) => b.checked).map((b) => b.value);
+  return ids.length ? ids : undefined;
+}
+
+// Only the fields the admin changed are sent: an expiry left as it was is not checked again
+// against the clock, and saving without a change asks nothing of the API.
+function keyChanges(k) {
+  const changes = {};
+  const name = $("edit-name").value.trim();
+  if (name !== k.name) changes.name = name;
+  const limit = $("edit-limit").value === "" ? null : Number($("edit-limit").value);
+  if (limit !== (k.rateLimitPerMinute ?? null)) changes.rateLimitPerMinute = limit;
+  const expires = $("edit-expires").value;
+  if (expires !== localInput(k.expiresAt)) changes.expiresAt = expires ? new Date(expires).toISOString() : null;
+  const scope = agentChoice("edit");
+  // Ids of agents deleted since are not in the list: leaving the list alone is no change.
+  const listed = new Set(agentBoxes("edit").map((b) => b.value));
+  const before = k.allowedAgentIds ? k.allowedAgentIds.filter((id) => listed.has(id)).sort().join() : null;
+  const after = scope ? [...scope].sort().join() : null;
+  if (before !== after) changes.allowedAgentIds = scope;
+  return changes;
+}
+
+async function submitEdit(event) {
+  event.preventDefault();
+  const k = editing;
+  if (agentChoice("edit") === undefined) {
+    $("edit-error").textContent = NO_AGENT;
+    $("edit-error").hidden = false;
+    return;
+  }
+  const changes = keyChanges(k);
+  if (Object.keys(changes).length === 0) return closeEdit();
+  $("edit-submit").disabled = true;
+  try {
+    await inDialog("edit-error", async () => {
+      await api("PATCH", `/api/settings/api-keys/${encodeURIComponent(k.id)}`, changes);
+      closeEdit();
+    });
+  } finally {
+    $("edit-submit").disabled = false;
+  }
+  if (token() && !$("edit-dialog").open) await guarded(loadKeys);
+}
+
+function closeEdit() {
+  editing = null;
+  $("edit-dialog").close();
+}
+
+// ---- usage ----------------------------------------------------------------------------------
+
+const DAY_MS = 86400000;
+const MAX_DAYS = 366;
+// The keys the filter offers, by id, as usage replies named them (deleted ones included, and
+// kept while another key is shown), and the generation of the latest load: the reply of an
+// older load that a newer one replaced is dropped.
+const usageState = { keys: new Map(), generation: 0 };
+
+const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+const dayMs = (day) => Date.parse(`${day}T00:00:00Z`);
+
+function clearUsage() {
+  usageState.keys.clear();
+  usageState.generation++;
+  $("usage-period").value = "30";
+  $("usage-key").replaceChildren(new Option("All keys", ""));
+  $("usage-chart").replaceChildren(
+    svgEl("title", { id: "usage-chart-title" }, "Requests and tokens per day"),
+    svgEl("desc", { id: "usage-chart-desc" }, "Loading…"),
+  );
+  $("usage-table").tBodies[0].replaceChildren();
+  $("usage-table").tFoot.replaceChildren();
+  $("usage-error").hidden = true;
+}
+
+// A preset period ends today (UTC) and counts today: "last 7 days" is today and the 6 before.
+// Applied on every load, so a page left open overnight moves on with the days.
+function applyPeriod() {
+  const period = $("usage-period").value;
+  if (period === "custom") return;
+  const today = dayMs(isoDay(Date.now()));
+  $("usage-from").value = isoDay(today - (Number(period) - 1) * DAY_MS);
+  $("usage-to").value = isoDay(today);
+}
+
+function rangeProblem(from, to) {
+  if (!from || !to) return "Choose the first and the last day.";
+  if (from > to) return "The first day must not be after the last day.";
+  if ((dayMs(to) - dayMs(from)) / DAY_MS + 1 > MAX_DAYS) return `Choose at most ${MAX_DAYS} days.`;
+  return "";
+}
+
+async function loadUsage() {
+  applyPeriod();
+  const from = $("usage-from").value;
+  const to = $("usage-to").value;
+  // Also a range refused here replaces the loads before it: their replies are for other dates.
+  const generation = ++usageState.generation;
+  const problem = rangeProblem(from, to);
+  $("usage-error").textContent = problem;
+  $("usage-error").hidden = !problem;
+  if (problem) return;
+  const params = new URLSearchParams({ from, to });
+  const keyId = $("usage-key").value;
+  if (keyId) params.set("keyId", keyId);
+  const usage = await api("GET", `/api/settings/usage?${params}`);
+  if (generation !== usageState.generation) return;
+  // A reply for all keys names every key there is to choose; one for a single key may not.
+  if (!usage.keyId) usageState.keys.clear();
+  for (const k of usage.keys) usageState.keys.set(k.keyId, k);
+  renderKeyFilter(keyId);
+  drawUsageChart(usage);
+  renderUsageTable(usage);
+}
+
+function usageKeyLabel(k) {
+  return `${k.name} (${k.prefix}…${k.deleted ? ", deleted" : ""})`;
+}
+
+// Keys in use first by name, deleted ones after them.
+function renderKeyFilter(selected) {
+  const keys = [...usageState.keys.values()].sort((a, b) => a.deleted - b.deleted || a.name.localeCompare(b.name));
+  const select = $("usage-key");
+  select.replaceChildren(new Option("All keys", ""), ...keys.map((k) => new Option(usageKeyLabel(k), k.keyId)));
+  select.value = selected;
+}
+
+const METRICS = ["requests", "errors", "rateLimited", "promptTokens", "completionTokens"];
+
+// An LLM time as a person reads it; the exact milliseconds are in the cell's title.
+function duration(ms) {
+  ms = ms || 0;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.round(s - m * 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function usageCells(u) {
+  return [...METRICS.map((m) => cell(count(u[m]), { num: true })), cell(duration(u.llmMs), { num: true, title: `${count(u.llmMs)} ms` })];
+}
+
+function renderUsageTable(usage) {
+  // The route may name every key also when one is asked for; only that one is on show.
+  const rows = usage.keys
+    .filter((k) => !usage.keyId || k.keyId === usage.keyId)
+    .sort((a, b) => b.requests - a.requests || a.deleted - b.deleted || a.name.localeCompare(b.name));
+  renderTable("usage-table", "usage-empty", rows, (k) => {
+    const name = cell(k.name);
+    if (k.deleted) {
+      const note = document.createElement("span");
+      note.className = "note";
+      note.textContent = "Deleted";
+      name.append(note);
+    }
+    return [name, cell(`${k.prefix}…`, { code: true }), ...usageCells(k)];
+  });
+  const total = document.createElement("tr");
+  const label = document.createElement("th");
+  label.scope = "row";
+  label.colSpan = 2;
+  label.textContent = usage.keyId ? "Total for this key" : "Total";
+  total.append(label, ...usageCells(usage.totals));
+  $("usage-table").tFoot.replaceChildren(total);
+}
+
+// An axis from 0 to a round number at or above `max`, in at most four round steps, so
+// gridlines fall on numbers read at a glance. Counts are whole: steps are at least 1.
+function niceAxis(max) {
+  const top = Math.max(max, 1);
+  const raw = top / 4;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = Math.max(1, [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw));
+  return { step, top: step * Math.ceil(top / step) };
+}
+
+const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+const dayLabel = (day, opts) => new Date(dayMs(day)).toLocaleDateString(undefined, { timeZone: "UTC", ...opts });
+
+// Which days get a label, so labels never run into each other (about a dozen at most): every
+// day for two weeks, every few days (counted back from the last) up to two months, the 1st and
+// 15th up to four, and month starts beyond.
+function dayTicks(days) {
+  const n = days.length;
+  const label = (i, opts) => ({ i, text: dayLabel(days[i].date, opts) });
+  if (n <= 14) return days.map((_, i) => label(i, { month: "short", day: "numeric" }));
+  if (n <= 62) {
+    const every = Math.ceil(n / 10);
+    return days.flatMap((_, i) => ((n - 1 - i) % every === 0 ? [label(i, { month: "short", day: "numeric" })] : []));
+  }
+  if (n <= 124) {
+    return days.flatMap((d, i) => (/-(01|15)$/.test(d.date) ? [label(i, { month: "short", day: "numeric" })] : []));
+  }
+  let first = true;
+  return days.flatMap((d, i) => {
+    if (!d.date.endsWith("-01")) return [];
+    // The year where it changes, and on the first label.
+    const opts = first || d.date.slice(5, 7) === "01" ? { month: "short", year: "numeric" } : { month: "short" };
+    first = false;
+    return [label(i, opts)];
+  });
+}
+
+// The chart: per day a bar of requests, split into answered, errors and rate limited, on the
+// left axis, and a line of tokens (prompt + completion) on the right axis. Every day of the
+// range has its place, a day without requests a bar of height 0 and the line at 0. The svg is
+// one image for assistive technology, described by a summary; the table below holds the numbers.
+function drawUsageChart(usage) {
+  const W = 1000;
+  const H = 340;
+  const plot = { left: 64, right: W - 72, top: 44, bottom: H - 52 };
+  const width = plot.right - plot.left;
+  const height = plot.bottom - plot.top;
+  const days = usage.days;
+  const n = Math.max(days.length, 1);
+  const tokens = (d) => (d.promptTokens || 0) + (d.completionTokens || 0);
+  const req = niceAxis(Math.max(0, ...days.map((d) => d.requests)));
+  const tok = niceAxis(Math.max(0, ...days.map(tokens)));
+  const y = (value, axis) => plot.bottom - (value / axis.top) * height;
+  const slot = width / n;
+  const barWidth = Math.max(slot * 0.72, 0.6);
+
+  const chart = $("usage-chart");
+  const who = usage.keyId ? usageKeyLabel(usageState.keys.get(usage.keyId) || { name: usage.keyId, prefix: "" }) : "all keys";
+  const range = `${dayLabel(usage.from, { dateStyle: "medium" })} to ${dayLabel(usage.to, { dateStyle: "medium" })}`;
+  const parts = [
+    svgEl("title", { id: "usage-chart-title" }, `Requests and tokens per day, ${range}, ${who}`),
+    svgEl("desc", { id: "usage-chart-desc" }, usageSummary(usage, tokens)),
+  ];
+
+  const grid = svgEl("g", { class: "gridlines", "aria-hidden": "true" });
+  for (let v = 0; v <= req.top; v += req.step) {
+    grid.append(svgEl("line", { x1: plot.left, x2: plot.right, y1: y(v, req), y2: y(v, req) }));
+    grid.append(svgEl("text", { x: plot.left - 8, y: y(v, req) + 4, "text-anchor": "end" }, compact.format(v)));
+  }
+  for (let v = 0; v <= tok.top; v += tok.step) {
+    grid.append(svgEl("line", { class: "tick", x1: plot.right, x2: plot.right + 5, y1: y(v, tok), y2: y(v, tok) }));
+    grid.append(svgEl("text", { x: plot.right + 8, y: y(v, tok) + 4 }, compact.format(v)));
+  }
+  for (const t of dayTicks(days)) {
+    const x = plot.left + (t.i + 0.5) * slot;
+    grid.append(svgEl("line", { class: "tick", x1: x, x2: x, y1: plot.bottom, y2: plot.bottom + 5 }));
+    grid.append(svgEl("text", { class: "day-label", x, y: plot.bottom + 19, "text-anchor": "middle" }, t.text));
+  }
+  grid.append(
+    svgEl("line", { class: "axis", x1: plot.left, x2: plot.left, y1: plot.top, y2: plot.bottom }),
+    svgEl("line", { class: "axis", x1: plot.right, x2: plot.right, y1: plot.top, y2: plot.bottom }),
+    svgEl("line", { class: "axis", x1: plot.left, x2: plot.right, y1: plot.bottom, y2: plot.bottom }),
+    svgEl("text", { class: "axis-title", transform: `translate(16 ${(plot.top + plot.bottom) / 2}) rotate(-90)`, "text-anchor": "middle" }, "Requests"),
+    svgEl("text", { class: "axis-title", transform: `translate(${W - 12} ${(plot.top + plot.bottom) / 2}) rotate(90)`, "text-anchor": "middle" }, "Tokens"),
+    svgEl("text", { class: "axis-title", x: (plot.left + plot.right) / 2, y: H - 10, "text-anchor": "middle" }, "Day (UTC)"),
+  );
+  parts.push(grid);
+
+  const bars = svgEl("g", { class: "bars" });
+  days.forEach((d, i) => {
+    const errors = d.errors || 0;
+    const limited = d.rateLimited || 0;
+    const answered = Math.max(0, d.requests - errors - limited);
+    const group = svgEl("g", { class: "day", "data-date": d.date, "data-requests": d.requests, "data-tokens": tokens(d) });
+    group.append(
+      svgEl("title", {}, `${dayLabel(d.date, { dateStyle: "medium" })}: ${requestsText(d)}, ${counted(tokens(d), "token")}`),
+    );
+    const x = plot.left + i * slot + (slot - barWidth) / 2;
+    let base = 0;
+    for (const [value, cls] of [[answered, "bar-ok"], [errors, "bar-error"], [limited, "bar-limited"]]) {
+      const top = y(base + value, req);
+      group.append(svgEl("rect", { class: cls, x: x.toFixed(2), y: top.toFixed(2), width: barWidth.toFixed(2), height: (y(base, req) - top).toFixed(2) }));
+      base += value;
+    }
+    bars.append(group);
+  });
+  parts.push(bars);
+
+  const points = days.map((d, i) => `${(plot.left + (i + 0.5) * slot).toFixed(2)},${y(tokens(d), tok).toFixed(2)}`);
+  const line = svgEl("g", { class: "tokens" });
+  line.append(svgEl("polyline", { class: "tokens-line", points: points.join(" ") }));
+  // Dots only while there is room for them; a year of dots would be a second, thicker line.
+  if (days.length <= 92) for (const p of points) line.append(svgEl("circle", { class: "tokens-dot", cx: p.split(",")[0], cy: p.split(",")[1], r: 2.5 }));
+  parts.push(line);
+
+  const legend = svgEl("g", { class: "legend", "aria-hidden": "true" });
+  let x = plot.left;
+  const entries = [
+    ["bar-ok", "Answered requests"],
+    ["bar-error", "Errors"],
+    ["bar-limited", "Rate limited"],
+    ["tokens-line", "Tokens (prompt + completion)"],
+  ];
+  for (const [cls, text] of entries) {
+    const swatch = cls === "tokens-line" ? svgEl("line", { class: cls, x1: x, x2: x + 16, y1: 16, y2: 16 }) : svgEl("rect", { class: cls, x, y: 10, width: 12, height: 12 });
+    legend.append(swatch);
+    legend.append(svgEl("text", { x: x + 20, y: 20 }, text));
+    x = Math.round(x + 36 + text.length * 6.6);
+  }
+  parts.push(legend);
+  chart.replaceChildren(...parts);
+}
+
+// The chart in words, for those who do not see it.
+function usageSummary(usage, tokens) {
+  const t = usage.totals;
+  let text =
+    `${requestsText(t)} and ${counted(t.promptTokens + t.completionTokens, "token")} ` +
+    `(${count(t.promptTokens)} prompt, ${count(t.completionTokens)} completion) over ${counted(usage.days.length, "day")}.`;
+  const busiest = usage.days.reduce((best, d) => (!best || d.requests > best.requests ? d : best), null);
+  if (busiest && busiest.requests > 0) {
+    text +=
+      ` The busiest day was ${dayLabel(busiest.date, { dateStyle: "medium" })},` +
+      ` with ${counted(busiest.requests, "request")} and ${counted(tokens(busiest), "token")}.`;
+  }
+  return text;
+}
+
+function requestsText(u) {
+  return `${counted(u.requests, "request")} (${counted(u.errors || 0, "error")}, ${count(u.rateLimited)} rate limited)`;
 }
 
 // ---- agents ---------------------------------------------------------------------------------
@@ -850,6 +1386,8 @@ function setImporting(on) {
 const ACTIONS = {
   "api_key.created": "Created an API key",
   "api_key.deleted": "Deleted an API key",
+  "api_key.updated": "Edited an API key",
+  "api_key.rolled": "Rolled an API key",
   "agent.created": "Created an agent",
   "agent.updated": "Edited an agent",
   "agent.deleted": "Deleted an agent",
@@ -858,13 +1396,45 @@ const ACTIONS = {
 };
 
 async function loadAudit() {
-  const { entries } = await api("GET", "/api/settings/audit-log?limit=100");
+  const [{ entries }, { agents }] = await Promise.all([api("GET", "/api/settings/audit-log?limit=100"), api("GET", "/api/settings/agents")]);
+  const agentNames = new Map(agents.map((a) => [a.id, a.name]));
   renderTable("audit-table", "audit-empty", entries, (e) => [
     cell(relative(e.createdAt), { title: e.createdAt }),
     cell(e.actor),
     cell(ACTIONS[e.action] || e.action),
     targetCell(e),
+    cell(auditDetails(e, agentNames), { title: e.details ? JSON.stringify(e.details) : "" }),
   ]);
+}
+
+const CHANGE_NAMES = { name: "name", rateLimitPerMinute: "rate limit", expiresAt: "expiry", allowedAgentIds: "agents" };
+
+// A key setting's value in words, as the keys table shows it.
+function settingText(field, value, agentNames) {
+  if (field === "rateLimitPerMinute") return value == null ? "default" : `${value}/min`;
+  if (field === "expiresAt") return value == null ? "never" : date(value);
+  if (field === "allowedAgentIds") return value == null ? "all" : agentsLabel(value, agentNames);
+  return typeof value === "string" ? `“${value}”` : JSON.stringify(value);
+}
+
+const GRACE_NAMES = { 0: "no grace period", 3600: "old key works 1 more hour", 86400: "old key works 24 more hours", 604800: "old key works 7 more days" };
+
+// What changed, in one line; the full details are the cell's title.
+function auditDetails(e, agentNames) {
+  const d = e.details;
+  if (!d) return "";
+  if (e.action === "api_key.updated" && d.changes) {
+    return Object.entries(d.changes)
+      .map(([field, c]) => `${CHANGE_NAMES[field] || field}: ${settingText(field, c.from, agentNames)} → ${settingText(field, c.to, agentNames)}`)
+      .join("; ");
+  }
+  if (e.action === "api_key.rolled" && typeof d.gracePeriodSeconds === "number") {
+    const s = d.gracePeriodSeconds;
+    const grace = GRACE_NAMES[s] || `old key works ${duration(s * 1000)} more`;
+    // The old key's own expiry may come before the grace period's end.
+    return d.previousExpiresAt && s > 0 ? `${grace} (until ${date(d.previousExpiresAt)})` : grace;
+  }
+  return JSON.stringify(d);
 }
 
 // What the entry is about, as recorded when it happened: the name (and a key's prefix), with
@@ -893,6 +1463,26 @@ document.addEventListener("DOMContentLoaded", () => {
   $("copy-key").addEventListener("click", copyKey);
   $("reveal-done").addEventListener("click", closeReveal);
   $("reveal").addEventListener("cancel", closeReveal);
+  $("roll-form").addEventListener("submit", submitRoll);
+  $("roll-cancel").addEventListener("click", closeRoll);
+  $("roll-dialog").addEventListener("cancel", () => (rolling = null));
+  $("edit-form").addEventListener("submit", submitEdit);
+  $("edit-cancel").addEventListener("click", closeEdit);
+  $("edit-dialog").addEventListener("cancel", () => (editing = null));
+  $("edit-all-agents").addEventListener("change", () => syncAgentChoice("edit"));
+  $("key-all-agents").addEventListener("change", () => syncAgentChoice("key"));
+  $("usage-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(loadUsage);
+  });
+  $("usage-period").addEventListener("change", () => guarded(loadUsage));
+  for (const id of ["usage-from", "usage-to"]) {
+    $(id).addEventListener("change", () => {
+      $("usage-period").value = "custom";
+      guarded(loadUsage);
+    });
+  }
+  $("usage-key").addEventListener("change", () => guarded(loadUsage));
   $("agent-form").addEventListener("submit", saveAgent);
   $("agent-cancel").addEventListener("click", resetAgentForm);
   $("agent-knowledge").addEventListener("change", syncKnowledgeKinds);

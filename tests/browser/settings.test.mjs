@@ -363,3 +363,241 @@ test("an admin imports a CSV of 1,000 records, finds one by search, deletes it, 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// ---- API keys: usage, rolling, agent scope -------------------------------------------------
+
+const chat = (key, body) => call("POST", "/api/chat", key, body);
+const digits = (text) => Number(text.replace(/\D/g, ""));
+const escapeRe = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// Every chat whose message holds `tag` is answered by the LLM stand-in with this usage.
+async function scriptUsage(tag, usage) {
+  const resp = await fetch(`${process.env.LLM_STUB_URL}/_stub/scenario`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ tag, steps: [{ usage }] }),
+  });
+  assert.equal(resp.status, 200);
+}
+
+// The row of a key in the keys table, found by its delete button: a rolled key and its
+// successor share a name, and each row names the other's prefix.
+const keyRow = (p, name, prefix) =>
+  p.locator("#keys-table tbody tr", { has: p.getByRole("button", { name: `Delete key ${name} (${prefix}…)` }) });
+
+test("an admin sees requests and tokens per day and per key on the Usage tab", async () => {
+  const token = await freshAdmin();
+  const used = await call("POST", "/api/settings/api-keys", token, { name: "Usage Reporter" });
+  assert.equal(used.status, 201);
+  const idle = await call("POST", "/api/settings/api-keys", token, { name: "Idle Key" });
+  assert.equal(idle.status, 201);
+
+  // N answered chats with known token counts, and one refused request, which counts too.
+  const tag = `usage-${Date.now()}`;
+  await scriptUsage(tag, { prompt_tokens: 120, completion_tokens: 30 });
+  const N = 3;
+  for (let i = 0; i < N; i++) {
+    const r = await chat(used.body.key, { message: `Question ${i} ${tag}` });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const refused = await chat(used.body.key, { message: "" });
+  assert.equal(refused.status, 400);
+  const expected = { requests: N + 1, errors: 1, rateLimited: 0, promptTokens: N * 120, completionTokens: N * 30 };
+
+  // The route first: the default range is the last 30 UTC days, ending today.
+  const today = new Date().toISOString().slice(0, 10);
+  const usage = await call("GET", "/api/settings/usage", token);
+  assert.equal(usage.status, 200, JSON.stringify(usage.body));
+  assert.equal(usage.body.to, today);
+  assert.equal(usage.body.days.length, 30);
+  assert.equal(usage.body.days.at(-1).date, today);
+  const mine = usage.body.keys.find((k) => k.keyId === used.body.id);
+  for (const [field, value] of Object.entries(expected)) assert.equal(mine[field], value, field);
+  for (const [field, value] of Object.entries(expected)) assert.equal(usage.body.totals[field], value, `totals.${field}`);
+  const idleUsage = usage.body.keys.find((k) => k.keyId === idle.body.id);
+  assert.equal(idleUsage.requests, 0);
+  assert.equal(idleUsage.deleted, false);
+
+  const { p, problems } = await page();
+  try {
+    await signIn(p, token);
+    // The keys table counts the requests of the last 30 days.
+    const row = keyRow(p, "Usage Reporter", used.body.prefix);
+    await row.waitFor();
+    assert.equal(digits(await row.locator("td.num").innerText()), N + 1);
+    assert.equal(digits(await keyRow(p, "Idle Key", idle.body.prefix).locator("td.num").innerText()), 0);
+
+    await p.getByRole("tab", { name: "Usage" }).click();
+    assert.equal(await p.getByLabel("Period").inputValue(), "30");
+    assert.equal(await p.getByLabel("To", { exact: true }).inputValue(), today);
+    const table = p.locator("#usage-table");
+    const usedRow = table.getByRole("row", { name: /Usage Reporter/ });
+    await usedRow.waitFor();
+    // Key, prefix, requests, errors, rate limited, prompt tokens, completion tokens, LLM time.
+    const cells = await usedRow.locator("td").allInnerTexts();
+    assert.equal(cells[1], `${used.body.prefix}…`);
+    assert.deepEqual(cells.slice(2, 7).map(digits), Object.values(expected), cells.join(" | "));
+    const idleCells = await table.getByRole("row", { name: /Idle Key/ }).locator("td").allInnerTexts();
+    assert.deepEqual(idleCells.slice(2, 7).map(digits), [0, 0, 0, 0, 0]);
+    const totals = await table.locator("tfoot td").allInnerTexts();
+    assert.deepEqual(totals.slice(0, 5).map(digits), Object.values(expected));
+    assert.equal(await table.locator("tfoot th").innerText(), "Total");
+
+    // The chart: a place for every day of the range, today's bar and tokens as sent, the
+    // other days at zero, and the same numbers in words.
+    const chart = p.locator("#usage-chart");
+    assert.equal(await chart.getAttribute("role"), "img");
+    const days = chart.locator("g.day");
+    assert.equal(await days.count(), 30);
+    const last = days.last();
+    assert.equal(await last.getAttribute("data-date"), today);
+    assert.equal(Number(await last.getAttribute("data-requests")), N + 1);
+    assert.equal(Number(await last.getAttribute("data-tokens")), N * 150);
+    const heights = await chart.locator("g.day rect").evaluateAll((rects) => rects.map((r) => Number(r.getAttribute("height"))));
+    assert.equal(heights.length, 30 * 3);
+    assert.ok(heights.slice(0, 29 * 3).every((h) => h === 0), "empty days are bars of height 0");
+    assert.ok(heights.slice(29 * 3).some((h) => h > 0));
+    assert.equal(await chart.locator("polyline.tokens-line").getAttribute("points").then((pts) => pts.split(" ").length), 30);
+    const desc = await chart.locator("desc").textContent();
+    assert.match(desc, new RegExp(`^${N + 1} requests \\(1 error, 0 rate limited\\) and ${N * 150} tokens`));
+    await p.locator("#panel-usage .card").screenshot({ path: `${ARTIFACTS}settings-usage.png` });
+
+    // One key: the filter offers every key, and the table and chart show that one alone.
+    await p.getByLabel("Keys", { exact: true }).selectOption(idle.body.id);
+    await table.getByRole("row", { name: /Usage Reporter/ }).waitFor({ state: "detached" });
+    assert.equal(await table.locator("tbody tr").count(), 1);
+    await p.waitForFunction(() => document.querySelector("#usage-chart desc").textContent.startsWith("0 requests"));
+    assert.match(await chart.locator("title").first().textContent(), /Idle Key/);
+    assert.deepEqual((await table.locator("tfoot td").allInnerTexts()).slice(0, 5).map(digits), [0, 0, 0, 0, 0]);
+    await p.getByLabel("Keys", { exact: true }).selectOption("");
+    await usedRow.waitFor();
+
+    // A year stays readable: thin bars for 366 days, labels at month starts only.
+    await p.getByLabel("Period").selectOption("366");
+    await p.waitForFunction(() => document.querySelectorAll("#usage-chart g.day").length === 366);
+    const dayLabels = await chart.locator("text.day-label").allTextContents();
+    assert.ok(dayLabels.length >= 12 && dayLabels.length <= 13, dayLabels.join(", "));
+    assert.equal(Number(await days.last().getAttribute("data-requests")), N + 1);
+    await p.locator("#panel-usage .card").screenshot({ path: `${ARTIFACTS}settings-usage-year.png` });
+
+    // Custom dates: a range the wrong way round is refused on the page, a right one is shown.
+    await p.getByLabel("From", { exact: true }).fill("2026-03-10");
+    await p.getByLabel("To", { exact: true }).fill("2026-03-01");
+    await p.getByText("The first day must not be after the last day.").waitFor();
+    assert.equal(await p.getByLabel("Period").inputValue(), "custom");
+    await p.getByLabel("From", { exact: true }).fill("2026-02-24");
+    await p.waitForFunction(() => document.querySelectorAll("#usage-chart g.day").length === 6);
+    assert.ok(await p.locator("#usage-error").isHidden());
+    assert.deepEqual(problems, []);
+  } finally {
+    await p.context().close();
+  }
+});
+
+test("an admin rolls a key with a grace period and limits a key to one agent", async () => {
+  const token = await freshAdmin();
+  const created = await call("POST", "/api/settings/api-keys", token, { name: "Rolling Integration", rateLimitPerMinute: 40 });
+  assert.equal(created.status, 201);
+  const oldKey = created.body.key;
+  const oldPrefix = created.body.prefix;
+  const { p, problems } = await page();
+  try {
+    await signIn(p, token);
+
+    // Roll it with the default grace period of 24 hours; the new key is shown once.
+    await p.getByRole("button", { name: `Roll key Rolling Integration (${oldPrefix}…)` }).click();
+    const roll = p.getByRole("dialog", { name: "Roll key Rolling Integration" });
+    await roll.waitFor();
+    const day = roll.getByRole("radio", { name: "24 hours" });
+    assert.ok(await day.isChecked(), "24 hours is the default");
+    await day.check();
+    const rolledAt = Date.now();
+    await roll.getByRole("button", { name: "Roll key", exact: true }).click();
+    const reveal = p.getByRole("dialog", { name: "Your new API key" });
+    await reveal.waitFor();
+    const newKey = await p.getByLabel("API key", { exact: true }).inputValue();
+    assert.match(newKey, /^atv_[0-9A-Za-z]{36}$/);
+    assert.notEqual(newKey, oldKey);
+    await reveal.getByText(`The old key ${oldPrefix}… keeps working until`).waitFor();
+    await p.screenshot({ path: `${ARTIFACTS}settings-roll.png` });
+    await reveal.getByRole("button", { name: "I have saved it" }).click();
+
+    // During the grace period both keys work.
+    const withOld = await chat(oldKey, { message: "Still on the old key" });
+    assert.equal(withOld.status, 200, JSON.stringify(withOld.body));
+    const withNew = await chat(newKey, { message: "Already on the new key" });
+    assert.equal(withNew.status, 200, JSON.stringify(withNew.body));
+
+    // The keys point at each other; the old one expires in 24 hours; the new one keeps the
+    // old one's settings.
+    let keys = (await call("GET", "/api/settings/api-keys", token)).body.keys;
+    const old = keys.find((k) => k.id === created.body.id);
+    const successor = keys.find((k) => k.rolledFrom === created.body.id);
+    assert.ok(successor, JSON.stringify(keys));
+    assert.equal(old.rolledTo, successor.id);
+    assert.ok(newKey.startsWith(successor.prefix));
+    assert.equal(successor.name, "Rolling Integration");
+    assert.equal(successor.rateLimitPerMinute, 40);
+    assert.ok(Math.abs(Date.parse(old.expiresAt) - rolledAt - 86400_000) < 120_000, old.expiresAt);
+
+    // The table says so, and the old key cannot be rolled a second time.
+    const oldRow = keyRow(p, "Rolling Integration", oldPrefix);
+    const newRow = keyRow(p, "Rolling Integration", successor.prefix);
+    await newRow.waitFor();
+    assert.match(await oldRow.innerText(), new RegExp(`Rolled to\\s+${escapeRe(successor.prefix)}…`));
+    assert.match(await newRow.innerText(), new RegExp(`Replaces\\s+${escapeRe(oldPrefix)}…`));
+    assert.equal(await oldRow.getByRole("button", { name: /^Roll key/ }).count(), 0);
+    assert.equal(await newRow.getByRole("button", { name: /^Roll key/ }).count(), 1);
+
+    // Limit the new key to one agent, created since the page loaded.
+    const agent = await call("POST", "/api/settings/agents", token, { name: "Contract Reviewer", instructions: "Review contracts." });
+    assert.equal(agent.status, 201);
+    await p.getByRole("button", { name: `Edit key Rolling Integration (${successor.prefix}…)` }).click();
+    const edit = p.getByRole("dialog", { name: "Edit key Rolling Integration" });
+    await edit.waitFor();
+    assert.equal(await edit.getByLabel("Name of the key").inputValue(), "Rolling Integration");
+    assert.equal(await edit.getByLabel("Rate limit (requests per minute)").inputValue(), "40");
+    const all = edit.getByRole("checkbox", { name: "All agents and the default assistant" });
+    assert.ok(await all.isChecked());
+    const only = edit.getByRole("checkbox", { name: "Contract Reviewer" });
+    assert.ok(await only.isDisabled(), "the list does not apply while all agents are allowed");
+    await all.uncheck();
+    await only.check();
+    await edit.getByRole("button", { name: "Save key" }).click();
+    await edit.waitFor({ state: "hidden" });
+    await newRow.getByRole("cell", { name: "Contract Reviewer" }).waitFor();
+    keys = (await call("GET", "/api/settings/api-keys", token)).body.keys;
+    assert.deepEqual(keys.find((k) => k.id === successor.id).allowedAgentIds, [agent.body.id]);
+    assert.equal(keys.find((k) => k.id === successor.id).rateLimitPerMinute, 40, "only the agents changed");
+
+    // The key now answers for that agent only.
+    const noAgent = await chat(newKey, { message: "Which agent am I?" });
+    assert.equal(noAgent.status, 403);
+    assert.equal(noAgent.body.error, "Agent not allowed for this key");
+    const withAgent = await chat(newKey, { message: "Review this contract", agentId: agent.body.id });
+    assert.equal(withAgent.status, 200, JSON.stringify(withAgent.body));
+
+    // A new key can be limited from the start, in the create form.
+    const form = p.locator("#key-form");
+    await p.getByLabel("Key name").fill("Reviewer Only");
+    await form.getByRole("checkbox", { name: "All agents and the default assistant" }).uncheck();
+    await form.getByRole("checkbox", { name: "Contract Reviewer" }).check();
+    await p.getByRole("button", { name: "Create Key" }).click();
+    await reveal.waitFor();
+    const scopedKey = await p.getByLabel("API key", { exact: true }).inputValue();
+    await reveal.getByRole("button", { name: "I have saved it" }).click();
+    keys = (await call("GET", "/api/settings/api-keys", token)).body.keys;
+    assert.deepEqual(keys.find((k) => k.name === "Reviewer Only").allowedAgentIds, [agent.body.id]);
+    assert.equal((await chat(scopedKey, { message: "Default assistant, please" })).status, 403);
+
+    // The audit log tells the story, with what changed.
+    await p.getByRole("tab", { name: "Audit log" }).click();
+    const edited = p.getByRole("row", { name: /Edited an API key/ });
+    await edited.waitFor();
+    assert.match(await edited.innerText(), /agents: all → Contract Reviewer/);
+    assert.match(await p.getByRole("row", { name: /Rolled an API key/ }).innerText(), /24 more hours/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await p.context().close();
+  }
+});
