@@ -14,12 +14,14 @@ REPORTS=$(mktemp -d)
 trap 'rm -rf "$REPORTS"' EXIT
 
 # A workspace of the fuzzer's own, with an admin and a key at the highest limit there is, so the
-# run is never throttled. Nothing in the run can take them away: the admin and chat routes
-# cannot delete admins or workspaces, hooks.py keeps the key from deleting itself, and the
-# operator routes, which list every workspace and may delete any, run last and on their own.
+# run is never throttled, and a spare key. Nothing in the run can take them away: the admin and
+# chat routes cannot delete admins or workspaces, hooks.py keeps the key from deleting, editing
+# or rolling itself (edits and rolls aimed at it go to the spare instead, so they still
+# succeed), and the operator routes, which list every workspace and may delete any, run last
+# and on their own.
 # First, the Worker must serve the repository's openapi.json: else the build is stale and the
 # run would test an outdated contract.
-read -r FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID < <(python3 - "$BASE" "$FUZZ_OPERATOR_TOKEN" <<'PY'
+read -r FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID < <(python3 - "$BASE" "$FUZZ_OPERATOR_TOKEN" <<'PY'
 import json, sys, urllib.request
 base, op = sys.argv[1:3]
 def call(path, token=None, body=None):
@@ -32,10 +34,11 @@ if call("/api/openapi.json") != json.load(open("openapi.json", encoding="utf-8")
 ws = call("/api/admin/workspaces", op, {"name": "fuzz"})
 admin = call(f"/api/admin/workspaces/{ws['id']}/admins", op, {"name": "Fuzz", "email": "fuzz@example.com"})
 key = call("/api/settings/api-keys", admin["token"], {"name": "fuzz", "rateLimitPerMinute": 100000})
-print(admin["token"], key["key"], key["id"])
+spare = call("/api/settings/api-keys", admin["token"], {"name": "fuzz spare"})
+print(admin["token"], key["key"], key["id"], spare["id"])
 PY
 )
-export FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID
+export FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID
 
 # fuzz NAME FILTER...: one schemathesis run over the operations the filter selects. One worker:
 # with more, hypothesis calls ast.parse from several threads at once, which fails now and then
