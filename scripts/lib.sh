@@ -19,7 +19,7 @@ random_secret() {
 # Every variable of the README's configuration table (vars and secrets). `make dev` passes each
 # one that is set in the environment to the Worker; keep this list and the table in step.
 CONFIG_VARS=(LLM_BASE_URL LLM_MODEL LLM_TIMEOUT_MS LLM_STREAM_MAX_MS CONTEXT_TOKEN_BUDGET RATE_LIMIT_PER_MINUTE
-  DEFAULT_INSTRUCTIONS KNOWLEDGE_TOP_K KNOWLEDGE_MAX_RECORDS USAGE_LEDGER ADMIN_TOKEN LLM_API_KEY)
+  DEFAULT_INSTRUCTIONS KNOWLEDGE_TOP_K KNOWLEDGE_MAX_RECORDS USAGE_LEDGER AGENT_MAX_STEPS ADMIN_TOKEN LLM_API_KEY)
 
 # write_runtime_vars FILE: the configuration variables set in the environment, as a private
 # env file for `wrangler dev --env-file` (secrets never go on a command line, which wrangler

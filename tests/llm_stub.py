@@ -28,6 +28,14 @@ runtime. Standard library only.
                                                           data line that is not JSON, then end)
                                    "usage": {"prompt_tokens": n, "completion_tokens": m}
                                                           the usage reported (both modes)
+                                   "tool_calls": [{"name": str, "arguments": obj | str}, ...]
+                                                          answer by calling these tools
+                                                          (finish_reason "tool_calls"; a
+                                                          string is sent as is, an object as
+                                                          its JSON), streamed as OpenAI does:
+                                                          tool_calls deltas by index
+                                   "reject_tools": true   answer 400 if the request has "tools",
+                                                          as servers without tool calling do
                                  and, for streamed requests only:
                                    "chunks": [str, ...]   the text pieces (instead of "reply")
                                    "chunk_delay_ms": int  pause between text pieces
@@ -89,15 +97,36 @@ def usage_of(prompt_text, content, override):
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(content, model, prompt_text, usage_override=None):
+def completion(content, model, prompt_text, usage_override=None, tool_calls=None):
+    message = {"role": "assistant", "content": content}
+    finish_reason = "stop"
+    if tool_calls:
+        message = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+        finish_reason = "tool_calls"
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model or "stub-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": usage_of(prompt_text, content, usage_override),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": usage_of(prompt_text, content if not tool_calls else json.dumps(tool_calls), usage_override),
     }
+
+
+CALL_IDS = iter(range(1, 1 << 62))
+
+
+def scripted_tool_calls(step):
+    """The step's tool calls in the OpenAI wire shape, each with a fresh id."""
+    calls = []
+    for call in step.get("tool_calls") or []:
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        with LOCK:
+            call_id = "call_stub_%d" % next(CALL_IDS)
+        calls.append({"id": call_id, "type": "function", "function": {"name": call.get("name", ""), "arguments": arguments}})
+    return calls
 
 
 def split_text(text, pieces=4):
@@ -225,18 +254,22 @@ class Handler(BaseHTTPRequestHandler):
         messages = body.get("messages") or []
         last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
         content = step.get("reply", "Stub reply to: " + str(last_user)[:200])
-        prompt_text = "".join(str(m.get("content", "")) for m in messages)
+        prompt_text = "".join(str(m.get("content") or "") for m in messages)
         status = step.get("status", 200)
+        tool_calls = scripted_tool_calls(step)
+        if step.get("reject_tools") and "tools" in body:
+            status = 400
+            step = dict(step, body=json.dumps({"error": {"message": "this model does not support tools", "type": "invalid_request_error"}}))
         if step.get("malformed") and not stream:
             written = self.send_json(200, None, raw='{"choices": [ this is not json')
         elif status != 200:
             raw_body = step.get("body", json.dumps({"error": {"message": "stub error", "type": "server_error"}}))
             written = self.send_json(status, None, headers=step.get("headers"), raw=raw_body)
         elif not stream:
-            answer = completion(content, body.get("model"), prompt_text, step.get("usage"))
+            answer = completion(content, body.get("model"), prompt_text, step.get("usage"), tool_calls)
             written = self.send_json(200, answer, headers=step.get("headers"))
         else:
-            return self.stream(step, body, content, prompt_text)
+            return self.stream(step, body, content, prompt_text, tool_calls)
         if written:
             self.note(done_at=time.time(), closed_early=False)
         else:
@@ -256,12 +289,14 @@ class Handler(BaseHTTPRequestHandler):
         data = payload if isinstance(payload, str) else json.dumps(payload)
         self.write_chunk(b"data: " + data.encode() + b"\n\n")
 
-    def stream(self, step, body, content, prompt_text):
+    def stream(self, step, body, content, prompt_text, tool_calls=None):
         model = body.get("model") or "stub-model"
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and not step.get("no_usage")
         pieces = step.get("chunks")
         if pieces is None:
             pieces = split_text(content)
+        if tool_calls:
+            pieces = []
         text = "".join(pieces)
         created = int(time.time())
         delay = (step.get("chunk_delay_ms") or 0) / 1000
@@ -317,7 +352,18 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "error_after":
                 self.event(IN_BAND_ERROR)
                 return self.end_stream()
-            self.event(chunk({}, step.get("finish_reason", "stop")))
+            for index, call in enumerate(tool_calls or []):
+                # As OpenAI streams them: the id and name first, then the arguments in pieces.
+                head = {"index": index, "id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}
+                self.event(chunk({"role": "assistant", "content": None, "tool_calls": [head]}))
+                arguments = call["function"]["arguments"]
+                half = len(arguments) // 2
+                for part in (arguments[:half], arguments[half:]):
+                    if part:
+                        self.event(chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]}))
+            finish = "tool_calls" if tool_calls else "stop"
+            self.event(chunk({}, step.get("finish_reason", finish)))
             if include_usage:
                 frame = chunk({})
                 frame["choices"] = []

@@ -33,6 +33,8 @@ pub struct Config {
     /// Whether requests are counted in the usage ledger (`USAGE_LEDGER=off` switches it off,
     /// e.g. to measure what it costs).
     pub usage_ledger: bool,
+    /// Model calls per agent turn with tools (the last one may not call tools).
+    pub agent_max_steps: u32,
 }
 
 impl Config {
@@ -73,6 +75,8 @@ impl Config {
             knowledge_top_k: u32::try_from(number("KNOWLEDGE_TOP_K", u64::from(DEFAULT_KNOWLEDGE_TOP_K), 50)?)
                 .unwrap_or(DEFAULT_KNOWLEDGE_TOP_K),
             knowledge_max_records: number("KNOWLEDGE_MAX_RECORDS", DEFAULT_KNOWLEDGE_MAX_RECORDS, 10_000_000)?,
+            agent_max_steps: u32::try_from(number("AGENT_MAX_STEPS", u64::from(super::agent::DEFAULT_MAX_STEPS), 10)?)
+                .unwrap_or(super::agent::DEFAULT_MAX_STEPS),
             usage_ledger: match text("USAGE_LEDGER").map(|v| v.to_ascii_lowercase()).as_deref() {
                 None | Some("on") => true,
                 Some("off") => false,
@@ -108,6 +112,7 @@ mod tests {
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
         assert!(c.usage_ledger);
+        assert_eq!(c.agent_max_steps, 4);
     }
 
     #[test]
@@ -139,6 +144,11 @@ mod tests {
             ApiError::NotConfigured("RATE_LIMIT_PER_MINUTE")
         );
         assert!(!config(&[("LLM_BASE_URL", "http://x"), ("USAGE_LEDGER", "OFF")]).unwrap().usage_ledger);
+        assert_eq!(config(&[("LLM_BASE_URL", "http://x"), ("AGENT_MAX_STEPS", "2")]).unwrap().agent_max_steps, 2);
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x"), ("AGENT_MAX_STEPS", "11")]).unwrap_err(),
+            ApiError::NotConfigured("AGENT_MAX_STEPS")
+        );
         assert_eq!(
             config(&[("LLM_BASE_URL", "http://x"), ("USAGE_LEDGER", "no")]).unwrap_err(),
             ApiError::NotConfigured("USAGE_LEDGER")

@@ -485,6 +485,7 @@ mod tests {
             finish_reason: None,
             usage: Usage { prompt_tokens: 5, completion_tokens: 6, estimated: true },
             model: None,
+            tool_calls: Vec::new(),
         };
         let stored = StoredResult::from_answer("chat_9", "msg_9", &answer);
         assert_eq!(stored.status, AnswerStatus::Incomplete);

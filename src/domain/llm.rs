@@ -10,6 +10,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// A tool's result, answering one of the assistant's tool calls.
+    Tool,
 }
 
 impl Role {
@@ -18,6 +20,7 @@ impl Role {
             Self::System => "system",
             Self::User => "user",
             Self::Assistant => "assistant",
+            Self::Tool => "tool",
         }
     }
 
@@ -26,20 +29,73 @@ impl Role {
             "system" => Some(Self::System),
             "user" => Some(Self::User),
             "assistant" => Some(Self::Assistant),
+            "tool" => Some(Self::Tool),
             _ => None,
         }
     }
 }
 
+/// One tool call of the model, in the Chat Completions shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text, as the model wrote it (it may not be valid JSON).
+    #[serde(default)]
+    pub arguments: String,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+/// One message of the conversation sent to the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Turn {
     pub role: Role,
+    /// Empty only for an assistant message that calls tools, where it is left out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A past answer's tool exchange (its tool calls and their results), sent before it only
+    /// while the budget has room once the plain history is in: see [`build_messages`].
+    #[serde(skip)]
+    pub exchange: Vec<Turn>,
 }
 
 impl Turn {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, exchange: Vec::new() }
+    }
+
+    /// The assistant's message that calls tools.
+    pub fn calling(calls: Vec<ToolCall>) -> Self {
+        Self { tool_calls: calls, ..Self::new(Role::Assistant, "") }
+    }
+
+    /// A tool's result for the call `id`.
+    pub fn tool_result(id: &str, content: impl Into<String>) -> Self {
+        Self { tool_call_id: Some(id.to_owned()), ..Self::new(Role::Tool, content) }
+    }
+
+    /// Estimated tokens of the message as sent (its tool calls included).
+    pub fn tokens(&self) -> usize {
+        let calls: usize = self
+            .tool_calls
+            .iter()
+            .map(|c| estimate_tokens(&c.function.name) + estimate_tokens(&c.function.arguments))
+            .sum();
+        estimate_tokens(&self.content) + calls
     }
 }
 
@@ -92,25 +148,72 @@ pub fn build_messages(
         keep_from += 1;
     }
     let kept = history.get(keep_from..).unwrap_or_default();
+    // What room is left goes to the kept answers' tool exchanges, newest first: an exchange
+    // goes in whole or not at all (a tool result without its call is refused by providers).
+    let mut with_exchange = vec![false; kept.len()];
+    for (i, turn) in kept.iter().enumerate().rev() {
+        if turn.exchange.is_empty() {
+            continue;
+        }
+        let cost: usize = turn.exchange.iter().map(Turn::tokens).sum();
+        if cost > room {
+            break;
+        }
+        room -= cost;
+        if let Some(flag) = with_exchange.get_mut(i) {
+            *flag = true;
+        }
+    }
     let mut messages = Vec::with_capacity(kept.len() + 3);
     messages.push(Turn::new(Role::System, instructions));
     if !data.is_empty() {
         messages.push(Turn::new(Role::System, data));
     }
-    messages.extend(kept.iter().cloned());
+    for (turn, exchange) in kept.iter().zip(with_exchange) {
+        if exchange {
+            messages.extend(turn.exchange.iter().cloned());
+        }
+        messages.push(Turn { exchange: Vec::new(), ..turn.clone() });
+    }
     messages.push(Turn::new(Role::User, message));
     (messages, keep_from)
 }
 
+/// The tools offered with a request: their definitions (the `tools` array), and whether the
+/// model must answer without calling any (`tool_choice: "none"`, for the last step).
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    pub definitions: &'a Value,
+    pub final_step: bool,
+}
+
+/// The 502's detail when a provider refuses a request that offers tools: most likely it (or
+/// its model) does not do tool calling, and the admin can act on that.
+pub fn tools_refused(status: u16) -> String {
+    format!(
+        "the LLM provider refused a request with tools (HTTP {status}): this agent has tools, and the provider or its \
+         model does not seem to support tool calling; use one that does (e.g. OpenAI, vLLM with a tool-call parser, \
+         llama.cpp with --jinja, Ollama with a tool-capable model) or remove the agent's tools"
+    )
+}
+
 /// The JSON body of `POST {base}/chat/completions`.
-pub fn request_body(model: &str, messages: &[Turn]) -> Value {
-    json!({ "model": model, "messages": messages })
+pub fn request_body(model: &str, messages: &[Turn], tools: Option<Offer<'_>>) -> Value {
+    let mut body = json!({ "model": model, "messages": messages });
+    if let Some(offer) = tools {
+        body["tools"] = offer.definitions.clone();
+        body["tool_choice"] = json!(if offer.final_step { "none" } else { "auto" });
+    }
+    body
 }
 
 /// The body of a streamed request: the same, asking for SSE and for the usage chunk at the end
 /// (`stream_options.include_usage`), without which a stream reports no token counts.
-pub fn stream_request_body(model: &str, messages: &[Turn]) -> Value {
-    json!({ "model": model, "messages": messages, "stream": true, "stream_options": { "include_usage": true } })
+pub fn stream_request_body(model: &str, messages: &[Turn], tools: Option<Offer<'_>>) -> Value {
+    let mut body = request_body(model, messages, tools);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    body
 }
 
 /// What we keep of a completion.
@@ -122,6 +225,8 @@ pub struct Completion {
     pub completion_tokens: Option<u64>,
     /// `choices[0].finish_reason` (`stop`, `length`, …), when the provider sent one.
     pub finish_reason: Option<String>,
+    /// The tools the model asked to call (then `content` may be empty).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Parses `choices[0].message.content` and `usage` from a 2xx body.
@@ -136,8 +241,18 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
         .and_then(|c| c.get("message"))
         .and_then(|m| m.get("content"))
         .and_then(Value::as_str)
+        .or_else(|| Some("").filter(|_| message_calls_tools(&value)))
         .ok_or_else(|| "response has no choices[0].message.content".to_owned())?;
-    if content.trim().is_empty() {
+    let tool_calls: Vec<ToolCall> = value
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("message"))
+        .and_then(|m| m.get("tool_calls"))
+        .filter(|t| !t.is_null())
+        .map(|t| serde_json::from_value(t.clone()).map_err(|_| "response has malformed tool_calls".to_owned()))
+        .transpose()?
+        .unwrap_or_default();
+    if content.trim().is_empty() && tool_calls.is_empty() {
         return Err("response content is empty".into());
     }
     let usage = value.get("usage");
@@ -154,7 +269,20 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
             .and_then(Value::as_str)
             .filter(|r| !r.is_empty())
             .map(str::to_owned),
+        tool_calls,
     })
+}
+
+/// Whether the first choice's message carries a non-empty `tool_calls` array (its `content`
+/// is then null).
+fn message_calls_tools(value: &Value) -> bool {
+    value
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("message"))
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
 }
 
 /// The longest upstream `Retry-After` we wait for inside a caller's request; longer ones are
@@ -247,7 +375,7 @@ mod tests {
 
     #[test]
     fn request_body_is_openai_shaped() {
-        let body = request_body("gpt-4o-mini", &[Turn::new(Role::System, "s"), Turn::new(Role::User, "u")]);
+        let body = request_body("gpt-4o-mini", &[Turn::new(Role::System, "s"), Turn::new(Role::User, "u")], None);
         assert_eq!(
             body,
             json!({"model":"gpt-4o-mini","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]})
@@ -256,7 +384,7 @@ mod tests {
 
     #[test]
     fn stream_request_body_asks_for_usage() {
-        let body = stream_request_body("m", &[Turn::new(Role::User, "u")]);
+        let body = stream_request_body("m", &[Turn::new(Role::User, "u")], None);
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["messages"][0]["content"], "u");
@@ -273,8 +401,65 @@ mod tests {
                 prompt_tokens: Some(12),
                 completion_tokens: Some(3),
                 finish_reason: Some("length".into()),
+                tool_calls: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn tools_are_offered_and_tool_calls_parsed() {
+        let definitions =
+            json!([{"type": "function", "function": {"name": "query_records", "parameters": {"type": "object"}}}]);
+        let messages = [Turn::new(Role::User, "u")];
+        let body = request_body("m", &messages, Some(Offer { definitions: &definitions, final_step: false }));
+        assert_eq!(body["tools"], definitions);
+        assert_eq!(body["tool_choice"], "auto");
+        let last = stream_request_body("m", &messages, Some(Offer { definitions: &definitions, final_step: true }));
+        assert_eq!(last["tool_choice"], "none");
+        assert_eq!(last["stream"], true);
+
+        // A tool call: content null is fine, the calls are kept.
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"query_records","arguments":"{\"kind\":\"deal\"}"}}]},"finish_reason":"tool_calls"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.content, "");
+        assert_eq!(c.tool_calls.len(), 1);
+        assert_eq!(c.tool_calls[0].function.arguments, r#"{"kind":"deal"}"#);
+        // Malformed calls, or no content and no calls, are not a completion.
+        assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":1}]}}]}"#).is_err());
+        assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#).is_err());
+
+        // The exchange as sent back: the calling message has no content, the result its call's id.
+        let calling = Turn::calling(c.tool_calls.clone());
+        let sent = serde_json::to_value([calling, Turn::tool_result("call_1", "{}")]).unwrap();
+        assert_eq!(
+            sent[0],
+            json!({"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "query_records", "arguments": "{\"kind\":\"deal\"}"}}]})
+        );
+        assert_eq!(sent[1], json!({"role": "tool", "content": "{}", "tool_call_id": "call_1"}));
+        assert!(tools_refused(400).contains("tool calling"));
+    }
+
+    #[test]
+    fn past_tool_exchanges_fill_only_the_room_left_newest_first() {
+        let exchange = |n: usize| vec![Turn::calling(vec![]), Turn::tool_result("c", "r".repeat(n))];
+        let history = vec![
+            Turn::new(Role::User, "q1"),
+            Turn { exchange: exchange(400), ..Turn::new(Role::Assistant, "a1") },
+            Turn::new(Role::User, "q2"),
+            Turn { exchange: exchange(40), ..Turn::new(Role::Assistant, "a2") },
+        ];
+        // Room for the text and the small, newest exchange only.
+        let (msgs, dropped) = build_messages("sys", "", &history, "q3", 100);
+        assert_eq!(dropped, 0);
+        let roles: Vec<Role> = msgs.iter().map(|m| m.role).collect();
+        use Role::*;
+        assert_eq!(roles, [System, User, Assistant, User, Assistant, Tool, Assistant, User]);
+        // Plenty of room: both, each right before its answer.
+        let (msgs, _) = build_messages("sys", "", &history, "q3", 100_000);
+        assert_eq!(msgs.len(), 1 + 4 + 4 + 1);
+        // No room: the text still goes, the exchanges do not.
+        let (msgs, _) = build_messages("sys", "", &history, "q3", 40);
+        assert!(msgs.iter().all(|m| m.role != Tool));
     }
 
     #[test]

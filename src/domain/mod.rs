@@ -4,6 +4,7 @@
 //! unit-tested natively (`cargo test --lib`). The Worker layer (`crate::http`,
 //! `crate::storage`, `crate::rate_limiter`) does the I/O and calls into this.
 
+pub mod agent;
 pub mod base62;
 pub mod chat;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod stream;
 pub mod time;
 pub mod timing;
 pub mod token;
+pub mod tools;
 pub mod usage;
 pub mod validate;

@@ -4,9 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::base62;
 use super::error::{ApiError, ApiResult};
-use super::ids::IdKind;
 
 pub const NOT_ALLOWED: &str = "Agent not allowed for this key";
 pub const MAX_AGENTS: usize = 50;
@@ -71,7 +69,7 @@ impl Scope {
             Some(_) => Err(ApiError::Forbidden(NOT_ALLOWED, None)),
             None => Err(ApiError::Forbidden(
                 NOT_ALLOWED,
-                Some(json!("this key is limited to some agents: send one of them as agentId")),
+                Some(json!("this key is limited to some agents, and this request (or the chat it continues) is for the default assistant: send one of the key's agents as agentId")),
             )),
         }
     }
@@ -90,18 +88,16 @@ impl Scope {
             Value::Array(list) if (1..=MAX_AGENTS).contains(&list.len()) => list,
             _ => return Err(rule()),
         };
+        // Ids are checked against the workspace's agents by storage, which names every unknown
+        // one at once, malformed or not; only their length is bounded here.
         let mut ids: Vec<String> = Vec::with_capacity(list.len());
-        let mut malformed = Vec::new();
         for v in list {
-            let Some(id) = v.as_str() else { return Err(rule()) };
-            if !is_agent_id(id) {
-                malformed.push(id.to_owned());
-            } else if !ids.iter().any(|known| known == id) {
+            let Some(id) = v.as_str().filter(|id| (1..=MAX_ID_CHARS).contains(&id.chars().count())) else {
+                return Err(rule());
+            };
+            if !ids.iter().any(|known| known == id) {
                 ids.push(id.to_owned());
             }
-        }
-        if !malformed.is_empty() {
-            return Err(unknown_agents(&malformed));
         }
         Ok(Self::Only(ids))
     }
@@ -115,9 +111,8 @@ pub fn unknown_agents(ids: &[String]) -> ApiError {
     )
 }
 
-fn is_agent_id(id: &str) -> bool {
-    id.strip_prefix(IdKind::Agent.prefix()).is_some_and(|rest| rest.len() == 22 && base62::is_base62(rest))
-}
+/// Longer strings are no id of ours.
+const MAX_ID_CHARS: usize = 100;
 
 #[cfg(test)]
 mod tests {
@@ -161,12 +156,21 @@ mod tests {
     fn parse_rules() {
         assert_eq!(Scope::parse(&Value::Null).unwrap(), Scope::All);
         assert_eq!(Scope::parse(&json!([A, B, A])).unwrap(), Scope::Only(vec![A.into(), B.into()]));
-        for bad in [json!([]), json!("agent"), json!([1]), json!({}), json!(vec![A; 51])] {
+        for bad in [
+            json!([]),
+            json!("agent"),
+            json!([1]),
+            json!({}),
+            json!(vec![A; 51]),
+            json!([""]),
+            json!(["x".repeat(101)]),
+        ] {
             let err = Scope::parse(&bad).unwrap_err();
             assert_eq!(err.body()["details"]["field"], "allowedAgentIds", "{bad}");
         }
-        let err = Scope::parse(&json!([A, "agent_x", "' OR 1=1 --"])).unwrap_err();
-        assert_eq!(err.status(), 400);
-        assert_eq!(err.body()["details"]["unknown"], json!(["agent_x", "' OR 1=1 --"]));
+        // Any other string is an id for storage to look up (and name if unknown).
+        assert_eq!(Scope::parse(&json!(["' OR 1=1 --"])).unwrap(), Scope::Only(vec!["' OR 1=1 --".into()]));
+        let err = unknown_agents(&["agent_x".into()]);
+        assert_eq!((err.status(), err.body()["details"]["unknown"].clone()), (400, json!(["agent_x"])));
     }
 }

@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiResult};
 use super::knowledge::AgentKnowledge;
 use super::scope::Scope;
 use super::time::{self, to_iso, Millis};
+use super::tools::Tool;
 use super::validate::{self, Object, Text};
 
 pub const NAME: Text = Text::new(1, 100);
@@ -182,6 +183,8 @@ pub struct NewAgent {
     pub model: Option<String>,
     /// Which workspace records it answers from (default: all of them).
     pub knowledge: AgentKnowledge,
+    /// The tools it may call over those records (default: none).
+    pub tools: Vec<Tool>,
 }
 
 impl TryFrom<&Object> for NewAgent {
@@ -192,6 +195,7 @@ impl TryFrom<&Object> for NewAgent {
             instructions: validate::required_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?.flatten(),
             knowledge: knowledge(obj)?.unwrap_or_default(),
+            tools: tools(obj)?.unwrap_or_default(),
         })
     }
 }
@@ -204,6 +208,7 @@ pub struct AgentPatch {
     pub instructions: Option<String>,
     pub model: Option<Option<String>>,
     pub knowledge: Option<AgentKnowledge>,
+    pub tools: Option<Vec<Tool>>,
 }
 
 impl TryFrom<&Object> for AgentPatch {
@@ -214,11 +219,23 @@ impl TryFrom<&Object> for AgentPatch {
             instructions: validate::optional_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?,
             knowledge: if validate::has(obj, "knowledge") { Some(knowledge(obj)?.unwrap_or_default()) } else { None },
+            tools: if validate::has(obj, "tools") { Some(tools(obj)?.unwrap_or_default()) } else { None },
         };
         if patch == Self::default() {
-            return Err(ApiError::invalid("body", "must set at least one of name, instructions, model, knowledge"));
+            return Err(ApiError::invalid(
+                "body",
+                "must set at least one of name, instructions, model, knowledge, tools",
+            ));
         }
         Ok(patch)
+    }
+}
+
+/// `tools`: absent or `null` → `None` (none).
+fn tools(obj: &Object) -> ApiResult<Option<Vec<Tool>>> {
+    match obj.get("tools") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => super::tools::parse_agent_tools(v).map(Some),
     }
 }
 

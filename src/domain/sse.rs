@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::llm::{estimate_tokens, Completion, Turn};
+use super::llm::{estimate_tokens, Completion, FunctionCall, ToolCall, Turn};
 
 /// The longest line we buffer (bytes, without its terminator). A provider line is one JSON
 /// chunk of a few hundred bytes; anything near this is not a chat stream, and refusing it keeps
@@ -283,6 +283,18 @@ pub struct Chunk {
     /// `usage` as `(prompt_tokens, completion_tokens)`, when both are present.
     pub usage: Option<(u64, u64)>,
     pub model: Option<String>,
+    /// `choices[0].delta.tool_calls`: pieces of tool calls, by index.
+    pub tool_calls: Vec<ToolCallDelta>,
+}
+
+/// One piece of a streamed tool call: the first piece of an index carries its id and name,
+/// later ones more of its arguments' text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: Option<String>,
 }
 
 /// The incremental reader of the provider's stream: feed byte chunks as they arrive with
@@ -408,8 +420,36 @@ fn chunk(obj: &Map<String, Value>) -> Result<Chunk, ParseError> {
         Some((count("prompt_tokens")?, count("completion_tokens")?))
     });
     let model = obj.get("model").and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_owned);
-    Ok(Chunk { text, finish_reason, usage, model })
+    let tool_calls = match choice.and_then(|c| c.get("delta")).and_then(|d| d.get("tool_calls")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => calls.iter().map(tool_call_delta).collect::<Result<_, _>>()?,
+        Some(_) => return Err(ParseError::Malformed("choices[0].delta.tool_calls is not an array".into())),
+    };
+    Ok(Chunk { text, finish_reason, usage, model, tool_calls })
 }
+
+fn tool_call_delta(call: &Value) -> Result<ToolCallDelta, ParseError> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let function = call.get("function");
+    let index = match call.get("index") {
+        // Providers that send one call per chunk sometimes leave the index out.
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|i| *i < MAX_TOOL_CALLS)
+            .ok_or_else(|| ParseError::Malformed("a tool call's index is not a small number".into()))?,
+    };
+    Ok(ToolCallDelta {
+        index,
+        id: text(call.get("id")).filter(|s| !s.is_empty()),
+        name: text(function.and_then(|f| f.get("name"))).filter(|s| !s.is_empty()),
+        arguments: text(function.and_then(|f| f.get("arguments"))),
+    })
+}
+
+/// More tool calls than this in one answer are not a model asking for data.
+pub const MAX_TOOL_CALLS: usize = 16;
 
 /// `error.message` of `{"error": {...}}`, `error` itself when it is a string, or `message`.
 fn error_message(value: &Value) -> Option<String> {
@@ -493,6 +533,8 @@ pub struct Answer {
     pub finish_reason: Option<String>,
     pub usage: Usage,
     pub model: Option<String>,
+    /// The tools the model asked to call instead of (or besides) answering.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,6 +553,7 @@ pub struct Collector {
     completion_tokens: Option<u64>,
     model: Option<String>,
     terminal: Option<Terminal>,
+    tool_calls: Vec<ToolCall>,
 }
 
 impl Collector {
@@ -529,6 +572,7 @@ impl Collector {
             completion_tokens: completion.completion_tokens,
             model: completion.model.clone(),
             terminal: Some(Terminal::Done),
+            tool_calls: completion.tool_calls.clone(),
         }
     }
 
@@ -552,6 +596,23 @@ impl Collector {
                 }
                 if self.model.is_none() {
                     self.model.clone_from(&chunk.model);
+                }
+                for delta in &chunk.tool_calls {
+                    while self.tool_calls.len() <= delta.index {
+                        let function = FunctionCall { name: String::new(), arguments: String::new() };
+                        self.tool_calls.push(ToolCall { id: String::new(), kind: "function".into(), function });
+                    }
+                    if let Some(call) = self.tool_calls.get_mut(delta.index) {
+                        if let Some(id) = &delta.id {
+                            call.id.clone_from(id);
+                        }
+                        if let Some(name) = &delta.name {
+                            call.function.name.push_str(name);
+                        }
+                        if let Some(arguments) = &delta.arguments {
+                            call.function.arguments.push_str(arguments);
+                        }
+                    }
                 }
             }
         }
@@ -582,12 +643,32 @@ impl Collector {
             // The JSON mode refuses these bodies as an upstream error; the stream agrees.
             if self.finish_reason.as_deref() == Some("error") {
                 outcome = Outcome::UpstreamError { message: "the provider ended the answer with an error".into() };
-            } else if self.text.trim().is_empty() {
+            } else if self.text.trim().is_empty() && self.tool_calls.is_empty() {
                 outcome = Outcome::UpstreamError { message: "the provider's answer is empty".into() };
             }
         }
-        let usage = usage(self.prompt_tokens, self.completion_tokens, &self.text, prompt);
-        Answer { text: self.text, outcome, finish_reason: self.finish_reason, usage, model: self.model }
+        // A call without a name is no call; one without an id gets one, so its result can be
+        // matched to it.
+        let tool_calls: Vec<ToolCall> = self
+            .tool_calls
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| !c.function.name.is_empty())
+            .map(|(i, mut c)| {
+                if c.id.is_empty() {
+                    c.id = format!("call_{i}");
+                }
+                c
+            })
+            .collect();
+        let counted = if tool_calls.is_empty() {
+            self.text.clone()
+        } else {
+            let args: String = tool_calls.iter().map(|c| c.function.arguments.as_str()).collect();
+            format!("{}{args}", self.text)
+        };
+        let usage = usage(self.prompt_tokens, self.completion_tokens, &counted, prompt);
+        Answer { text: self.text, outcome, finish_reason: self.finish_reason, usage, model: self.model, tool_calls }
     }
 }
 
@@ -931,7 +1012,8 @@ data: {"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":3}}
                     text: Some("a".into()),
                     finish_reason: Some("length".into()),
                     usage: Some((3, 1)),
-                    model: None
+                    model: None,
+                    tool_calls: Vec::new(),
                 }),
                 Event::Chunk(Chunk::default()),
             ]
@@ -1075,6 +1157,7 @@ data: {"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":3}}
             prompt_tokens: Some(12),
             completion_tokens: Some(3),
             finish_reason: None,
+            tool_calls: Vec::new(),
         };
         let answer = Collector::from_completion(&completion, Some("length".into())).finish(StreamEnd::Clean, &prompt());
         assert_eq!(
@@ -1085,6 +1168,7 @@ data: {"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":3}}
                 finish_reason: Some("length".into()),
                 usage: Usage { prompt_tokens: 12, completion_tokens: 3, estimated: false },
                 model: Some("m1".into()),
+                tool_calls: Vec::new(),
             }
         );
         let bare = Completion { completion_tokens: None, prompt_tokens: None, ..completion };

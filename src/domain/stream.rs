@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::idempotency::StoredResult;
-use super::sse::{self, Answer, Outcome, Usage, EVENT_DELTA, EVENT_DONE, EVENT_ERROR, EVENT_START};
+use super::sse::{self, Answer, Outcome, Usage, EVENT_DELTA, EVENT_DONE, EVENT_ERROR, EVENT_START, EVENT_TOOL};
 
 /// Keep-alive comments are sent when nothing else was for this long (proxies and clients
 /// close connections that stay silent; 15 s is what Anthropic and Dify use too).
@@ -141,6 +141,12 @@ pub fn delta(text: &str) -> String {
     sse::frame(EVENT_DELTA, &json!({ "text": text }))
 }
 
+/// An executed tool call of an agent (before the answer's deltas): `{"name", "arguments",
+/// "resultCount"}`, and `error` when the call failed.
+pub fn tool(trace: &crate::domain::agent::Trace) -> String {
+    sse::frame(EVENT_TOOL, &trace.event())
+}
+
 /// `sources`: the same list as in `start`, with each one's `cited` flag.
 pub fn done(chat_id: &str, message_id: &str, finish_reason: Option<&str>, usage: &Usage, sources: &Value) -> String {
     sse::frame(
@@ -194,7 +200,14 @@ mod tests {
     use crate::domain::sse::{AnswerStatus, StreamEnd};
 
     fn answer(outcome: Outcome) -> Answer {
-        Answer { text: "partial".into(), outcome, finish_reason: None, usage: Usage::default(), model: None }
+        Answer {
+            text: "partial".into(),
+            outcome,
+            finish_reason: None,
+            usage: Usage::default(),
+            model: None,
+            tool_calls: Vec::new(),
+        }
     }
 
     #[test]

@@ -84,7 +84,8 @@ impl Range {
         };
         let from = match from.filter(|s| !s.is_empty()) {
             Some(s) => parse_day("from", s)?,
-            None => to - Duration::days(DEFAULT_RANGE_DAYS - 1),
+            // Never before the first day there can be usage of.
+            None => (to - Duration::days(DEFAULT_RANGE_DAYS - 1)).max(first_day()),
         };
         if from > to {
             return Err(ApiError::invalid("from", "must not be after to"));
@@ -136,14 +137,20 @@ impl Range {
     }
 }
 
-/// `YYYY-MM-DD`, exactly: a real calendar date, four-digit year.
+/// 1970-01-01: requests are counted by Unix time, so no usage is older.
+fn first_day() -> NaiveDate {
+    DateTime::from_timestamp_millis(0).map(|t| t.date_naive()).unwrap_or_default()
+}
+
+/// `YYYY-MM-DD`, exactly: a real calendar date, four-digit year, from 1970 on.
 fn parse_day(field: &str, s: &str) -> ApiResult<NaiveDate> {
     let shaped = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
     shaped
         .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
         .flatten()
-        .ok_or_else(|| ApiError::invalid(field, "must be a date as YYYY-MM-DD, e.g. 2026-11-01"))
+        .filter(|d| *d >= first_day())
+        .ok_or_else(|| ApiError::invalid(field, "must be a date as YYYY-MM-DD from 1970-01-01 on, e.g. 2026-11-01"))
 }
 
 #[cfg(test)]
@@ -211,6 +218,11 @@ mod tests {
             assert_eq!(field(Range::parse(Some(bad), None, now).unwrap_err()), "from", "{bad}");
             assert_eq!(field(Range::parse(None, Some(bad), now).unwrap_err()), "to", "{bad}");
         }
+        // The default start never goes before 1970, and earlier dates are refused.
+        let early = Range::parse(None, Some("1970-01-05"), now).unwrap();
+        assert_eq!((early.from_str(), early.len()), ("1970-01-01".into(), 5));
+        assert_eq!(field(Range::parse(None, Some("0000-01-05"), now).unwrap_err()), "to");
+        assert_eq!(field(Range::parse(Some("1969-12-31"), None, now).unwrap_err()), "from");
     }
 
     #[test]

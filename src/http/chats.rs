@@ -6,6 +6,7 @@ use worker::Request;
 
 use super::routes::Matched;
 use super::{auth, query, Cx, Reply};
+use crate::domain::agent;
 use crate::domain::cursor;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::time::to_iso;
@@ -72,6 +73,7 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
                 "finishReason": m.finish_reason,
                 "usageEstimated": m.usage_estimated != 0,
                 "sources": m.sources.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()).unwrap_or_else(|| json!([])),
+                "toolCalls": agent::traces_from_stored(m.tool_calls.as_deref()),
             })
         })
         .collect();

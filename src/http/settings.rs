@@ -12,6 +12,7 @@ use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::AgentKnowledge;
 use crate::domain::settings::{AgentPatch, NewAgent};
 use crate::domain::time::to_iso;
+use crate::domain::tools;
 use crate::storage::{self, agents, audit};
 
 const AGENT_NOT_FOUND: ApiError = ApiError::NotFound("Agent not found", None);
@@ -45,6 +46,7 @@ fn agent_json(a: &agents::Agent) -> Value {
         "instructions": a.instructions,
         "model": a.model,
         "knowledge": AgentKnowledge::from_stored(a.knowledge.as_deref()).to_json(),
+        "tools": tools::tools_json(&tools::from_stored(a.tools.as_deref())),
         "createdAt": to_iso(a.created_at),
         "updatedAt": to_iso(a.updated_at),
     })
@@ -59,6 +61,7 @@ pub async fn create_agent(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         instructions: input.instructions,
         model: input.model,
         knowledge: Some(input.knowledge.to_json().to_string()),
+        tools: Some(tools::tools_json(&input.tools).to_string()),
         created_at: cx.now,
         updated_at: cx.now,
     };

@@ -26,7 +26,8 @@ use wasm_bindgen::JsCast;
 use worker::{Delay, Request};
 
 use super::{log, timed, Body, Cx, Reply};
-use crate::domain::error::ApiResult;
+use crate::domain::config::Config;
+use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::StoredResult;
 use crate::domain::knowledge;
 use crate::domain::sse::{self, Collector, Parser, StreamEnd};
@@ -47,7 +48,7 @@ pub fn replay(cx: &Cx, result: &StoredResult) -> Reply {
 /// Opens the provider's stream (errors up to its 2xx are the JSON errors of today) and starts
 /// the response.
 pub async fn respond(cx: &Cx, req: &Request, mut turn: Turn) -> ApiResult<Reply> {
-    let (opened, llm_ms) = timed(upstream::open_stream(&turn.config, &turn.model, &turn.messages)).await;
+    let (opened, llm_ms) = timed(upstream::open_stream(&turn.config, &turn.model, &turn.messages, turn.offer())).await;
     turn.timing.llm_ms = llm_ms;
     cx.set_header("Server-Timing", turn.timing.header());
     let upstream = match opened {
@@ -116,69 +117,48 @@ impl Producer {
             &sources,
         );
         let mut connected = self.send(start, &mut caller_gone).await;
-        let mut parser = Parser::new();
-        let mut collector = Collector::new();
-        let gap_ms = self.turn.config.llm_timeout_ms;
-        let max_ms = self.turn.config.llm_stream_max_ms;
-        let mut last_upstream = self.started;
-        let ending = loop {
-            if !connected {
-                break Ending::CallerGone;
+        // One provider stream per model call: an agent's tool steps end theirs with tool
+        // calls, which run before the next call's stream is opened.
+        let (ending, answer) = loop {
+            let (ending, collector) = self.read_step(&mut connected, &mut caller_gone).await;
+            if ending != Ending::Upstream(StreamEnd::Clean) || !collector.is_finished() {
+                // Whatever we no longer read, the provider must stop generating.
+                self.upstream.abort();
             }
-            let deadline = (last_upstream + gap_ms).min(self.started + max_ms);
-            let wake_at = deadline.min(self.last_sent + stream::PING_EVERY_MS);
-            let woke = {
-                let timer = Delay::from(Duration::from_millis(wake_at.saturating_sub(now())));
-                let next = self.upstream.body.next();
-                pin_mut!(timer);
-                pin_mut!(next);
-                match select(next, select(timer, &mut caller_gone)).await {
-                    Either::Left((item, _)) => Woke::Upstream(item),
-                    Either::Right((Either::Left(_), _)) => Woke::Timer,
-                    Either::Right((Either::Right(_), _)) => Woke::CallerGone,
-                }
+            let end = match ending {
+                Ending::Upstream(end) => end,
+                _ => StreamEnd::MidEvent,
             };
-            match woke {
-                Woke::Upstream(Some(Ok(bytes))) => {
-                    last_upstream = now();
-                    let events = match parser.push(&bytes) {
-                        Ok(events) => events,
-                        Err(_) => break Ending::Broken,
-                    };
-                    for event in &events {
-                        let before = collector.text().len();
-                        collector.apply(event);
-                        let added = collector.text().get(before..).unwrap_or_default().to_owned();
-                        if !added.is_empty() && connected {
-                            connected = self.send(stream::delta(&added), &mut caller_gone).await;
-                        }
-                    }
-                    if collector.is_finished() {
-                        break Ending::Upstream(StreamEnd::Clean);
-                    }
+            let answer = collector.finish(end, &self.turn.messages);
+            if !(matches!(ending, Ending::Upstream(_)) && self.turn.wants_tools(&answer)) {
+                break (ending, self.turn.whole_answer(answer));
+            }
+            for trace in self.turn.run_tool_step(&answer).await {
+                if connected {
+                    connected = self.send(stream::tool(&trace), &mut caller_gone).await;
                 }
-                Woke::Upstream(Some(Err(_))) => break Ending::Broken,
-                Woke::Upstream(None) => match parser.finish() {
-                    Ok(end) => break Ending::Upstream(end),
-                    Err(_) => break Ending::Broken,
-                },
-                Woke::Timer if now() >= deadline => break Ending::TimedOut,
-                Woke::Timer => connected = self.send(sse::ping().to_owned(), &mut caller_gone).await,
-                Woke::CallerGone => {
-                    connected = false;
-                    break Ending::CallerGone;
+            }
+            let nothing = |turn: &Turn| turn.whole_answer(Collector::new().finish(StreamEnd::MidEvent, &turn.messages));
+            if !connected {
+                break (Ending::CallerGone, nothing(&self.turn));
+            }
+            // The next call: its first byte within LLM_TIMEOUT_MS, as the first call's, and the
+            // whole stream still within LLM_STREAM_MAX_MS.
+            let left = (self.started + self.turn.config.llm_stream_max_ms).saturating_sub(now());
+            let config =
+                Config { llm_timeout_ms: self.turn.config.llm_timeout_ms.min(left).max(1), ..self.turn.config.clone() };
+            let (opened, ms) =
+                timed(upstream::open_stream(&config, &self.turn.model, &self.turn.messages, self.turn.offer())).await;
+            self.turn.timing.llm_ms += ms;
+            match opened {
+                Ok(next) => self.upstream = next,
+                Err(ApiError::UpstreamTimeout) => break (Ending::TimedOut, nothing(&self.turn)),
+                Err(err) => {
+                    super::log_warn(&self.turn.request_id, "agent_step_failed", err.log_detail());
+                    break (Ending::Broken, nothing(&self.turn));
                 }
             }
         };
-        if ending != Ending::Upstream(StreamEnd::Clean) || !collector.is_finished() {
-            // Whatever we no longer read, the provider must stop generating.
-            self.upstream.abort();
-        }
-        let end = match ending {
-            Ending::Upstream(end) => end,
-            _ => StreamEnd::MidEvent,
-        };
-        let answer = collector.finish(end, &self.turn.messages);
         let code = stream::verdict(ending, &answer);
         let llm_ms = now().saturating_sub(self.started);
         let (turn, request_id) = (&self.turn, self.turn.request_id.clone());
@@ -222,6 +202,70 @@ impl Producer {
             let _ = self.send(terminal, &mut caller_gone).await;
         }
         self.frames.close_channel();
+    }
+
+    /// Reads one provider stream to its end, forwarding the answer's text as `delta` events
+    /// (and keep-alives while it is silent): how it ended, and what it said.
+    async fn read_step<F: std::future::Future + Unpin>(
+        &mut self,
+        connected: &mut bool,
+        caller_gone: &mut F,
+    ) -> (Ending, Collector) {
+        let mut parser = Parser::new();
+        let mut collector = Collector::new();
+        let gap_ms = self.turn.config.llm_timeout_ms;
+        let max_ms = self.turn.config.llm_stream_max_ms;
+        let mut last_upstream = now();
+        let ending = loop {
+            if !*connected {
+                break Ending::CallerGone;
+            }
+            let deadline = (last_upstream + gap_ms).min(self.started + max_ms);
+            let wake_at = deadline.min(self.last_sent + stream::PING_EVERY_MS);
+            let woke = {
+                let timer = Delay::from(Duration::from_millis(wake_at.saturating_sub(now())));
+                let next = self.upstream.body.next();
+                pin_mut!(timer);
+                pin_mut!(next);
+                match select(next, select(timer, &mut *caller_gone)).await {
+                    Either::Left((item, _)) => Woke::Upstream(item),
+                    Either::Right((Either::Left(_), _)) => Woke::Timer,
+                    Either::Right((Either::Right(_), _)) => Woke::CallerGone,
+                }
+            };
+            match woke {
+                Woke::Upstream(Some(Ok(bytes))) => {
+                    last_upstream = now();
+                    let events = match parser.push(&bytes) {
+                        Ok(events) => events,
+                        Err(_) => break Ending::Broken,
+                    };
+                    for event in &events {
+                        let before = collector.text().len();
+                        collector.apply(event);
+                        let added = collector.text().get(before..).unwrap_or_default().to_owned();
+                        if !added.is_empty() && *connected {
+                            *connected = self.send(stream::delta(&added), caller_gone).await;
+                        }
+                    }
+                    if collector.is_finished() {
+                        break Ending::Upstream(StreamEnd::Clean);
+                    }
+                }
+                Woke::Upstream(Some(Err(_))) => break Ending::Broken,
+                Woke::Upstream(None) => match parser.finish() {
+                    Ok(end) => break Ending::Upstream(end),
+                    Err(_) => break Ending::Broken,
+                },
+                Woke::Timer if now() >= deadline => break Ending::TimedOut,
+                Woke::Timer => *connected = self.send(sse::ping().to_owned(), caller_gone).await,
+                Woke::CallerGone => {
+                    *connected = false;
+                    break Ending::CallerGone;
+                }
+            }
+        };
+        (ending, collector)
     }
 
     /// Sends one frame; `false` when the caller is gone (the body was dropped, the request was

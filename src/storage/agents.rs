@@ -8,6 +8,7 @@ use super::{all, batch, changes, first, int, opt_text, stmt, text};
 use crate::domain::error::ApiResult;
 use crate::domain::settings::AgentPatch;
 use crate::domain::time::Millis;
+use crate::domain::tools;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Agent {
@@ -17,15 +18,18 @@ pub struct Agent {
     pub model: Option<String>,
     /// `{"enabled", "kinds"}` as JSON; `None` is the default (enabled, every kind).
     pub knowledge: Option<String>,
+    /// JSON array of tool names; `None` for none.
+    pub tools: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
 
-const COLUMNS: &str = "id, name, instructions, model, knowledge, created_at, updated_at";
+const COLUMNS: &str = "id, name, instructions, model, knowledge, tools, created_at, updated_at";
 
 pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
-    let sql = "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge) \
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    let sql =
+        "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge, tools) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     let params = [
         text(&a.id),
         text(workspace_id),
@@ -35,6 +39,7 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
         int(a.created_at),
         int(a.updated_at),
         opt_text(a.knowledge.as_deref()),
+        opt_text(a.tools.as_deref()),
     ];
     let target = audit::Target { id: &a.id, name: Some(&a.name), prefix: None };
     let log = audit::record(db, workspace_id, actor, "agent.created", &target, a.created_at)?;
@@ -77,7 +82,7 @@ pub async fn update(
     // ?5 says whether `model` was given at all, so `null` can reset it while absence keeps it.
     let sql = "UPDATE agents SET name = COALESCE(?3, name), instructions = COALESCE(?4, instructions), \
                model = CASE WHEN ?5 = 1 THEN ?6 ELSE model END, updated_at = ?7, \
-               knowledge = COALESCE(?8, knowledge) WHERE id = ?1 AND workspace_id = ?2";
+               knowledge = COALESCE(?8, knowledge), tools = COALESCE(?9, tools) WHERE id = ?1 AND workspace_id = ?2";
     let params = [
         text(id),
         text(workspace_id),
@@ -87,6 +92,7 @@ pub async fn update(
         opt_text(patch.model.as_ref().and_then(|m| m.as_deref())),
         int(at),
         opt_text(patch.knowledge.as_ref().map(|k| k.to_json().to_string()).as_deref()),
+        opt_text(patch.tools.as_ref().map(|t| tools::tools_json(t).to_string()).as_deref()),
     ];
     let log = audit::record_if_exists(
         db,

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use worker::D1Database;
 
 use super::{all, batch, changes, int, keys, knowledge, opt_int, opt_text, rows, stmt, text};
+use crate::domain::agent;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::knowledge::SUMMARY_DEALS;
 use crate::domain::llm::{self, Role, Turn};
@@ -27,12 +28,21 @@ pub struct Chat {
 pub struct AgentForTurn {
     pub instructions: String,
     pub model: Option<String>,
+    /// As stored: see `domain::knowledge::AgentKnowledge` and `domain::tools`.
+    pub knowledge: Option<String>,
+    pub tools: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 struct HistoryRow {
     role: String,
     content: String,
+    tool_calls: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct HasRecords {
+    has_records: i64,
 }
 
 /// Everything one chat turn needs, read in one round trip.
@@ -45,6 +55,8 @@ pub struct TurnContext {
     pub hits: Vec<knowledge::Hit>,
     /// The pipeline summary (top open deals, per-stage totals), when the message is about it.
     pub pipeline: Option<(Vec<knowledge::Hit>, Vec<knowledge::StageRow>)>,
+    /// Whether the workspace holds any record (the default assistant offers tools only then).
+    pub has_records: bool,
 }
 
 /// What the turn retrieves from the workspace's knowledge, decided from the message before the
@@ -86,15 +98,15 @@ pub async fn load_turn(
     let chat_sql =
         format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
     let agent_sql = format!(
-        "SELECT instructions, model FROM agents WHERE workspace_id = {WS} \
+        "SELECT instructions, model, knowledge, tools FROM agents WHERE workspace_id = {WS} \
          AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
     );
     // Newest first, at most HISTORY_LIMIT rows (through the (chat_id, seq) index) before the
     // running sum, so the window never walks a long chat's whole history.
     let history_sql = format!(
-        "SELECT role, content FROM (SELECT seq, role, content, \
+        "SELECT role, content, tool_calls FROM (SELECT seq, role, content, tool_calls, \
          SUM((length(content) + 3) / 4 + {PER_MESSAGE}) OVER (ORDER BY seq DESC) AS used \
-         FROM (SELECT seq, role, content FROM messages \
+         FROM (SELECT seq, role, content, tool_calls FROM messages \
          WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) AND status = 'complete' \
          ORDER BY seq DESC LIMIT ?4)) WHERE used <= ?5 ORDER BY seq",
         PER_MESSAGE = llm::PER_MESSAGE_TOKENS
@@ -114,6 +126,11 @@ pub async fn load_turn(
         stmt(db, &chat_sql, &p[..2])?,
         stmt(db, &agent_sql, &p[..3])?,
         stmt(db, &history_sql, &p[..5])?,
+        stmt(
+            db,
+            &format!("SELECT EXISTS (SELECT 1 FROM knowledge_records WHERE workspace_id = {WS}) AS has_records"),
+            &p[..1],
+        )?,
     ];
     if retrieval.query.is_some() {
         statements.push(stmt(db, &knowledge::search_sql(WS, "?6", "?7", &agent_allows), &p)?);
@@ -124,12 +141,12 @@ pub async fn load_turn(
         statements.push(stmt(db, &stages, &p[..3])?);
     }
     let results = batch(db, statements).await?;
-    let (Some(key), Some(chat), Some(agent), Some(history)) =
-        (results.first(), results.get(1), results.get(2), results.get(3))
+    let (Some(key), Some(chat), Some(agent), Some(history), Some(has_records)) =
+        (results.first(), results.get(1), results.get(2), results.get(3), results.get(4))
     else {
         return Err(ApiError::internal("D1 batch returned the wrong number of results"));
     };
-    let mut rest = results.get(4..).unwrap_or_default().iter();
+    let mut rest = results.get(5..).unwrap_or_default().iter();
     let hits = match retrieval.query {
         Some(_) => rest.next().map(rows::<knowledge::Hit>).transpose()?.unwrap_or_default(),
         None => Vec::new(),
@@ -140,8 +157,12 @@ pub async fn load_turn(
     };
     let history = rows::<HistoryRow>(history)?
         .into_iter()
-        .filter_map(|r| Role::parse(&r.role).map(|role| Turn::new(role, r.content)))
+        .filter_map(|r| {
+            let exchange = agent::exchange(&agent::traces_from_stored(r.tool_calls.as_deref()));
+            Role::parse(&r.role).map(|role| Turn { exchange, ..Turn::new(role, r.content) })
+        })
         .collect();
+    let has_records = rows::<HasRecords>(has_records)?.first().is_some_and(|r| r.has_records != 0);
     Ok(TurnContext {
         key: rows(key)?.into_iter().next(),
         chat: rows(chat)?.into_iter().next(),
@@ -149,6 +170,7 @@ pub async fn load_turn(
         history,
         hits,
         pipeline,
+        has_records,
     })
 }
 
@@ -173,6 +195,8 @@ pub struct NewTurn<'a> {
     pub usage_estimated: bool,
     /// The sources the answer was given, with their `cited` flags (JSON), if any.
     pub sources: Option<&'a str>,
+    /// The tools the answer called (JSON, see `domain::agent::Trace`), if any.
+    pub tool_calls: Option<&'a str>,
     pub latency_ms: i64,
     pub started_at: Millis,
     pub finished_at: Millis,
@@ -200,9 +224,9 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
         )?);
     }
     let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, \
-                  latency_ms, created_at, status, finish_reason, usage_estimated, sources) \
+                  latency_ms, created_at, status, finish_reason, usage_estimated, sources, tool_calls) \
                   SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                  ?11, ?12, ?13, ?14 FROM chats WHERE id = ?2 AND workspace_id = ?10";
+                  ?11, ?12, ?13, ?14, ?15 FROM chats WHERE id = ?2 AND workspace_id = ?10";
     let tokens = |n: Option<u64>| opt_int(n.and_then(|n| i64::try_from(n).ok()));
     statements.push(stmt(
         db,
@@ -221,6 +245,7 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             text("complete"),
             opt_text(None),
             int(0),
+            opt_text(None),
             opt_text(None),
         ],
     )?);
@@ -242,6 +267,7 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             opt_text(t.finish_reason),
             int(i64::from(t.usage_estimated)),
             opt_text(t.sources),
+            opt_text(t.tool_calls),
         ],
     )?);
     if let Some(l) = &t.ledger {
@@ -301,6 +327,7 @@ pub struct Message {
     pub finish_reason: Option<String>,
     pub usage_estimated: i64,
     pub sources: Option<String>,
+    pub tool_calls: Option<String>,
 }
 
 pub async fn get(
@@ -315,7 +342,7 @@ pub async fn get(
     );
     let msg_sql = format!(
         "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
-         m.status, m.finish_reason, m.usage_estimated, m.sources FROM messages m \
+         m.status, m.finish_reason, m.usage_estimated, m.sources, m.tool_calls FROM messages m \
          WHERE m.chat_id = (SELECT id FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {scoped}) ORDER BY m.seq"
     );
     let p = [text(chat_id), text(workspace_id), opt_text(scope)];

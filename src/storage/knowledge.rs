@@ -14,6 +14,7 @@ use super::{all, batch, first, int, opt_text, rows, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::knowledge::{self, Existing, Facts, Kind, Record, Source, StageTotal, UpsertStatus};
 use crate::domain::time::Millis;
+use crate::domain::tools;
 
 /// A stored record, as read back.
 #[derive(Debug, Clone, Deserialize)]
@@ -402,5 +403,42 @@ pub async fn search(
 ) -> ApiResult<Vec<Hit>> {
     let sql = search_sql("?1", "?2", "?4", "AND (?3 IS NULL OR r.kind = ?3)");
     let params = [text(workspace_id), text(query), opt_text(kind.map(Kind::as_str)), int(i64::from(limit))];
+    all(stmt(db, &sql, &params)?).await
+}
+
+/// The rows of an agent tool's statement (built in `domain::tools` from validated arguments,
+/// every value bound), as JSON objects.
+pub async fn tool_rows(db: &D1Database, statement: &tools::Statement) -> ApiResult<Vec<serde_json::Value>> {
+    let params: Vec<wasm_bindgen::JsValue> = statement
+        .params
+        .iter()
+        .map(|p| match p {
+            tools::Param::Text(s) => text(s),
+            tools::Param::Int(n) => int(*n),
+            tools::Param::Real(f) => wasm_bindgen::JsValue::from_f64(*f),
+        })
+        .collect();
+    all(stmt(db, &statement.sql, &params)?).await
+}
+
+/// The `search_records` tool: the search route's statement, within the kinds the agent reads.
+pub async fn tool_search(
+    db: &D1Database,
+    workspace_id: &str,
+    search: &tools::Search,
+    kinds: &[Kind],
+) -> ApiResult<Vec<serde_json::Value>> {
+    let Some(match_expr) = &search.match_expr else { return Ok(Vec::new()) };
+    let sql =
+        search_sql("?1", "?2", "?4", "AND (?3 IS NULL OR r.kind = ?3) AND r.kind IN (SELECT value FROM json_each(?5))");
+    let kinds =
+        serde_json::to_string(&kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()).map_err(ApiError::internal)?;
+    let params = [
+        text(workspace_id),
+        text(match_expr),
+        opt_text(search.kind.map(Kind::as_str)),
+        int(i64::from(search.limit)),
+        text(&kinds),
+    ];
     all(stmt(db, &sql, &params)?).await
 }

@@ -9,26 +9,30 @@
 //! [`Answer`] type the stream collects chunk by chunk, stored by the same [`Turn::store`].
 
 pub mod admit;
+pub mod tools;
 
 use serde_json::json;
 use worker::Env;
 
 use crate::context::{log_warn, timed, Cx};
+use crate::domain::agent::{self, Trace};
 use crate::domain::chat::{resolve_agent, title_from, ChatRequest};
 use crate::domain::config::Config;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::StoredResult;
 use crate::domain::ids::{new_id, IdKind};
-use crate::domain::knowledge::{self, PipelineSummary, Source};
-use crate::domain::llm;
+use crate::domain::knowledge::{self, AgentKnowledge, PipelineSummary, Source};
+use crate::domain::llm::{self, Offer};
 use crate::domain::rate_limit::{Claim, KeyDecision};
-use crate::domain::sse::{Answer, AnswerStatus, Collector, StreamEnd};
+use crate::domain::sse::{Answer, AnswerStatus, Collector, Outcome, StreamEnd, Usage};
 use crate::domain::stream::ErrorCode;
 use crate::domain::time::Millis;
 use crate::domain::timing::Timing;
+use crate::domain::tools as domain_tools;
 use crate::domain::usage::{self, Counters};
 use crate::storage::{self, chats, limiter};
 use crate::upstream;
+use tools::Toolbox;
 
 /// What a request turns into once it is admitted.
 pub enum Start {
@@ -58,6 +62,15 @@ pub struct Turn {
     pub sources: Vec<Source>,
     started_at: Millis,
     pub timing: Timing,
+    /// The tools offered to the model, if any (see `domain::agent::offered`).
+    toolbox: Option<Toolbox>,
+    /// The number of the next model call, from 1.
+    step: u32,
+    /// The tool calls executed so far.
+    pub traces: Vec<Trace>,
+    /// Usage and text of the calls before the current one (tool steps).
+    usage_before: Usage,
+    text_before: String,
 }
 
 /// Why an answer could not be stored.
@@ -117,9 +130,18 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         let agent_id = resolve_agent(chat_agent, input.agent_id.as_deref())?;
         // A scoped key: only its agents, before anything is called or stored.
         key.scope().check(agent_id.as_deref())?;
-        let (instructions, model) = match (&agent_id, loaded.agent) {
-            (None, _) => (config.default_instructions.clone(), config.llm_model.clone()),
-            (Some(_), Some(agent)) => (agent.instructions, agent.model.unwrap_or_else(|| config.llm_model.clone())),
+        let (instructions, model, offered) = match (&agent_id, loaded.agent) {
+            (None, _) => (
+                config.default_instructions.clone(),
+                config.llm_model.clone(),
+                agent::offered(None, loaded.has_records),
+            ),
+            (Some(_), Some(agent)) => {
+                let tools = domain_tools::from_stored(agent.tools.as_deref());
+                let knowledge = AgentKnowledge::from_stored(agent.knowledge.as_deref());
+                let offered = agent::offered(Some((&tools, &knowledge)), loaded.has_records);
+                (agent.instructions, agent.model.unwrap_or_else(|| config.llm_model.clone()), offered)
+            }
             (Some(_), None) if loaded.chat.is_some() => {
                 return Err(ApiError::NotFound(
                     "Agent not found",
@@ -132,9 +154,9 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
             Some(c) => c.id.clone(),
             None => new_id(IdKind::Chat)?,
         };
-        Ok((agent_id, instructions, model, chat_id))
+        Ok((agent_id, instructions, model, chat_id, offered))
     })();
-    let (agent_id, instructions, model, chat_id) = match chosen {
+    let (agent_id, instructions, model, chat_id, offered) = match chosen {
         Ok(chosen) => chosen,
         Err(err) => {
             if let Some(claim) = &claim {
@@ -172,6 +194,11 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         started_at: cx.now,
         timing,
         config,
+        toolbox: offered.map(|(tools, kinds)| Toolbox::new(tools, kinds)),
+        step: 1,
+        traces: Vec::new(),
+        usage_before: Usage::default(),
+        text_before: String::new(),
     })))
 }
 
@@ -186,19 +213,42 @@ impl Turn {
     /// 502/504 when the provider fails (nothing stored, the idempotency key released), 404 when
     /// the chat was deleted meanwhile, 500 when D1 fails.
     pub async fn run_json(mut self, cx: &Cx) -> ApiResult<StoredResult> {
-        let (completion, llm_ms) = timed(upstream::llm::complete(&self.config, &self.model, &self.messages)).await;
-        self.timing.llm_ms = llm_ms;
-        cx.usage_llm_ms(llm_ms);
-        cx.set_header("Server-Timing", self.timing.header());
-        let completion = match completion {
-            Ok(c) => c,
-            Err(err) => {
-                self.forget().await;
-                return Err(err);
+        // Every model call of the turn (and the tool steps between them) within one deadline.
+        let deadline = worker::Date::now().as_millis().saturating_add(self.config.llm_timeout_ms);
+        let mut llm_ms = 0;
+        let answer = loop {
+            let left = deadline.saturating_sub(worker::Date::now().as_millis());
+            let call = async {
+                if left == 0 {
+                    return Err(ApiError::UpstreamTimeout);
+                }
+                let config = Config { llm_timeout_ms: left, ..self.config.clone() };
+                upstream::llm::complete(&config, &self.model, &self.messages, self.offer()).await
+            };
+            let (completion, ms) = timed(call).await;
+            llm_ms += ms;
+            self.timing.llm_ms = llm_ms;
+            cx.usage_llm_ms(llm_ms);
+            cx.set_header("Server-Timing", self.timing.header());
+            let completion = match completion {
+                Ok(c) => c,
+                Err(err) => {
+                    self.forget().await;
+                    return Err(err);
+                }
+            };
+            let answer = Collector::from_completion(&completion, completion.finish_reason.clone())
+                .finish(StreamEnd::Clean, &self.messages);
+            if self.wants_tools(&answer) {
+                self.run_tool_step(&answer).await;
+                continue;
             }
+            break self.whole_answer(answer);
         };
-        let answer = Collector::from_completion(&completion, completion.finish_reason.clone())
-            .finish(StreamEnd::Clean, &self.messages);
+        if let Outcome::UpstreamError { message } = &answer.outcome {
+            self.forget().await;
+            return Err(ApiError::Upstream(message.clone()));
+        }
         let (stored, write_ms) = timed(self.store(&answer, None, llm_ms)).await;
         self.timing.write_ms = write_ms;
         self.timing.d1_calls += 1;
@@ -223,6 +273,59 @@ impl Turn {
                 Err(err)
             }
         }
+    }
+
+    /// The tools offered with the next call; on the last call the turn allows, with
+    /// `tool_choice: "none"`, so the turn ends with an answer.
+    pub fn offer(&self) -> Option<Offer<'_>> {
+        self.toolbox.as_ref().map(|t| Offer {
+            definitions: &t.definitions,
+            final_step: agent::is_final_step(self.step, self.config.agent_max_steps),
+        })
+    }
+
+    /// Whether this answer is a tool step: it calls tools, and another model call is allowed.
+    pub fn wants_tools(&self, answer: &Answer) -> bool {
+        self.toolbox.is_some()
+            && !answer.tool_calls.is_empty()
+            && answer.outcome == Outcome::Complete
+            && !agent::is_final_step(self.step, self.config.agent_max_steps)
+    }
+
+    /// Runs the answer's tool calls and appends the exchange to the conversation; returns what
+    /// ran (for the stream's `tool` events).
+    pub async fn run_tool_step(&mut self, answer: &Answer) -> Vec<Trace> {
+        let Some(toolbox) = &self.toolbox else { return Vec::new() };
+        let executed = tools::run(&self.env, &self.request_id, &self.workspace_id, toolbox, &answer.tool_calls).await;
+        self.messages.push(llm::Turn { content: answer.text.clone(), ..llm::Turn::calling(answer.tool_calls.clone()) });
+        let mut ran = Vec::with_capacity(executed.len());
+        for e in executed {
+            self.messages.push(e.message);
+            for source in e.sources {
+                if !self.sources.iter().any(|s| s.id == source.id) {
+                    self.sources.push(source);
+                }
+            }
+            ran.push(e.trace);
+        }
+        self.traces.extend(ran.iter().cloned());
+        agent::add_usage(&mut self.usage_before, &answer.usage);
+        self.text_before.push_str(&answer.text);
+        self.step += 1;
+        ran
+    }
+
+    /// The final call's answer with what the tool steps before it added: their text (if the
+    /// model said something while calling tools) and their usage.
+    pub fn whole_answer(&self, mut answer: Answer) -> Answer {
+        if answer.outcome == Outcome::Complete && answer.text.trim().is_empty() && !answer.tool_calls.is_empty() {
+            answer.outcome = Outcome::UpstreamError {
+                message: "the model kept calling tools after its last allowed step instead of answering".into(),
+            };
+        }
+        answer.text = format!("{}{}", self.text_before, answer.text);
+        agent::add_usage(&mut answer.usage, &self.usage_before);
+        answer
     }
 
     /// Stores the user message and the answer in one D1 transaction. `incomplete` carries the
@@ -257,6 +360,7 @@ impl Turn {
                 completion_tokens: Some(answer.usage.completion_tokens),
                 usage_estimated: answer.usage.estimated,
                 sources: sources.as_deref(),
+                tool_calls: agent::traces_to_stored(&self.traces).as_deref(),
                 latency_ms: i64::try_from(llm_ms).unwrap_or(i64::MAX),
                 started_at: self.started_at,
                 finished_at: finished as i64,

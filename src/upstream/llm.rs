@@ -11,7 +11,7 @@ use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request
 
 use crate::domain::config::Config;
 use crate::domain::error::{ApiError, ApiResult};
-use crate::domain::llm::{self, Completion, Failure, Turn};
+use crate::domain::llm::{self, Completion, Failure, Offer, Turn};
 
 /// Upstream bodies larger than this are not a completion we can use.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -28,11 +28,17 @@ enum Attempt<T> {
 /// # Errors
 /// `UpstreamTimeout` (504) when the deadline passes; `Upstream` (502) for an error status or a
 /// body that is not a completion.
-pub async fn complete(config: &Config, model: &str, messages: &[Turn]) -> ApiResult<Completion> {
-    let body = llm::request_body(model, messages).to_string();
+pub async fn complete(
+    config: &Config,
+    model: &str,
+    messages: &[Turn],
+    tools: Option<Offer<'_>>,
+) -> ApiResult<Completion> {
+    let body = llm::request_body(model, messages, tools).to_string();
     let body = body.as_str();
+    let with_tools = tools.is_some();
     with_retries(config, |budget| async move {
-        let (mut resp, controller) = match send(config, body, "application/json", budget).await? {
+        let (mut resp, controller) = match send(config, body, "application/json", budget, with_tools).await? {
             Attempt::Done(sent) => sent,
             Attempt::Retry { after_ms, why } => return Ok(Attempt::Retry { after_ms, why }),
             Attempt::Fail(e) => return Ok(Attempt::Fail(e)),
@@ -78,11 +84,17 @@ impl OpenStream {
 /// Asks for a streamed completion and waits only for the provider's 2xx headers, within
 /// `LLM_TIMEOUT_MS` (retrying once as `complete` does). Everything up to here fails with the
 /// same errors as the JSON mode, before the caller's stream has started.
-pub async fn open_stream(config: &Config, model: &str, messages: &[Turn]) -> ApiResult<OpenStream> {
-    let body = llm::stream_request_body(model, messages).to_string();
+pub async fn open_stream(
+    config: &Config,
+    model: &str,
+    messages: &[Turn],
+    tools: Option<Offer<'_>>,
+) -> ApiResult<OpenStream> {
+    let body = llm::stream_request_body(model, messages, tools).to_string();
     let body = body.as_str();
+    let with_tools = tools.is_some();
     with_retries(config, |budget| async move {
-        Ok(match send(config, body, "text/event-stream", budget).await? {
+        Ok(match send(config, body, "text/event-stream", budget, with_tools).await? {
             Attempt::Done((mut resp, controller)) => match resp.stream() {
                 Ok(body) => Attempt::Done(OpenStream { body, controller: Some(controller) }),
                 Err(_) => Attempt::Fail(ApiError::Upstream("LLM response has no body".into())),
@@ -130,6 +142,7 @@ async fn send(
     body: &str,
     accept: &str,
     budget_ms: u64,
+    with_tools: bool,
 ) -> ApiResult<Attempt<(Response, AbortController)>> {
     let headers = Headers::new();
     let set = |k: &str, v: &str| headers.set(k, v).map_err(|e| ApiError::internal(format!("headers: {e}")));
@@ -161,6 +174,9 @@ async fn send(
         }
     };
     let status = resp.status_code();
+    if with_tools && (status == 400 || status == 422) {
+        return Ok(Attempt::Fail(ApiError::Upstream(llm::tools_refused(status))));
+    }
     if !(200..300).contains(&status) {
         let retry_after = resp.headers().get("Retry-After").ok().flatten();
         let why = format!("LLM provider answered HTTP {status}");

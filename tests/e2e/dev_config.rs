@@ -89,4 +89,18 @@ fn stream_cap_and_top_k_come_from_the_environment() {
     let answer = dev_chat(&key, json!({ "message": "zebra notes please" }));
     answer.expect(200);
     assert_eq!(answer.body["sources"].as_array().unwrap().len(), 2, "{}", answer.raw);
+
+    // AGENT_MAX_STEPS=2: the default assistant (the workspace has records) may call tools once,
+    // then must answer.
+    let tag = unique("devsteps-");
+    let call = json!({ "tool_calls": [{ "name": "search_records", "arguments": { "query": "zebra" } }] });
+    stub::script(&tag, json!([call, { "reply": "Two steps." }]));
+    dev_chat(&key, json!({ "message": format!("{tag} zebras?") })).expect(200);
+    let choices: Vec<Value> = stub::requests(&tag).iter().map(|r| r["body"]["tool_choice"].clone()).collect();
+    assert_eq!(choices, [json!("auto"), json!("none")]);
+
+    // USAGE_LEDGER=off: nothing was counted.
+    let usage = get(&format!("{}/api/settings/usage", dev()), Some(&ws.admin_token));
+    usage.expect(200);
+    assert_eq!(usage.body["totals"]["requests"], 0, "{}", usage.raw);
 }

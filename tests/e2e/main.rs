@@ -17,4 +17,5 @@ mod rate_limit;
 mod readme_examples;
 mod streaming;
 mod support;
+mod tools;
 mod usage;
