@@ -437,7 +437,7 @@ pub async fn tool_search(
         text(workspace_id),
         text(match_expr),
         opt_text(search.kind.map(Kind::as_str)),
-        int(i64::from(search.limit)),
+        int(i64::from(search.fetch_limit())),
         text(&kinds),
     ];
     all(stmt(db, &sql, &params)?).await
