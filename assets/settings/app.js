@@ -6,6 +6,8 @@
 const TOKEN_KEY = "attive.adminToken";
 // The kinds of workspace knowledge records, in the API's order.
 const KINDS = ["deal", "account", "contact", "note", "feedback", "document"];
+// The tools an agent may be given, in the API's order, each with its word in the agents table.
+const TOOLS = { search_records: "search", query_records: "query", aggregate_records: "aggregate" };
 const $ = (id) => document.getElementById(id);
 
 function token() {
@@ -192,6 +194,8 @@ function signOut(message) {
   $("reveal-key").value = "";
   clearKnowledge();
   clearUsage();
+  // An agent half edited belongs to the workspace signed out of.
+  resetAgentForm();
   $("app").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
@@ -804,6 +808,7 @@ async function loadAgents() {
     cell(a.id, { code: true }),
     cell(a.model || "Default"),
     cell(knowledgeLabel(a.knowledge)),
+    toolsCell(a),
     cell(relative(a.updatedAt), { title: a.updatedAt }),
     actionsCell(
       button("Edit", `Edit agent ${a.name}`, () => editAgent(a)),
@@ -812,7 +817,11 @@ async function loadAgents() {
   ]);
 }
 
+// The agent the form edits, as the table loaded it: what the tools are compared with on save.
+let editingAgent = null;
+
 function editAgent(a) {
+  editingAgent = a;
   $("agent-id").value = a.id;
   $("agent-name").value = a.name;
   $("agent-instructions").value = a.instructions;
@@ -821,6 +830,7 @@ function editAgent(a) {
   const k = a.knowledge || { enabled: true, kinds: null };
   $("agent-knowledge").checked = k.enabled !== false;
   for (const box of kindBoxes()) box.checked = !k.kinds || k.kinds.includes(box.value);
+  for (const box of toolBoxes()) box.checked = (a.tools || []).includes(box.value);
   syncKnowledgeKinds();
   $("agent-form-title").textContent = `Edit agent ${a.name}`;
   $("agent-submit").textContent = "Save changes";
@@ -829,6 +839,7 @@ function editAgent(a) {
 }
 
 function resetAgentForm() {
+  editingAgent = null;
   $("agent-form").reset();
   syncKnowledgeKinds();
   $("agent-id").value = "";
@@ -844,6 +855,10 @@ async function saveAgent(event) {
   const knowledge = knowledgeSetting();
   if (!knowledge) return showError("Choose at least one kind of record, or turn workspace knowledge off.");
   const payload = { name: form.name.value.trim(), instructions: form.instructions.value, model: form.model.value.trim() || null, knowledge };
+  // An edit sends the tools only when the admin changed them: saving other fields leaves the
+  // list as the API has it, also when it was changed elsewhere since the table loaded.
+  const tools = toolChoice();
+  if (!id || (editingAgent.tools || []).join() !== tools.join()) payload.tools = tools;
   await guarded(async () => {
     if (id) await api("PATCH", `/api/settings/agents/${encodeURIComponent(id)}`, payload);
     else await api("POST", "/api/settings/agents", payload);
@@ -866,9 +881,34 @@ function kindBoxes() {
 }
 
 // The kinds only matter while knowledge is on; a disabled fieldset says so and keeps the
-// choice for when it is turned back on.
+// choice for when it is turned back on. Tools stay editable, as they may be chosen ahead, and
+// a note says they do nothing until then.
 function syncKnowledgeKinds() {
   $("agent-kinds").disabled = !$("agent-knowledge").checked;
+  $("agent-tools-note").hidden = $("agent-knowledge").checked;
+}
+
+function toolBoxes() {
+  return [...$("agent-tools").querySelectorAll('input[name="tool"]')];
+}
+
+// The checked tools, in the API's order (the boxes are in it, and so are an agent's tools).
+function toolChoice() {
+  return toolBoxes().filter((b) => b.checked).map((b) => b.value);
+}
+
+// The agent's tools, a word each. Without knowledge they are kept but unused: the row says so,
+// rather than promise lookups the agent cannot make.
+function toolsCell(a) {
+  const tools = a.tools || [];
+  const td = cell(tools.length ? tools.map((t) => TOOLS[t] || t).join(", ") : "None");
+  if (tools.length && a.knowledge && a.knowledge.enabled === false) {
+    const note = document.createElement("span");
+    note.className = "note";
+    note.textContent = "Unused while knowledge is off";
+    td.append(note);
+  }
+  return td;
 }
 
 // The form's knowledge setting as the API takes it: every kind checked is `kinds: null` (all

@@ -601,3 +601,89 @@ test("an admin rolls a key with a grace period and limits a key to one agent", a
     await p.context().close();
   }
 });
+
+// ---- agents: tools --------------------------------------------------------------------------
+
+test("an admin gives an agent tools, changes them, and sees them in the agents table", async () => {
+  const token = await freshAdmin();
+  const { p, problems } = await page();
+  try {
+    await signIn(p, token);
+    await p.getByRole("tab", { name: "Agents" }).click();
+    const form = p.locator("#agent-form");
+    const tools = form.getByRole("group", { name: "Tools" });
+    const box = (name) => tools.getByRole("checkbox", { name });
+    await tools.waitFor();
+    for (const name of ["Search records", "Query records", "Aggregate records"]) {
+      assert.ok(!(await box(name).isChecked()), `${name} is not given by default`);
+    }
+    const described = await box("Query records").evaluate((el) => document.getElementById(el.getAttribute("aria-describedby")).textContent);
+    assert.match(described, /largest open deals/);
+
+    // Create with two tools, checked out of order: the API keeps its own order.
+    await p.getByLabel("Name", { exact: true }).fill("Deal Desk");
+    await p.getByLabel("Instructions").fill("Answer questions about deals with numbers.");
+    await box("Aggregate records").check();
+    await box("Search records").check();
+    await p.getByRole("button", { name: "Create agent" }).click();
+    const row = p.getByRole("row", { name: /Deal Desk/ });
+    await row.waitFor();
+    const { agents } = (await call("GET", "/api/settings/agents", token)).body;
+    const id = agents.find((a) => a.name === "Deal Desk").id;
+    const stored = async () => {
+      const got = await call("GET", `/api/settings/agents/${id}`, token);
+      assert.equal(got.status, 200, JSON.stringify(got.body));
+      return got.body;
+    };
+    assert.deepEqual((await stored()).tools, ["search_records", "aggregate_records"]);
+    await row.getByRole("cell", { name: "search, aggregate", exact: true }).waitFor();
+    assert.ok(!(await box("Search records").isChecked()), "the form is reset after creating");
+    await p.locator("#panel-agents").screenshot({ path: `${ARTIFACTS}settings-agent-tools.png` });
+
+    // Edit: the form shows the agent's tools; swap search for query.
+    await p.getByRole("button", { name: "Edit agent Deal Desk" }).click();
+    assert.ok(await box("Search records").isChecked());
+    assert.ok(!(await box("Query records").isChecked()));
+    assert.ok(await box("Aggregate records").isChecked());
+    await box("Search records").uncheck();
+    await box("Query records").check();
+    const patched = p.waitForRequest((r) => r.method() === "PATCH");
+    await p.getByRole("button", { name: "Save changes" }).click();
+    assert.deepEqual((await patched).postDataJSON().tools, ["query_records", "aggregate_records"]);
+    await row.getByRole("cell", { name: "query, aggregate", exact: true }).waitFor();
+    assert.deepEqual((await stored()).tools, ["query_records", "aggregate_records"]);
+
+    // Knowledge off: a note says the tools need it, and saving still works. The tools were not
+    // changed, so the PATCH leaves them out, and the API keeps them.
+    await p.getByRole("button", { name: "Edit agent Deal Desk" }).click();
+    const note = p.getByText("Tools need workspace knowledge");
+    assert.ok(await note.isHidden());
+    await p.getByRole("checkbox", { name: "Use workspace knowledge" }).uncheck();
+    await note.waitFor();
+    assert.ok(await box("Query records").isEnabled(), "tools stay editable without knowledge");
+    const withoutTools = p.waitForRequest((r) => r.method() === "PATCH");
+    await p.getByRole("button", { name: "Save changes" }).click();
+    assert.ok(!("tools" in (await withoutTools).postDataJSON()), "unchanged tools are not sent");
+    await row.getByText("Unused while knowledge is off").waitFor();
+    const off = await stored();
+    assert.equal(off.knowledge.enabled, false);
+    assert.deepEqual(off.tools, ["query_records", "aggregate_records"]);
+    assert.ok(await note.isHidden(), "the form is reset after saving");
+
+    // Knowledge back on and every tool cleared.
+    await p.getByRole("button", { name: "Edit agent Deal Desk" }).click();
+    await note.waitFor();
+    await p.getByRole("checkbox", { name: "Use workspace knowledge" }).check();
+    assert.ok(await note.isHidden());
+    await box("Query records").uncheck();
+    await box("Aggregate records").uncheck();
+    await p.getByRole("button", { name: "Save changes" }).click();
+    await row.getByRole("cell", { name: "None", exact: true }).waitFor();
+    const cleared = await stored();
+    assert.deepEqual(cleared.tools, []);
+    assert.equal(cleared.knowledge.enabled, true);
+    assert.deepEqual(problems, []);
+  } finally {
+    await p.context().close();
+  }
+});
