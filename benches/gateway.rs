@@ -16,7 +16,12 @@
 //!       differ in what the history read finds and not otherwise;
 //!   (w) (c) again, at concurrency 1 and 8, against the same Worker under plain `wrangler dev`
 //!       (as `make dev` runs it), whose DevTools inspector the Worker of the other scenarios
-//!       runs without (see `scripts/bench_worker.mjs`).
+//!       runs without (see `scripts/bench_worker.mjs`);
+//!   (l) the usage ledger's cost: the workloads of (c) and (d), at concurrency 1 and 8, against
+//!       the Worker of the other scenarios (ledger on) and against a second one that differs
+//!       only in `USAGE_LEDGER=off`, alternately (see [`LEDGER_ROUNDS`]) and at one scheduled
+//!       rate for both, so that a drift of the machine falls on both sides alike. It runs
+//!       first, while the two Workers' databases hold the same: only what (l) itself stores.
 //!
 //! Load is open-loop at a constant rate (wrk2-style): a short closed-loop pass finds the
 //! throughput, then requests are scheduled at 75% of it and latency is measured from each
@@ -37,6 +42,12 @@ const CONCURRENCY: [usize; 3] = [1, 8, 32];
 /// Concurrencies of the long-chat scenario (e) and of the `wrangler dev` one (w).
 const LONG_CHAT_CONCURRENCY: [usize; 2] = [1, 8];
 const WRANGLER_DEV_CONCURRENCY: [usize; 2] = [1, 8];
+/// Concurrencies of the ledger comparison (l).
+const LEDGER_CONCURRENCY: [usize; 2] = [1, 8];
+/// Runs per side of each workload of (l), in the order on, off, off, on, on, off, …; each
+/// takes `BENCH_REQUESTS / LEDGER_ROUNDS` requests (at least one per connection), so a side
+/// takes as many as a scenario.
+const LEDGER_ROUNDS: usize = 8;
 /// Earlier turns of each long chat; both sides of each are [`LONG_TEXT_CHARS`] long.
 const LONG_CHAT_TURNS: usize = 60;
 const LONG_TEXT_CHARS: usize = 10_000;
@@ -154,6 +165,8 @@ fn calibrate(t: &Target, conns: usize) -> f64 {
 
 struct Run {
     rate: f64,
+    /// From the first request's scheduled time to the last answer.
+    seconds: f64,
     rps: f64,
     p50: f64,
     p95: f64,
@@ -199,7 +212,7 @@ fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let elapsed = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
     let mut samples = Vec::with_capacity(total);
     for (h, s) in results {
@@ -208,7 +221,21 @@ fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
     }
     let errors = samples.iter().filter(|s| !s.ok).count();
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Run { rate, rps: total as f64 / elapsed, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
+    Run { rate, seconds, rps: total as f64 / seconds, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
+}
+
+/// Runs of one target at one rate taken as one: their requests in one histogram.
+fn merge(runs: Vec<Run>) -> Run {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let (rate, seconds) = (runs.first().map_or(0.0, |r| r.rate), runs.iter().map(|r| r.seconds).sum::<f64>());
+    let samples: Vec<Sample> = runs.into_iter().flat_map(|r| r.samples).collect();
+    for s in &samples {
+        let _ = hist.record(s.latency_us.max(1));
+    }
+    let errors = samples.iter().filter(|s| !s.ok).count();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let rps = samples.len() as f64 / seconds.max(f64::MIN_POSITIVE);
+    Run { rate, seconds, rps, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -249,6 +276,13 @@ fn num(v: f64) -> String {
 
 fn metric(timing: &[(String, f64)], name: &str) -> Option<f64> {
     timing.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}
+
+/// The mean of one `Server-Timing` metric over the successful requests that carry it: the
+/// phases come in whole milliseconds, so a shift of a fraction of one shows in the mean only.
+fn mean_metric(samples: &[Sample], name: &str) -> Option<f64> {
+    let v: Vec<f64> = samples.iter().filter(|s| s.ok).filter_map(|s| metric(&s.timing, name)).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Service time outside the phases the Worker timed: its own CPU, the local runtime's proxy,
@@ -400,6 +434,11 @@ fn long_chats(base: &str, stub: &str, key: &str, tag: &str, count: usize) -> Vec
 
 /// A workspace on the Worker at `base` with one API key per name (no rate limit to speak of).
 fn api_keys<const N: usize>(base: &str, op: &str, names: [&str; N]) -> [String; N] {
+    workspace(base, op, names).1
+}
+
+/// [`api_keys`], with the token of the workspace's admin.
+fn workspace<const N: usize>(base: &str, op: &str, names: [&str; N]) -> (String, [String; N]) {
     let ws = call("POST", &format!("{base}/api/admin/workspaces"), Some(op), Some(json!({ "name": "bench" })));
     let ws_id = ws["id"].as_str().unwrap_or_default();
     let admin = call(
@@ -409,7 +448,7 @@ fn api_keys<const N: usize>(base: &str, op: &str, names: [&str; N]) -> [String; 
         Some(json!({ "name": "Bench", "email": "bench@example.com" })),
     );
     let admin_token = admin["token"].as_str().unwrap_or_default().to_owned();
-    names.map(|name| {
+    let keys = names.map(|name| {
         let k = call(
             "POST",
             &format!("{base}/api/settings/api-keys"),
@@ -417,7 +456,8 @@ fn api_keys<const N: usize>(base: &str, op: &str, names: [&str; N]) -> [String; 
             Some(json!({ "name": name, "rateLimitPerMinute": 100_000 })),
         );
         k["key"].as_str().unwrap_or_default().to_owned()
-    })
+    });
+    (admin_token, keys)
 }
 
 struct Row {
@@ -426,6 +466,99 @@ struct Row {
     run: Run,
     over: Option<f64>,
     analysis: Analysis,
+}
+
+/// One workload of (l) at one concurrency, with the usage ledger on and off.
+struct LedgerPair {
+    on: Row,
+    off: Row,
+    /// The latency p50 of each run with the ledger on minus that of its partner run (the
+    /// round's run) with it off, ms: how far apart the two sides land from round to round.
+    round_diffs: Vec<f64>,
+}
+
+/// Requests the usage ledger of the workspace of `admin` has counted today.
+fn ledger_requests(base: &str, admin: &str) -> i64 {
+    call("GET", &format!("{base}/api/settings/usage"), Some(admin), None)["totals"]["requests"].as_i64().unwrap_or(0)
+}
+
+/// Scenario (l): the workloads of (c) and (d) against `on` (the usage ledger on) and `off`
+/// (`USAGE_LEDGER=off`), each in a workspace of its own created here, so the two databases
+/// hold the same but for the ledger's rows.
+fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<LedgerPair> {
+    let names = ["bench-ledger-new", "bench-ledger-continue"];
+    let (on_admin, [on_new, on_cont]) = workspace(on, op, names);
+    let (off_admin, [off_new, off_cont]) = workspace(off, op, names);
+    let mut pairs = Vec::new();
+    for conns in LEDGER_CONCURRENCY {
+        let per_round = requests.div_ceil(LEDGER_ROUNDS).max(conns);
+        eprintln!("preparing {conns} chats with 20 earlier turns on each of the two Workers ...");
+        let prepare = |base: &str, key: &str| -> Vec<String> {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(base, key, 20))).collect();
+                hs.into_iter().filter_map(|h| h.join().ok()).collect()
+            })
+        };
+        let (on_chats, off_chats) = (prepare(on, &on_cont), prepare(off, &off_cont));
+        // The comparison is only meaningful if the one Worker counts and the other does not.
+        let counted = (ledger_requests(on, &on_admin), ledger_requests(off, &off_admin));
+        assert!(
+            counted.0 > 0 && counted.1 == 0,
+            "the usage ledger should count on {on} and not on {off}: counted {counted:?} requests"
+        );
+        let target = |base: &str, key: &str, bodies: Vec<Option<Value>>| Target {
+            method: "POST",
+            url: format!("{base}/api/chat"),
+            token: Some(key.to_owned()),
+            headers: Vec::new(),
+            bodies,
+            calibration_cap: usize::MAX,
+        };
+        let new_chat = || vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))];
+        let continuing = |chats: &[String]| {
+            chats.iter().map(|id| Some(json!({ "message": "And by region?", "chatId": id }))).collect()
+        };
+        let workloads = [
+            (
+                "l) POST /api/chat (new chat), ledger on",
+                "l) POST /api/chat (new chat), ledger off",
+                target(on, &on_new, new_chat()),
+                target(off, &off_new, new_chat()),
+            ),
+            (
+                "l) POST /api/chat (20 turns), ledger on",
+                "l) POST /api/chat (20 turns), ledger off",
+                target(on, &on_cont, continuing(&on_chats)),
+                target(off, &off_cont, continuing(&off_chats)),
+            ),
+        ];
+        for (on_name, off_name, on_target, off_target) in workloads {
+            let _ = calibrate(&on_target, conns.min(4));
+            let _ = calibrate(&off_target, conns.min(4));
+            // One rate for both sides: 75% of what the slower of the two sustains.
+            let rate = (calibrate(&on_target, conns).min(calibrate(&off_target, conns)) * 0.75).max(1.0);
+            eprintln!("{on_name} / off @ {conns}: {rate:.0} req/s scheduled, {LEDGER_ROUNDS} rounds each");
+            let (mut on_runs, mut off_runs) = (Vec::new(), Vec::new());
+            for round in 0..LEDGER_ROUNDS {
+                let on_first = round % 2 == 0;
+                for ledger in [on_first, !on_first] {
+                    if ledger {
+                        on_runs.push(run(&on_target, conns, per_round, rate));
+                    } else {
+                        off_runs.push(run(&off_target, conns, per_round, rate));
+                    }
+                }
+            }
+            let round_diffs = on_runs.iter().zip(&off_runs).map(|(a, b)| a.p50 - b.p50).collect();
+            let row = |name: &'static str, runs: Vec<Run>| {
+                let run = merge(runs);
+                let analysis = analyse(&run.samples);
+                Row { name, conns, run, over: None, analysis }
+            };
+            pairs.push(LedgerPair { on: row(on_name, on_runs), off: row(off_name, off_runs), round_diffs });
+        }
+    }
+    pairs
 }
 
 fn main() {
@@ -448,8 +581,14 @@ fn main() {
         key
     });
 
+    let no_ledger = std::env::var("ATTIVE_NO_LEDGER_URL").ok().filter(|u| !u.is_empty());
+
     let direct_body = json!({ "model": "bench", "messages": [{ "role": "system", "content": "You are terse." }, { "role": "user", "content": "What are the top deals in our pipeline?" }] });
     let started = Instant::now();
+    let mut ledger = match &no_ledger {
+        Some(off) if wanted("l") => ledger_comparison(&base, off, &op, requests),
+        _ => Vec::new(),
+    };
     let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
         let chats: Vec<String> = if wanted("d") {
@@ -589,11 +728,18 @@ fn main() {
             rows.push(Row { name, conns, run: r, over, analysis });
         }
     }
+    // (l) ran first, but its rows come last in the tables, each pair with its own (a) as the base.
+    for pair in &mut ledger {
+        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == pair.on.conns).map(|r| r.run.p50);
+        pair.on.over = direct.map(|d| pair.on.run.p50 - d);
+        pair.off.over = direct.map(|d| pair.off.run.p50 - d);
+    }
+    let all: Vec<&Row> = rows.iter().chain(ledger.iter().flat_map(|p| [&p.on, &p.off])).collect();
     let elapsed = started.elapsed().as_secs_f64();
 
     println!("\n| scenario | conc | req/s | p50 ms | p95 ms | p99 ms | errors | p50 over (a) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for Row { name, conns, run: r, over, .. } in &rows {
+    for Row { name, conns, run: r, over, .. } in all.iter().copied() {
         let over = over.map_or("".to_owned(), |o| format!("{o:+.1}"));
         println!(
             "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {over} |",
@@ -606,7 +752,7 @@ fn main() {
     println!("| scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | do |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for Row { name, conns, analysis: a, .. } in
-        rows.iter().filter(|r| r.analysis.phases.iter().any(|(n, _)| n == "llm"))
+        all.iter().copied().filter(|r| r.analysis.phases.iter().any(|(n, _)| n == "llm"))
     {
         let get = |k: &str| a.phases.iter().find(|(n, _)| n == k).map(|(_, p)| *p).unwrap_or_default();
         println!(
@@ -627,7 +773,7 @@ fn main() {
     println!("{:.0}% of requests by service time, of the service time and of each phase:\n", TAIL * 100.0);
     println!("| scenario | conc | service p50 / p95 / p99 | queueing p50 / p95 / p99 | slowest: n | service | auth-read | rate-limit | llm | persist | outside |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for Row { name, conns, analysis: a, .. } in &rows {
+    for Row { name, conns, analysis: a, .. } in all.iter().copied() {
         let (n, tail) = &a.tail;
         let get = |k: &str| tail.iter().find(|(m, _)| m == k).map_or(String::new(), |(_, v)| num(*v));
         println!(
@@ -693,13 +839,78 @@ fn main() {
         }
     }
 
+    let ledger_report: Vec<Value> = ledger
+        .iter()
+        .map(|LedgerPair { on, off, round_diffs }| {
+            let side = |r: &Row| {
+                let phase = |k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| p.json());
+                json!({
+                    "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99, "errors": r.run.errors,
+                    "serviceP50Ms": r.analysis.service.p50, "persistMs": phase("persist"),
+                    "persistMeanMs": mean_metric(&r.run.samples, "persist"), "d1RoundTrips": phase("d1"),
+                })
+            };
+            let diff = on.run.p50 - off.run.p50;
+            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
+            let (lo, hi) =
+                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+            json!({
+                "workload": on.name.trim_start_matches("l) ").trim_end_matches(", ledger on"),
+                "concurrency": on.conns, "scheduledRate": on.run.rate, "on": side(on), "off": side(off),
+                "p50DiffMs": diff, "p50DiffPct": 100.0 * diff / off.run.p50, "roundP50DiffsMs": round_diffs,
+                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
+                    "onSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+            })
+        })
+        .collect();
+    if !ledger_report.is_empty() {
+        println!("\nUsage ledger on vs off (l): the workloads of (c) and (d) against the Worker with the ledger on");
+        println!("and against one with USAGE_LEDGER=off, {LEDGER_ROUNDS} runs a side alternated (on, off, off, on, …)");
+        println!("at one scheduled rate; latency ms; Δ = on − off; Δ per round = the p50 differences of the");
+        println!("rounds' pairs of runs: median (lowest … highest), and in how many rounds the ledger side was");
+        println!("the slower (how far apart the two sides land by chance); persist and d1 (round trips) from");
+        println!("Server-Timing, whose phases are whole milliseconds (hence the mean):\n");
+        println!("| scenario | conc | p50 / p95 on | p50 / p95 off | Δ p50 | Δ p50 % | Δ p50 per round | on slower | service p50 on / off | persist p50 on / off | persist mean on / off | d1 on / off |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for l in &ledger_report {
+            let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
+            let (on, off) = (&l["on"], &l["off"]);
+            let round = |k: &str| l["roundP50Diff"][k].as_f64().unwrap_or_default();
+            println!(
+                "| {} | {} | {} / {} | {} / {} | {:+.1} | {:+.1}% | {:+.1} ({:+.1} … {:+.1}) | {} of {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+                l["workload"].as_str().unwrap_or_default(),
+                l["concurrency"],
+                f(&on["p50Ms"]),
+                f(&on["p95Ms"]),
+                f(&off["p50Ms"]),
+                f(&off["p95Ms"]),
+                l["p50DiffMs"].as_f64().unwrap_or_default(),
+                l["p50DiffPct"].as_f64().unwrap_or_default(),
+                round("medianMs"),
+                round("lowestMs"),
+                round("highestMs"),
+                l["roundP50Diff"]["onSlower"],
+                LEDGER_ROUNDS,
+                f(&on["serviceP50Ms"]),
+                f(&off["serviceP50Ms"]),
+                f(&on["persistMs"]["p50"]),
+                f(&off["persistMs"]["p50"]),
+                f(&on["persistMeanMs"]),
+                f(&off["persistMeanMs"]),
+                f(&on["d1RoundTrips"]["p50"]),
+                f(&off["d1RoundTrips"]["p50"]),
+            );
+        }
+    }
+
     let raw: u64 = std::env::var("BENCH_WASM_RAW").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let gz: u64 = std::env::var("BENCH_WASM_GZIP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
     println!("Measured in {elapsed:.0} s, {requests} requests per scenario and concurrency");
 
-    let report: Vec<Value> = rows
+    let report: Vec<Value> = all
         .iter()
+        .copied()
         .map(|Row { name, conns, run: r, over, analysis: a }| {
             json!({
                 "scenario": name, "concurrency": conns, "requests": requests, "scheduledRate": r.rate,
@@ -718,6 +929,7 @@ fn main() {
         "portkey": { "version": portkey_version, "overhead": comparison },
         "longChat": { "turns": LONG_CHAT_TURNS, "chars": LONG_TEXT_CHARS, "requestsPerChat": LONG_CHAT_REQUESTS },
         "wasmBytes": { "raw": raw, "gzip": gz },
+        "usageLedger": { "concurrency": LEDGER_CONCURRENCY, "rounds": LEDGER_ROUNDS, "comparison": ledger_report },
     });
     if let Ok(path) = std::env::var("BENCH_OUTPUT") {
         if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default()) {

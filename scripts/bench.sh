@@ -5,17 +5,20 @@
 #   - the LLM stand-in (tests/llm_stub.py, through scripts/bench_llm_stub.py);
 #   - the Worker under test: the local runtime of `wrangler dev` without its DevTools inspector
 #     and without watching (scripts/bench_worker.mjs);
+#   - for the gateway bench, a second one started the same way, with USAGE_LEDGER=off, for the
+#     scenario that compares chat turns with the usage ledger on and off;
 #   - the same Worker under plain `wrangler dev`, as `make dev` runs it, for one scenario that
 #     shows what the inspector costs;
 #   - the open-source Portkey gateway in front of the same stand-in, the peer the overhead is
 #     compared with.
-# Both Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
+# All Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
 #
 # BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
 # makes a quick run. BENCH_SUITES (default "gateway streaming knowledge") picks the benches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+SUITES=${BENCH_SUITES:-gateway streaming knowledge}
 
 # The load generator first: a compile error should stop the run before anything is started.
 cargo bench --quiet --bench gateway --no-run
@@ -51,6 +54,22 @@ node scripts/bench_worker.mjs "$CONFIG" "$PORT" "$(realpath "$STATE/main")" "$(r
 STARTED_PIDS+=("$!")
 wait_healthy "http://127.0.0.1:$PORT" "$!" "$STATE/main/worker.log"
 
+# The same Worker with the usage ledger switched off: the same copy of build/, its own state.
+NO_LEDGER_URL=
+if [[ $SUITES == *gateway* ]]; then
+  mkdir -p "$STATE/no-ledger"
+  umask 077
+  { cat "$STATE/runtime.vars"; echo 'USAGE_LEDGER=off'; } >"$STATE/no-ledger.vars"
+  umask 022
+  NO_LEDGER_PORT=$(free_port)
+  apply_migrations "$STATE/no-ledger" "$CONFIG"
+  node scripts/bench_worker.mjs "$CONFIG" "$NO_LEDGER_PORT" "$(realpath "$STATE/no-ledger")" \
+    "$(realpath "$STATE/no-ledger.vars")" >"$STATE/no-ledger/worker.log" 2>&1 &
+  STARTED_PIDS+=("$!")
+  wait_healthy "http://127.0.0.1:$NO_LEDGER_PORT" "$!" "$STATE/no-ledger/worker.log"
+  NO_LEDGER_URL="http://127.0.0.1:$NO_LEDGER_PORT"
+fi
+
 DEV_PORT=$(free_port)
 serve "$STATE/wrangler-dev" "$DEV_PORT" "$STATE/runtime.vars" "$CONFIG"
 
@@ -76,9 +95,9 @@ curl -sf -o /dev/null -X POST "$PORTKEY_URL/v1/chat/completions" -H 'Content-Typ
 wasm=$(find "$STATE/build" -path '*/.tmp' -prune -o -name '*.wasm' -print -quit)
 export BENCH_WASM_RAW=$(stat -c %s "$wasm") BENCH_WASM_GZIP=$(gzip -9 -c "$wasm" | wc -c)
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://127.0.0.1:$DEV_PORT"
+export ATTIVE_NO_LEDGER_URL="$NO_LEDGER_URL"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
-SUITES=${BENCH_SUITES:-gateway streaming knowledge}
 [[ $SUITES == *gateway* ]] && cargo bench --quiet --bench gateway
 
 # Streaming: ours against the stand-in streaming 50 chunks, with the LiteLLM proxy as the peer
