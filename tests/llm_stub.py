@@ -13,8 +13,9 @@ runtime. Standard library only.
                                  a final chunk with finish_reason, then, if
                                  stream_options.include_usage, a usage chunk with
                                  "choices": [], then "data: [DONE]".
-  POST /_stub/scenario           {"tag": "...", "steps": [step, ...]}: requests whose body
-                                 contains the tag get the steps in order (the last repeats).
+  POST /_stub/scenario           {"tag": "...", "steps": [step, ...], "cycle"?: true}: requests
+                                 whose body contains the tag get the steps in order (the last
+                                 repeats; with "cycle", they start over after the last).
                                  A step is any of:
                                    "reply": str           the answer text (both modes)
                                    "status": int          answer this status with "body" (or
@@ -217,7 +218,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_stub/scenario":
             spec = json.loads(raw)
             with LOCK:
-                SCENARIOS[spec["tag"]] = {"steps": spec["steps"], "next": 0}
+                SCENARIOS[spec["tag"]] = {"steps": spec["steps"], "next": 0, "cycle": bool(spec.get("cycle"))}
             return self.send_json(200, {"ok": True})
         if not url.path.endswith("/chat/completions"):
             return self.send_json(404, {"error": {"message": "not found"}})
@@ -245,7 +246,10 @@ class Handler(BaseHTTPRequestHandler):
             for tag, scenario in SCENARIOS.items():
                 if tag in raw:
                     steps = scenario["steps"]
-                    step = steps[min(scenario["next"], len(steps) - 1)]
+                    if scenario.get("cycle"):
+                        step = steps[scenario["next"] % len(steps)]
+                    else:
+                        step = steps[min(scenario["next"], len(steps) - 1)]
                     scenario["next"] += 1
                     break
         delay_ms = (step.get("delay_ms") or 0) + (step.get("first_byte_delay_ms") or 0)
