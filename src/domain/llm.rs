@@ -243,15 +243,21 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
         .and_then(Value::as_str)
         .or_else(|| Some("").filter(|_| message_calls_tools(&value)))
         .ok_or_else(|| "response has no choices[0].message.content".to_owned())?;
-    let tool_calls: Vec<ToolCall> = value
+    let tool_calls: Vec<ToolCall> = match value
         .get("choices")
         .and_then(|c| c.get(0))
         .and_then(|c| c.get("message"))
         .and_then(|m| m.get("tool_calls"))
-        .filter(|t| !t.is_null())
-        .map(|t| serde_json::from_value(t.clone()).map_err(|_| "response has malformed tool_calls".to_owned()))
-        .transpose()?
-        .unwrap_or_default();
+    {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| tool_call(i, call))
+            .collect::<Option<_>>()
+            .ok_or_else(|| "response has malformed tool_calls".to_owned())?,
+        Some(_) => return Err("response has malformed tool_calls".into()),
+    };
     if content.trim().is_empty() && tool_calls.is_empty() {
         return Err("response content is empty".into());
     }
@@ -270,6 +276,25 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
             .filter(|r| !r.is_empty())
             .map(str::to_owned),
         tool_calls,
+    })
+}
+
+/// One tool call of a completion, read leniently where servers differ: a missing id gets one
+/// (`call_<n>`, so its result can be matched to it), and arguments sent as a JSON object
+/// rather than as its text are taken as its text. A call without a function name is malformed.
+fn tool_call(index: usize, call: &Value) -> Option<ToolCall> {
+    let function = call.get("function")?;
+    let name = function.get("name").and_then(Value::as_str).filter(|n| !n.is_empty())?;
+    let arguments = match function.get("arguments") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    };
+    let id = call.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+    Some(ToolCall {
+        id: id.map_or_else(|| format!("call_{index}"), str::to_owned),
+        kind: "function".into(),
+        function: FunctionCall { name: name.to_owned(), arguments },
     })
 }
 
@@ -424,8 +449,18 @@ mod tests {
         assert_eq!(c.content, "");
         assert_eq!(c.tool_calls.len(), 1);
         assert_eq!(c.tool_calls[0].function.arguments, r#"{"kind":"deal"}"#);
+        // Lenient where servers differ: no id, arguments as an object.
+        let loose = parse_completion(
+            br#"{"choices":[{"message":{"content":null,"tool_calls":[{"function":{"name":"query_records","arguments":{"kind":"deal"}}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (loose.tool_calls[0].id.as_str(), loose.tool_calls[0].function.arguments.as_str()),
+            ("call_0", r#"{"kind":"deal"}"#)
+        );
         // Malformed calls, or no content and no calls, are not a completion.
         assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":1}]}}]}"#).is_err());
+        assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":{"id":1}}}]}"#).is_err());
         assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#).is_err());
 
         // The exchange as sent back: the calling message has no content, the result its call's id.
