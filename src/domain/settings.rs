@@ -231,6 +231,52 @@ impl TryFrom<&Object> for AgentPatch {
     }
 }
 
+/// What an agent's settings were, for [`AgentPatch::changes`].
+pub struct AgentSettings<'a> {
+    pub name: &'a str,
+    pub instructions: &'a str,
+    pub model: Option<&'a str>,
+    pub knowledge: &'a AgentKnowledge,
+    pub tools: &'a [Tool],
+}
+
+impl AgentPatch {
+    /// What the patch changes, as the audit log keeps it: `{"<field>": {"from", "to"}}` for the
+    /// fields whose value changes. Instructions (up to 20,000 characters) are summarised by
+    /// their length, not copied into the log.
+    pub fn changes(&self, old: &AgentSettings<'_>) -> serde_json::Value {
+        use serde_json::json;
+        let mut changes = serde_json::Map::new();
+        let mut note = |field: &str, from: serde_json::Value, to: serde_json::Value| {
+            if from != to {
+                changes.insert(field.into(), json!({ "from": from, "to": to }));
+            }
+        };
+        if let Some(name) = &self.name {
+            note("name", json!(old.name), json!(name));
+        }
+        if let Some(instructions) = &self.instructions {
+            if instructions != old.instructions {
+                note(
+                    "instructions",
+                    json!({ "chars": old.instructions.chars().count() }),
+                    json!({ "chars": instructions.chars().count() }),
+                );
+            }
+        }
+        if let Some(model) = &self.model {
+            note("model", json!(old.model), json!(model));
+        }
+        if let Some(knowledge) = &self.knowledge {
+            note("knowledge", old.knowledge.to_json(), knowledge.to_json());
+        }
+        if let Some(tools) = &self.tools {
+            note("tools", super::tools::tools_json(old.tools), super::tools::tools_json(tools));
+        }
+        serde_json::Value::Object(changes)
+    }
+}
+
 /// `tools`: absent or `null` → `None` (none).
 fn tools(obj: &Object) -> ApiResult<Option<Vec<Tool>>> {
     match obj.get("tools") {
@@ -358,6 +404,24 @@ mod tests {
         // An earlier expiry of its own stays.
         assert_eq!(rolled_expiry(Some(now + 5_000), now, 60), now + 5_000);
         assert_eq!(rolled_expiry(Some(now + 500_000), now, 60), now + 60_000);
+    }
+
+    #[test]
+    fn agent_changes_name_only_what_moves() {
+        let knowledge = AgentKnowledge::default();
+        let old =
+            AgentSettings { name: "Risk", instructions: "Be brief.", model: None, knowledge: &knowledge, tools: &[] };
+        let patch = AgentPatch::try_from(&obj(
+            json!({"name": "Risk", "instructions": "Be very brief.", "tools": ["query_records"], "model": null}),
+        ))
+        .unwrap();
+        assert_eq!(
+            patch.changes(&old),
+            json!({
+                "instructions": {"from": {"chars": 9}, "to": {"chars": 14}},
+                "tools": {"from": [], "to": ["query_records"]},
+            })
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::domain::cursor;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::AgentKnowledge;
-use crate::domain::settings::{AgentPatch, NewAgent};
+use crate::domain::settings::{AgentPatch, AgentSettings, NewAgent};
 use crate::domain::time::to_iso;
 use crate::domain::tools;
 use crate::storage::{self, agents, audit};
@@ -85,7 +85,20 @@ pub async fn update_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = AgentPatch::try_from(&read_json(req).await?)?;
     let db = storage::db(&cx.env)?;
-    let agent = agents::update(&db, &admin.workspace_id, m.param(0), &patch, &admin.name, cx.now)
+    // Read first, so the audit entry can say what changed (a concurrent edit in between makes
+    // its "from" values stale, never the agent itself wrong).
+    let old = agents::get(&db, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
+    let knowledge = AgentKnowledge::from_stored(old.knowledge.as_deref());
+    let old_tools = tools::from_stored(old.tools.as_deref());
+    let changes = patch.changes(&AgentSettings {
+        name: &old.name,
+        instructions: &old.instructions,
+        model: old.model.as_deref(),
+        knowledge: &knowledge,
+        tools: &old_tools,
+    });
+    let details = json!({ "changes": changes }).to_string();
+    let agent = agents::update(&db, &admin.workspace_id, m.param(0), &patch, &details, &admin.name, cx.now)
         .await?
         .ok_or(AGENT_NOT_FOUND)?;
     Ok(Reply::ok(agent_json(&agent)))

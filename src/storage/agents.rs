@@ -76,6 +76,7 @@ pub async fn update(
     workspace_id: &str,
     id: &str,
     patch: &AgentPatch,
+    details: &str,
     actor: &str,
     at: Millis,
 ) -> ApiResult<Option<Agent>> {
@@ -102,7 +103,7 @@ pub async fn update(
         Table::Agents,
         id,
         patch.name.as_deref(),
-        None,
+        Some(details),
         at,
     )?;
     let select = stmt(

@@ -364,6 +364,14 @@ fn agents_have_tools_and_the_default_assistant_gets_them_once_there_are_records(
     r.expect(200);
     assert_eq!(r.body["tools"], json!(["query_records", "aggregate_records"]));
     assert_eq!(get(&url, Some(&ws.admin_token)).body["tools"], json!(["query_records", "aggregate_records"]));
+    // The audit log says who gave it which tools.
+    let audit = get(&format!("{}/api/settings/audit-log", ws.base), Some(&ws.admin_token));
+    let entry =
+        audit.body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "agent.updated").unwrap().clone();
+    assert_eq!(
+        entry["details"]["changes"]["tools"],
+        json!({ "from": [], "to": ["query_records", "aggregate_records"] })
+    );
     for bad in [json!(["drop_table"]), json!("query_records"), json!([1])] {
         let r = request("PATCH", &url, Some(&ws.admin_token), Body::Json(json!({ "tools": bad })), &[]);
         r.expect(400);
