@@ -21,7 +21,14 @@
 //!       the Worker of the other scenarios (ledger on) and against a second one that differs
 //!       only in `USAGE_LEDGER=off`, alternately (see [`LEDGER_ROUNDS`]) and at one scheduled
 //!       rate for both, so that a drift of the machine falls on both sides alike. It runs
-//!       first, while the two Workers' databases hold the same: only what (l) itself stores.
+//!       first, while the two Workers' databases hold the same: only what (l) itself stores;
+//!   (t) the cost of one tool step, at concurrency 1 and 8: new chats with an agent in a
+//!       workspace of [`TOOL_STEP_DEALS`] deals, asked the same question two ways, alternately
+//!       (see [`TOOL_STEP_ROUNDS`]) and at one scheduled rate (see [`TOOL_STEP_LOAD`]): an
+//!       agent without tools, answering at once; an agent with `query_records`, which the
+//!       stand-in calls once (the top 5 open deals by amount) before answering, so the turn
+//!       makes a second model call with the tool's result. The stand-in is scripted per
+//!       connection, so each connection's turns get the tool call and the answer in order.
 //!
 //! Load is open-loop at a constant rate (wrk2-style): a short closed-loop pass finds the
 //! throughput, then requests are scheduled at 75% of it and latency is measured from each
@@ -48,6 +55,25 @@ const LEDGER_CONCURRENCY: [usize; 2] = [1, 8];
 /// takes `BENCH_REQUESTS / LEDGER_ROUNDS` requests (at least one per connection), so a side
 /// takes as many as a scenario.
 const LEDGER_ROUNDS: usize = 8;
+/// Concurrencies of the tool-step comparison (t).
+const TOOL_STEP_CONCURRENCY: [usize; 2] = [1, 8];
+/// Runs per side of each concurrency of (t), in the order of (l): without tools, with the
+/// step, with the step, without, …; each takes `BENCH_REQUESTS / TOOL_STEP_ROUNDS` requests
+/// (at least one per connection), so a side takes as many as a scenario.
+const TOOL_STEP_ROUNDS: usize = 8;
+/// The scheduled rate of (t), as a share of what the slower side (the tool step) sustains in
+/// its closed-loop pass. Lower than the 75% of the other scenarios: at 75%, on a busy machine,
+/// the tool-step side ran past its capacity at concurrency 1 (the short pass had overestimated
+/// it), and its latency then measured a growing backlog rather than the step.
+const TOOL_STEP_LOAD: f64 = 0.6;
+/// Deals in the workspace of (t): its retrieval and the tool's statement read these.
+const TOOL_STEP_DEALS: usize = 1000;
+/// The sides of (t): the base of the differences, then the tool step.
+const TOOL_STEP_SIDES: [&str; 2] = ["t) agent turn, no tools", "t) agent turn, one tool step"];
+const TOOL_STEP_QUESTION: &str = "What are the top 5 open deals by amount?";
+const TOOL_STEP_INSTRUCTIONS: &str = "You analyse the sales pipeline. Answer briefly and name the deals.";
+/// The stand-in's answer on both sides, so both turns store and return the same text.
+const TOOL_STEP_REPLY: &str = "The five largest open deals, largest first, are the ones listed in the sources.";
 /// Earlier turns of each long chat; both sides of each are [`LONG_TEXT_CHARS`] long.
 const LONG_CHAT_TURNS: usize = 60;
 const LONG_TEXT_CHARS: usize = 10_000;
@@ -562,6 +588,156 @@ fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<Ledg
     pairs
 }
 
+/// One concurrency of (t): the runs of each side in [`TOOL_STEP_SIDES`] order.
+struct ToolStepSet {
+    sides: Vec<Row>,
+    /// What each side sustained in its closed-loop pass, requests per second.
+    capacity: Vec<f64>,
+    /// Per round, the latency p50 of the tool-step run minus that of the round's run without
+    /// tools, ms: how far apart the sides land from round to round.
+    round_diffs: Vec<f64>,
+}
+
+/// Deal `i` of the workspace of (t): distinct amounts, a third of them won, the rest open.
+fn tool_step_deal(i: usize) -> Value {
+    let status = if i.is_multiple_of(3) { "won" } else { "open" };
+    let stage = if status == "won" { "Closed Won" } else { ["Discovery", "Proposal", "Negotiation"][i % 3] };
+    let owner = ["Dana", "Lee", "Kim"][i % 3];
+    json!({
+        "kind": "deal", "externalId": format!("bench-deal-{i:04}"), "title": format!("Account {i} expansion"),
+        "amount": ((i * 7919) % 1000) * 1000 + i, "currency": "USD", "stage": stage, "status": status,
+        "owner": owner,
+    })
+}
+
+/// The stand-in's script for the requests of one side of (t) carrying `tag`: the tool-step side
+/// gets the tool call and then the answer, over and over (each connection has tags of its own,
+/// so its turns take the two steps in order); the other gets the answer every time.
+fn script_tool_step(stub: &str, tag: &str, tool_step: bool) {
+    let answer = json!({ "reply": TOOL_STEP_REPLY });
+    let steps = if tool_step {
+        let arguments =
+            json!({ "kind": "deal", "filters": { "status": "open" }, "sortBy": "amount", "order": "desc", "limit": 5 });
+        json!([{ "tool_calls": [{ "name": "query_records", "arguments": arguments }] }, answer])
+    } else {
+        json!([answer])
+    };
+    call("POST", &format!("{stub}/_stub/scenario"), None, Some(json!({ "tag": tag, "steps": steps, "cycle": true })));
+}
+
+/// Scenario (t): in a workspace of its own with [`TOOL_STEP_DEALS`] deals, an agent without
+/// tools and one with `query_records`, asked the same question; see the module's comment.
+fn tool_step_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec<ToolStepSet> {
+    let (admin, [key]) = workspace(base, op, ["bench-tools"]);
+    eprintln!("t) importing {TOOL_STEP_DEALS} deals ...");
+    let deals: Vec<Value> = (0..TOOL_STEP_DEALS).map(tool_step_deal).collect();
+    for batch in deals.chunks(500) {
+        let r = call(
+            "PUT",
+            &format!("{base}/api/settings/knowledge/records"),
+            Some(&admin),
+            Some(json!({ "records": batch })),
+        );
+        let written = r["results"].as_array().map_or(0, |r| r.iter().filter(|x| x["status"] == "created").count());
+        assert_eq!(written, batch.len(), "every deal should be created: {r}");
+    }
+    let agent = |name: &str, tools: Value| -> String {
+        let body = json!({ "name": name, "instructions": TOOL_STEP_INSTRUCTIONS, "tools": tools });
+        let a = call("POST", &format!("{base}/api/settings/agents"), Some(&admin), Some(body));
+        a["id"].as_str().unwrap_or_else(|| panic!("creating agent {name}: {a}")).to_owned()
+    };
+    let plain = agent("bench-no-tools", json!([]));
+    let analyst = agent("bench-query-records", json!(["query_records"]));
+    // Sides: (agent, letter of its tags, whether the stand-in calls the tool).
+    let sides = [(&plain, 'n', false), (&analyst, 's', true)];
+
+    // One turn of each side, checked: the run measures what it says only if the tool-step side
+    // really makes one call returning 5 deals and answers, and the other makes none.
+    for (agent_id, letter, tool_step) in sides {
+        let tag = format!("[bench t check {letter}]");
+        script_tool_step(stub, &tag, tool_step);
+        let body = json!({ "message": format!("{tag} {TOOL_STEP_QUESTION}"), "agentId": agent_id });
+        let r = call("POST", &format!("{base}/api/chat"), Some(&key), Some(body));
+        assert_eq!(r["response"], TOOL_STEP_REPLY, "the answer of a checked turn: {r}");
+        let chat_id = r["chatId"].as_str().unwrap_or_default();
+        let chat = call("GET", &format!("{base}/api/chats/{chat_id}"), Some(&key), None);
+        let calls = chat["messages"][1]["toolCalls"].clone();
+        let expected = if tool_step { json!([{ "name": "query_records", "resultCount": 5 }]) } else { json!([]) };
+        let seen: Vec<Value> = calls
+            .as_array()
+            .map(|a| a.iter().map(|c| json!({ "name": c["name"], "resultCount": c["resultCount"] })).collect())
+            .unwrap_or_default();
+        assert_eq!(json!(seen), expected, "the tool calls of a checked turn ({letter}): {chat}");
+    }
+
+    let mut sets = Vec::new();
+    for conns in TOOL_STEP_CONCURRENCY {
+        let per_round = requests.div_ceil(TOOL_STEP_ROUNDS).max(conns);
+        // Each connection's tags of its own (request i goes over connection i % conns and uses
+        // body i % conns), fresh for each concurrency.
+        let tags = |letter: char| (0..conns).map(move |c| format!("[bench t{conns} {letter} w{c}]"));
+        let script_all = || {
+            for (_, letter, tool_step) in sides {
+                tags(letter).for_each(|tag| script_tool_step(stub, &tag, tool_step));
+            }
+        };
+        script_all();
+        let targets: Vec<Target> = sides
+            .iter()
+            .map(|(agent_id, letter, _)| Target {
+                method: "POST",
+                url: format!("{base}/api/chat"),
+                token: Some(key.clone()),
+                headers: Vec::new(),
+                bodies: tags(*letter)
+                    .map(|tag| Some(json!({ "message": format!("{tag} {TOOL_STEP_QUESTION}"), "agentId": agent_id })))
+                    .collect(),
+                calibration_cap: usize::MAX,
+            })
+            .collect();
+        // Warm up (the isolate and the statements of both sides) before the first concurrency only.
+        if conns == TOOL_STEP_CONCURRENCY[0] {
+            for t in &targets {
+                let _ = calibrate(t, conns.min(4));
+            }
+        }
+        // One rate for both sides, from what the slower (the tool step, with two model calls)
+        // sustains, so that neither runs at its capacity.
+        let capacity: Vec<f64> = targets.iter().map(|t| calibrate(t, conns)).collect();
+        let rate = (capacity.iter().copied().fold(f64::INFINITY, f64::min) * TOOL_STEP_LOAD).max(1.0);
+        // The script again: every connection's turns start with the tool call, whatever the
+        // closed-loop passes left behind.
+        script_all();
+        eprintln!(
+            "t) agent turns without / with one tool step @ {conns}: closed loop {:.0} / {:.0} req/s; {rate:.0} req/s \
+             scheduled, {TOOL_STEP_ROUNDS} rounds each",
+            capacity[0], capacity[1]
+        );
+        let mut runs: Vec<Vec<Run>> = (0..targets.len()).map(|_| Vec::new()).collect();
+        for round in 0..TOOL_STEP_ROUNDS {
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                runs[i].push(run(&targets[i], conns, per_round, rate));
+            }
+        }
+        let round_diffs = runs[1].iter().zip(&runs[0]).map(|(s, n)| s.p50 - n.p50).collect();
+        let sides = runs
+            .into_iter()
+            .zip(TOOL_STEP_SIDES)
+            .map(|(runs, name)| {
+                let run = merge(runs);
+                let analysis = analyse(&run.samples);
+                Row { name, conns, run, over: None, analysis }
+            })
+            .collect();
+        sets.push(ToolStepSet { sides, capacity, round_diffs });
+    }
+    sets
+}
+
 fn main() {
     let base = env("ATTIVE_BASE_URL");
     let stub = env("LLM_STUB_URL");
@@ -590,6 +766,8 @@ fn main() {
         Some(off) if wanted("l") => ledger_comparison(&base, off, &op, requests),
         _ => Vec::new(),
     };
+    // (t) next: a workspace of its own, so it finds no more than its own chats and deals.
+    let mut tool_steps = if wanted("t") { tool_step_comparison(&base, &stub, &op, requests) } else { Vec::new() };
     let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
         let chats: Vec<String> = if wanted("d") {
@@ -735,7 +913,17 @@ fn main() {
         pair.on.over = direct.map(|d| pair.on.run.p50 - d);
         pair.off.over = direct.map(|d| pair.off.run.p50 - d);
     }
-    let all: Vec<&Row> = rows.iter().chain(ledger.iter().flat_map(|p| [&p.on, &p.off])).collect();
+    for set in &mut tool_steps {
+        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == set.sides[0].conns).map(|r| r.run.p50);
+        for side in &mut set.sides {
+            side.over = direct.map(|d| side.run.p50 - d);
+        }
+    }
+    let all: Vec<&Row> = rows
+        .iter()
+        .chain(ledger.iter().flat_map(|p| [&p.on, &p.off]))
+        .chain(tool_steps.iter().flat_map(|t| t.sides.iter()))
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
 
     println!("\n| scenario | conc | req/s | p50 ms | p95 ms | p99 ms | errors | p50 over (a) |");
@@ -904,6 +1092,125 @@ fn main() {
         }
     }
 
+    // (t): each side, then the differences (tool step − no tools). The phases' means add up to
+    // the service time's mean: the step's Δ splits into the second model call (llm), the tool
+    // (validation, D1 statement, rendering: in outside) and storing its trace (persist).
+    let tool_step_report: Vec<Value> = tool_steps
+        .iter()
+        .map(|ToolStepSet { sides, capacity, round_diffs }| {
+            let phase = |r: &Row, k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| *p);
+            let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            let outside_mean = |r: &Row| mean(r.run.samples.iter().filter(|s| s.ok).filter_map(outside_ms).collect());
+            let service_mean =
+                |r: &Row| mean(r.run.samples.iter().filter(|s| s.ok).map(|s| s.service_us as f64 / 1000.0).collect());
+            let side = |r: &Row, capacity: f64| {
+                json!({
+                    "scenario": r.name, "requests": r.run.samples.len(), "errors": r.run.errors,
+                    "closedLoopRps": capacity, "rps": r.run.rps,
+                    "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99,
+                    "serviceMs": r.analysis.service.json(), "serviceMeanMs": service_mean(r),
+                    "queueingMs": r.analysis.queue.json(),
+                    "llmMs": phase(r, "llm").map(|p| p.json()), "llmMeanMs": mean_metric(&r.run.samples, "llm"),
+                    "persistMs": phase(r, "persist").map(|p| p.json()),
+                    "persistMeanMs": mean_metric(&r.run.samples, "persist"),
+                    "outsideMs": phase(r, "outside").map(|p| p.json()), "outsideMeanMs": outside_mean(r),
+                    "d1RoundTrips": phase(r, "d1").map(|p| p.json()),
+                })
+            };
+            let (plain, step) = (&sides[0], &sides[1]);
+            let sub = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
+            let (lo, hi) =
+                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+            json!({
+                "concurrency": plain.conns, "scheduledRate": plain.run.rate,
+                "noTools": side(plain, capacity[0]), "oneToolStep": side(step, capacity[1]),
+                "stepCost": {
+                    "p50Ms": step.run.p50 - plain.run.p50,
+                    "p50Pct": 100.0 * (step.run.p50 - plain.run.p50) / plain.run.p50,
+                    "p95Ms": step.run.p95 - plain.run.p95, "p99Ms": step.run.p99 - plain.run.p99,
+                    "serviceP50Ms": step.analysis.service.p50 - plain.analysis.service.p50,
+                    "serviceMeanMs": sub(service_mean(step), service_mean(plain)),
+                    "llmMeanMs": sub(mean_metric(&step.run.samples, "llm"), mean_metric(&plain.run.samples, "llm")),
+                    "persistMeanMs":
+                        sub(mean_metric(&step.run.samples, "persist"), mean_metric(&plain.run.samples, "persist")),
+                    "outsideMeanMs": sub(outside_mean(step), outside_mean(plain)),
+                    "closedLoopRpsPct": 100.0 * (capacity[1] - capacity[0]) / capacity[0],
+                },
+                "roundP50DiffsMs": round_diffs,
+                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
+                    "stepSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+            })
+        })
+        .collect();
+    if !tool_step_report.is_empty() {
+        let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
+        let d = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:+.1}"));
+        let cell = |v: &Value| format!("{} / {} / {}", f(&v["p50"]), f(&v["p95"]), f(&v["p99"]));
+        println!(
+            "\nOne tool step (t): new chats with an agent in a workspace of {TOOL_STEP_DEALS} deals, without tools and"
+        );
+        println!("with one query_records step, {TOOL_STEP_ROUNDS} runs a side alternated at one scheduled rate (req/s: closed");
+        println!("loop, then as run); ms, p50 / p95 / p99 for latency, service time and queueing; llm, persist");
+        println!("(whole ms: mean in brackets), outside (service time minus the timed phases, mean in");
+        println!("brackets: here also the tool's validation, D1 statement and rendering) and d1 (round trips");
+        println!("the Worker counts) from Server-Timing, p50:\n");
+        println!("| scenario | conc | req/s | latency | service | queueing | llm | persist | outside | d1 | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for t in &tool_step_report {
+            for s in [&t["noTools"], &t["oneToolStep"]] {
+                println!(
+                    "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} |",
+                    s["scenario"].as_str().unwrap_or_default(),
+                    t["concurrency"],
+                    s["closedLoopRps"].as_f64().unwrap_or_default(),
+                    s["rps"].as_f64().unwrap_or_default(),
+                    f(&s["p50Ms"]),
+                    f(&s["p95Ms"]),
+                    f(&s["p99Ms"]),
+                    cell(&s["serviceMs"]),
+                    cell(&s["queueingMs"]),
+                    f(&s["llmMs"]["p50"]),
+                    f(&s["llmMeanMs"]),
+                    f(&s["persistMs"]["p50"]),
+                    f(&s["persistMeanMs"]),
+                    f(&s["outsideMs"]["p50"]),
+                    f(&s["outsideMeanMs"]),
+                    f(&s["d1RoundTrips"]["p50"]),
+                    s["errors"],
+                );
+            }
+        }
+        println!("\nAdded cost of one tool step, ms (Δ = with the step − without tools): latency p50, its share,");
+        println!("and per round (the p50 differences of the rounds' pairs of runs: median, lowest … highest, in");
+        println!("how many rounds the step side was the slower); latency p95; service time p50 and mean, the");
+        println!("mean's split into llm (the second model call), persist and outside (the tool itself); and");
+        println!("what the step takes off the closed-loop throughput:\n");
+        println!("| conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | step slower | Δ p95 | Δ service p50 | Δ service mean | Δ llm | Δ persist | Δ outside | Δ closed-loop req/s |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for t in &tool_step_report {
+            let (c, round) = (&t["stepCost"], &t["roundP50Diff"]);
+            println!(
+                "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {TOOL_STEP_ROUNDS} | {} | {} | {} | {} | {} | {} | {}% |",
+                t["concurrency"],
+                t["scheduledRate"].as_f64().unwrap_or_default(),
+                d(&c["p50Ms"]),
+                d(&c["p50Pct"]),
+                d(&round["medianMs"]),
+                d(&round["lowestMs"]),
+                d(&round["highestMs"]),
+                round["stepSlower"],
+                d(&c["p95Ms"]),
+                d(&c["serviceP50Ms"]),
+                d(&c["serviceMeanMs"]),
+                d(&c["llmMeanMs"]),
+                d(&c["persistMeanMs"]),
+                d(&c["outsideMeanMs"]),
+                d(&c["closedLoopRpsPct"]),
+            );
+        }
+    }
+
     let raw: u64 = std::env::var("BENCH_WASM_RAW").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let gz: u64 = std::env::var("BENCH_WASM_GZIP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
@@ -931,6 +1238,11 @@ fn main() {
         "longChat": { "turns": LONG_CHAT_TURNS, "chars": LONG_TEXT_CHARS, "requestsPerChat": LONG_CHAT_REQUESTS },
         "wasmBytes": { "raw": raw, "gzip": gz },
         "usageLedger": { "concurrency": LEDGER_CONCURRENCY, "rounds": LEDGER_ROUNDS, "comparison": ledger_report },
+        "toolStep": {
+            "concurrency": TOOL_STEP_CONCURRENCY, "rounds": TOOL_STEP_ROUNDS, "deals": TOOL_STEP_DEALS,
+            "load": TOOL_STEP_LOAD,
+            "comparison": tool_step_report,
+        },
     });
     if let Ok(path) = std::env::var("BENCH_OUTPUT") {
         if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default()) {
