@@ -296,7 +296,12 @@ impl Turn {
     /// ran (for the stream's `tool` events).
     pub async fn run_tool_step(&mut self, answer: &Answer) -> Vec<Trace> {
         let Some(toolbox) = &self.toolbox else { return Vec::new() };
-        let executed = tools::run(&self.env, &self.request_id, &self.workspace_id, toolbox, &answer.tool_calls).await;
+        let (executed, ms) =
+            timed(tools::run(&self.env, &self.request_id, &self.workspace_id, toolbox, &answer.tool_calls)).await;
+        self.timing.tools_ms += ms;
+        // One statement per call, side by side.
+        let statements = answer.tool_calls.len().min(crate::domain::sse::MAX_TOOL_CALLS);
+        self.timing.d1_calls += u32::try_from(statements).unwrap_or(u32::MAX);
         self.messages.push(llm::Turn { content: answer.text.clone(), ..llm::Turn::calling(answer.tool_calls.clone()) });
         let mut ran = Vec::with_capacity(executed.len());
         for e in executed {

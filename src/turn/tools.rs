@@ -10,6 +10,7 @@ use crate::context::log_warn;
 use crate::domain::agent::Trace;
 use crate::domain::knowledge::{Kind, Source};
 use crate::domain::llm::{ToolCall, Turn};
+use crate::domain::sse::MAX_TOOL_CALLS;
 use crate::domain::tools::{self, Call, Tool};
 use crate::storage::{self, knowledge};
 
@@ -35,7 +36,9 @@ pub struct Executed {
     pub sources: Vec<Source>,
 }
 
-/// Runs the model's calls side by side, in the workspace `workspace_id` only.
+/// Runs the model's calls side by side, in the workspace `workspace_id` only. Calls past
+/// [`MAX_TOOL_CALLS`] in one step are answered with an error instead of run: a model asking
+/// for hundreds of queries at once is not asking for data.
 pub async fn run(
     env: &Env,
     request_id: &str,
@@ -43,15 +46,27 @@ pub async fn run(
     toolbox: &Toolbox,
     calls: &[ToolCall],
 ) -> Vec<Executed> {
-    futures::future::join_all(calls.iter().map(|call| run_one(env, request_id, workspace_id, toolbox, call))).await
+    futures::future::join_all(calls.iter().enumerate().map(|(i, call)| async move {
+        if i >= MAX_TOOL_CALLS {
+            let why = format!("too many tool calls in one step; at most {MAX_TOOL_CALLS} run, call again for the rest");
+            return refused(call, why);
+        }
+        run_one(env, request_id, workspace_id, toolbox, call).await
+    }))
+    .await
 }
 
-async fn run_one(env: &Env, request_id: &str, workspace_id: &str, toolbox: &Toolbox, call: &ToolCall) -> Executed {
-    let fail = |message: String| Executed {
+/// A call answered with an error for the model, and kept as such.
+fn refused(call: &ToolCall, message: String) -> Executed {
+    Executed {
         message: Turn::tool_result(&call.id, tools::render_error(&message).content),
         trace: Trace::new(call, 0, Some(message)),
         sources: Vec::new(),
-    };
+    }
+}
+
+async fn run_one(env: &Env, request_id: &str, workspace_id: &str, toolbox: &Toolbox, call: &ToolCall) -> Executed {
+    let fail = |message: String| refused(call, message);
     let parsed = match tools::validate(&call.function.name, &call.function.arguments, &toolbox.tools, &toolbox.kinds) {
         Ok(parsed) => parsed,
         Err(why) => return fail(why),

@@ -111,6 +111,9 @@ fn the_top_deals_question_is_answered_with_exactly_the_largest_open_deals_of_the
         chat(&key, json!({ "message": format!("{tag} What are the top deals in our pipeline?"), "agentId": agent }));
     r.expect(200);
     assert_eq!(r.body["response"], "Your five largest open deals are listed.");
+    // Three D1 round trips: the load, the tool's statement, the store; and a tools phase.
+    let timing = r.header("server-timing").unwrap();
+    assert!(timing.contains("d1;desc=\"round trips\";dur=3") && timing.contains("tools;dur="), "{timing}");
 
     let requests = stub::requests(&tag);
     assert_eq!(requests.len(), 2);
@@ -445,4 +448,24 @@ fn tool_exchanges_go_back_to_the_model_in_later_turns() {
         .filter(|r| *r != "system")
         .collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"], "{roles:?}");
+}
+
+#[test]
+fn a_step_runs_at_most_sixteen_calls() {
+    let ws = Workspace::new();
+    put_records(
+        &ws,
+        json!([{ "kind": "deal", "externalId": "1", "title": "Only deal", "amount": 5, "currency": "USD" }]),
+    );
+    let agent = tool_agent(&ws, json!(["query_records"]));
+    let key = ws.key();
+    let tag = unique("many-calls-");
+    let calls: Vec<Value> =
+        (0..20).map(|_| json!({ "name": "query_records", "arguments": { "kind": "deal" } })).collect();
+    stub::script(&tag, json!([{ "tool_calls": calls }, { "reply": "Enough." }]));
+    chat(&key, json!({ "message": format!("{tag} all of it"), "agentId": agent })).expect(200);
+    let results = tool_results(&stub::requests(&tag)[1]);
+    assert_eq!(results.len(), 20, "every call gets its answer");
+    assert_eq!(results.iter().filter(|r| r["records"].is_array()).count(), 16);
+    assert!(results[16..].iter().all(|r| r["error"].as_str().unwrap().contains("too many")), "{results:?}");
 }
