@@ -32,6 +32,9 @@ pub struct UsageNote {
     pub key_hash: Option<String>,
     pub counted: bool,
     pub llm_ms: u64,
+    /// Tokens of calls made before the request failed (an agent's tool steps).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 impl Cx {
@@ -51,6 +54,13 @@ impl Cx {
 
     pub fn usage_llm_ms(&self, ms: u64) {
         self.usage.borrow_mut().llm_ms = ms;
+    }
+
+    /// Tokens already spent when the request fails after some model calls succeeded.
+    pub fn usage_tokens(&self, prompt_tokens: u64, completion_tokens: u64) {
+        let mut usage = self.usage.borrow_mut();
+        usage.prompt_tokens = prompt_tokens;
+        usage.completion_tokens = completion_tokens;
     }
 
     pub fn take_usage(&self) -> UsageNote {

@@ -13,6 +13,10 @@ use super::tools::Tool;
 /// Model calls per turn when `AGENT_MAX_STEPS` is not set.
 pub const DEFAULT_MAX_STEPS: u32 = 4;
 
+/// The most sources an answer keeps (retrieved records, then what tools returned, first
+/// come): they are stored with the message and sent with the response.
+pub const MAX_SOURCES: usize = 50;
+
 /// One executed tool call, as stored with the answer and shown by `GET /api/chats/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,7 +67,7 @@ pub fn exchange(traces: &[Trace]) -> Vec<Turn> {
         .iter()
         .enumerate()
         .map(|(i, t)| ToolCall {
-            id: format!("call_past_{i}"),
+            id: past_call_id(i),
             kind: "function".into(),
             function: FunctionCall {
                 name: t.name.clone(),
@@ -83,9 +87,15 @@ pub fn exchange(traces: &[Trace]) -> Vec<Turn> {
                 "note": "a result of an earlier turn, not kept; call the tool again to see its rows"
             }),
         };
-        turns.push(Turn::tool_result(&format!("call_past_{i}"), result.to_string()));
+        turns.push(Turn::tool_result(&past_call_id(i), result.to_string()));
     }
     turns
+}
+
+/// Ids of a past exchange's calls: nine letters and digits, the strictest form providers
+/// accept (Mistral's).
+fn past_call_id(i: usize) -> String {
+    format!("past{:05}", i % 100_000)
 }
 
 /// Usage over every call of a turn: the provider's numbers where every step had them, and

@@ -197,6 +197,13 @@ pub fn tools_refused(status: u16) -> String {
     )
 }
 
+/// Whether a provider's error body is about tools (`tools`, `tool_choice`, `functions`): then a
+/// refusal of a request with tools means the provider or model does not do tool calling.
+pub fn mentions_tools(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    body.contains("tool") || body.contains("function")
+}
+
 /// The JSON body of `POST {base}/chat/completions`.
 pub fn request_body(model: &str, messages: &[Turn], tools: Option<Offer<'_>>) -> Value {
     let mut body = json!({ "model": model, "messages": messages });
@@ -279,6 +286,12 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, String> {
     })
 }
 
+/// An id for a tool call the provider sent without one: nine letters and digits, the
+/// strictest form providers accept (Mistral's).
+pub fn fallback_call_id(index: usize) -> String {
+    format!("call{:05}", index % 100_000)
+}
+
 /// One tool call of a completion, read leniently where servers differ: a missing id gets one
 /// (`call_<n>`, so its result can be matched to it), and arguments sent as a JSON object
 /// rather than as its text are taken as its text. A call without a function name is malformed.
@@ -292,7 +305,7 @@ fn tool_call(index: usize, call: &Value) -> Option<ToolCall> {
     };
     let id = call.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
     Some(ToolCall {
-        id: id.map_or_else(|| format!("call_{index}"), str::to_owned),
+        id: id.map_or_else(|| fallback_call_id(index), str::to_owned),
         kind: "function".into(),
         function: FunctionCall { name: name.to_owned(), arguments },
     })
@@ -456,7 +469,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (loose.tool_calls[0].id.as_str(), loose.tool_calls[0].function.arguments.as_str()),
-            ("call_0", r#"{"kind":"deal"}"#)
+            ("call00000", r#"{"kind":"deal"}"#)
         );
         // Malformed calls, or no content and no calls, are not a completion.
         assert!(parse_completion(br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":1}]}}]}"#).is_err());
@@ -472,6 +485,9 @@ mod tests {
         );
         assert_eq!(sent[1], json!({"role": "tool", "content": "{}", "tool_call_id": "call_1"}));
         assert!(tools_refused(400).contains("tool calling"));
+        assert!(mentions_tools(r#"{"error":{"message":"this model does not support tools"}}"#));
+        assert!(mentions_tools("Unrecognized request argument supplied: tool_choice"));
+        assert!(!mentions_tools(r#"{"error":{"message":"maximum context length is 8192 tokens"}}"#));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::llm::{estimate_tokens, Completion, FunctionCall, ToolCall, Turn};
+use super::llm::{self, estimate_tokens, Completion, FunctionCall, ToolCall, Turn};
 
 /// The longest line we buffer (bytes, without its terminator). A provider line is one JSON
 /// chunk of a few hundred bytes; anything near this is not a chat stream, and refusing it keeps
@@ -291,7 +291,8 @@ pub struct Chunk {
 /// later ones more of its arguments' text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolCallDelta {
-    pub index: usize,
+    /// `None` when the provider leaves it out (some send each call whole, one per chunk).
+    pub index: Option<usize>,
     pub id: Option<String>,
     pub name: Option<String>,
     pub arguments: Option<String>,
@@ -432,13 +433,12 @@ fn tool_call_delta(call: &Value) -> Result<ToolCallDelta, ParseError> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let function = call.get("function");
     let index = match call.get("index") {
-        // Providers that send one call per chunk sometimes leave the index out.
-        None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_u64()
-            .and_then(|i| usize::try_from(i).ok())
-            .filter(|i| *i < MAX_TOOL_CALLS)
-            .ok_or_else(|| ParseError::Malformed("a tool call's index is not a small number".into()))?,
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| ParseError::Malformed("a tool call's index is not a number".into()))?,
+        ),
     };
     Ok(ToolCallDelta {
         index,
@@ -598,11 +598,29 @@ impl Collector {
                     self.model.clone_from(&chunk.model);
                 }
                 for delta in &chunk.tool_calls {
-                    while self.tool_calls.len() <= delta.index {
+                    // Without an index, a new id starts a new call and anything else continues
+                    // the last one.
+                    let index = delta.index.unwrap_or_else(|| {
+                        let last = self.tool_calls.len().saturating_sub(1);
+                        let new_id = delta
+                            .id
+                            .as_ref()
+                            .is_some_and(|id| self.tool_calls.last().is_some_and(|c| !c.id.is_empty() && c.id != *id));
+                        if new_id || self.tool_calls.is_empty() {
+                            self.tool_calls.len()
+                        } else {
+                            last
+                        }
+                    });
+                    // Calls past the cap are not kept (a step runs at most that many anyway).
+                    if index >= MAX_TOOL_CALLS {
+                        continue;
+                    }
+                    while self.tool_calls.len() <= index {
                         let function = FunctionCall { name: String::new(), arguments: String::new() };
                         self.tool_calls.push(ToolCall { id: String::new(), kind: "function".into(), function });
                     }
-                    if let Some(call) = self.tool_calls.get_mut(delta.index) {
+                    if let Some(call) = self.tool_calls.get_mut(index) {
                         if let Some(id) = &delta.id {
                             call.id.clone_from(id);
                         }
@@ -656,7 +674,7 @@ impl Collector {
             .filter(|(_, c)| !c.function.name.is_empty())
             .map(|(i, mut c)| {
                 if c.id.is_empty() {
-                    c.id = format!("call_{i}");
+                    c.id = llm::fallback_call_id(i);
                 }
                 c
             })
@@ -1147,6 +1165,45 @@ data: {"choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":3}}
         let answer = Collector::new().finish(StreamEnd::Interrupted, &prompt());
         assert_eq!(answer.usage.completion_tokens, 0);
         assert!(answer.usage.prompt_tokens > 0);
+    }
+
+    #[test]
+    fn streamed_tool_calls_are_assembled_by_index_or_by_id() {
+        let mut parser = Parser::new();
+        let chunk = |delta: &str| format!("data: {{\"choices\":[{{\"delta\":{delta}}}]}}\n\n");
+        let body = [
+            // OpenAI: by index, the arguments in pieces.
+            chunk(r#"{"tool_calls":[{"index":0,"id":"a","function":{"name":"query_records","arguments":""}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"kind\":"}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"\"deal\"}"}}]}"#),
+            // Whole calls without an index: a new id is a new call.
+            chunk(r#"{"tool_calls":[{"id":"b","function":{"name":"search_records","arguments":"{}"}}]}"#),
+            chunk(r#"{"tool_calls":[{"id":"c","function":{"name":"aggregate_records"}}]}"#),
+            // Past the cap: not kept.
+            chunk(r#"{"tool_calls":[{"index":99,"id":"z","function":{"name":"query_records"}}]}"#),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        let mut collector = Collector::new();
+        for event in parser.push(body.as_bytes()).unwrap() {
+            collector.apply(&event);
+        }
+        let answer = collector.finish(StreamEnd::Clean, &prompt());
+        let calls: Vec<(&str, &str, &str)> = answer
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.function.name.as_str(), c.function.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("a", "query_records", r#"{"kind":"deal"}"#),
+                ("b", "search_records", "{}"),
+                ("c", "aggregate_records", "")
+            ]
+        );
+        // Calling tools with no text is a complete answer, not an empty one.
+        assert_eq!(answer.outcome, Outcome::Complete);
     }
 
     #[test]

@@ -123,12 +123,12 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
     if let Some(scope) = &patch.scope {
         check_agents(cx, &admin.workspace_id, scope).await?;
     }
-    let (settings, changes) = patch.apply(&key.settings());
+    let (_, changes) = patch.apply(&key.settings());
     if changes.as_object().is_none_or(serde_json::Map::is_empty) {
         return Ok(Reply::ok(key_json(&key)));
     }
     let details = json!({ "changes": changes }).to_string();
-    let key = keys::update(&db, &admin.workspace_id, &key.id, &settings, &details, &admin.name, cx.now)
+    let key = keys::update(&db, &admin.workspace_id, &key.id, &patch, &details, &admin.name, cx.now)
         .await?
         .ok_or(KEY_NOT_FOUND)?;
     Ok(Reply::ok(key_json(&key)))
@@ -144,8 +144,11 @@ pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     if old.expires_at.is_some_and(|t| t <= cx.now) {
         return Err(ApiError::NotFound("API key not found", Some(json!("the key has expired; create a new one"))));
     }
+    // A successor that was deleted since does not count: the key can be rolled again.
     if let Some(successor) = &old.rolled_to {
-        return Err(ApiError::Conflict("API key already rolled", json!({ "rolledTo": successor })));
+        if keys::get(&db, &admin.workspace_id, successor).await?.is_some() {
+            return Err(ApiError::Conflict("API key already rolled", json!({ "rolledTo": successor })));
+        }
     }
     let (mut key, token) = mint(&admin, cx, old.name.clone())?;
     key.expires_at = old.expires_at;

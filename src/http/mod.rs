@@ -107,7 +107,7 @@ async fn count_usage(cx: &Cx, status: u16) {
     if !cx.config().is_ok_and(|c| c.usage_ledger) {
         return;
     }
-    let counters = Counters::request(status).with_llm(0, 0, note.llm_ms);
+    let counters = Counters::request(status).with_llm(note.prompt_tokens, note.completion_tokens, note.llm_ms);
     let (env, request_id, day) = (cx.env.clone(), cx.request_id.clone(), usage::day_of(cx.now));
     let write = async move {
         let mut last = None;

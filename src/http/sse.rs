@@ -67,7 +67,8 @@ pub async fn respond(cx: &Cx, req: &Request, mut turn: Turn) -> ApiResult<Reply>
     });
     let (aborted_tx, aborted_rx) = oneshot::channel::<()>();
     let on_abort = watch_abort(req, aborted_tx);
-    let producer = Producer { turn, upstream, frames: frames_tx, started: now(), last_sent: now() };
+    let first_call_ms = turn.timing.llm_ms;
+    let producer = Producer { turn, upstream, frames: frames_tx, started: now(), last_sent: now(), first_call_ms };
     cx.ctx.wait_until(async move {
         let _on_abort = on_abort;
         producer.run(gone_rx, aborted_rx).await;
@@ -101,6 +102,8 @@ struct Producer {
     frames: mpsc::Sender<String>,
     started: u64,
     last_sent: u64,
+    /// How long the first call waited for the provider's headers, before `started`.
+    first_call_ms: u64,
 }
 
 impl Producer {
@@ -160,7 +163,10 @@ impl Producer {
             }
         };
         let code = stream::verdict(ending, &answer);
-        let llm_ms = now().saturating_sub(self.started);
+        // Time spent on the provider: the first call's wait for its headers, then the streams,
+        // without the tool steps in between.
+        let llm_ms =
+            (now().saturating_sub(self.started) + self.first_call_ms).saturating_sub(self.turn.timing.tools_ms);
         let (turn, request_id) = (&self.turn, self.turn.request_id.clone());
         let terminal = match turn.store(&answer, code.map(ErrorCode::as_str), llm_ms).await {
             Ok(()) => {

@@ -7,7 +7,7 @@ use super::audit::{self, Table};
 use super::{all, batch, changes, first, int, opt_int, opt_text, rows, stmt, text};
 use crate::domain::error::ApiResult;
 use crate::domain::scope::Scope;
-use crate::domain::settings::KeySettings;
+use crate::domain::settings::{KeyPatch, KeySettings};
 use crate::domain::time::Millis;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,11 +95,13 @@ pub async fn get(db: &D1Database, workspace_id: &str, key_id: &str) -> ApiResult
 
 /// Writes a key's new settings and the audit entry saying what changed, in one transaction;
 /// returns the key as it now is, or `None` if it is gone.
+/// Only the fields the patch sets are written, so a concurrent roll (which sets the old key's
+/// expiry) or another edit of other fields is never undone by values read before it.
 pub async fn update(
     db: &D1Database,
     workspace_id: &str,
     key_id: &str,
-    settings: &KeySettings,
+    patch: &KeyPatch,
     details: &str,
     actor: &str,
     at: Millis,
@@ -111,21 +113,28 @@ pub async fn update(
         "api_key.updated",
         Table::ApiKeys,
         key_id,
-        Some(&settings.name),
+        patch.name.as_deref(),
         Some(details),
         at,
     )?;
+    let given = |set: bool| int(i64::from(set));
     let update = stmt(
         db,
-        "UPDATE api_keys SET name = ?3, rate_limit_per_minute = ?4, expires_at = ?5, allowed_agent_ids = ?6 \
+        "UPDATE api_keys SET name = COALESCE(?3, name), \
+         rate_limit_per_minute = CASE WHEN ?4 = 1 THEN ?5 ELSE rate_limit_per_minute END, \
+         expires_at = CASE WHEN ?6 = 1 THEN ?7 ELSE expires_at END, \
+         allowed_agent_ids = CASE WHEN ?8 = 1 THEN ?9 ELSE allowed_agent_ids END \
          WHERE id = ?1 AND workspace_id = ?2",
         &[
             text(key_id),
             text(workspace_id),
-            text(&settings.name),
-            opt_int(settings.rate_limit_per_minute),
-            opt_int(settings.expires_at),
-            opt_text(settings.scope.to_stored().as_deref()),
+            opt_text(patch.name.as_deref()),
+            given(patch.rate_limit_per_minute.is_some()),
+            opt_int(patch.rate_limit_per_minute.flatten()),
+            given(patch.expires_at.is_some()),
+            opt_int(patch.expires_at.flatten()),
+            given(patch.scope.is_some()),
+            opt_text(patch.scope.as_ref().and_then(Scope::to_stored).as_deref()),
         ],
     )?;
     let select = stmt(
@@ -155,8 +164,9 @@ pub async fn roll(
     let insert =
         "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
          created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM api_keys \
-         WHERE id = ?12 AND workspace_id = ?2 AND rolled_to IS NULL AND (expires_at IS NULL OR expires_at > ?8))";
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM api_keys o \
+         WHERE o.id = ?12 AND o.workspace_id = ?2 AND (o.expires_at IS NULL OR o.expires_at > ?8) \
+         AND (o.rolled_to IS NULL OR NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.id = o.rolled_to)))";
     let params = [
         text(&k.id),
         text(row.workspace_id),
@@ -173,8 +183,8 @@ pub async fn roll(
     ];
     let link = stmt(
         db,
-        "UPDATE api_keys SET rolled_to = ?1, expires_at = ?3 WHERE id = ?2 AND workspace_id = ?4 AND rolled_to IS NULL \
-         AND EXISTS (SELECT 1 FROM api_keys WHERE id = ?1)",
+        "UPDATE api_keys SET rolled_to = ?1, expires_at = ?3 WHERE id = ?2 AND workspace_id = ?4 \
+         AND EXISTS (SELECT 1 FROM api_keys WHERE id = ?1 AND rolled_from = ?2)",
         &[text(&k.id), text(old_id), int(old_expires_at), text(row.workspace_id)],
     )?;
     let log = audit::record_if_exists(

@@ -65,7 +65,16 @@ pub async fn admit(
                     Ok(Reply::Verdict { verdict, idempotency: again }) => {
                         Ok(Reply::Verdict { verdict, idempotency: again.or(idempotency) })
                     }
-                    other => other,
+                    // The recount failed: the first count (and the claim it may hold) stands,
+                    // under the old limit for this one request.
+                    other => {
+                        let detail = match &other {
+                            Err(err) => err.log_detail().unwrap_or("rate limiter failed").to_owned(),
+                            Ok(reply) => format!("rate limiter answered {reply:?}"),
+                        };
+                        fail_open(cx, &detail);
+                        Ok(Reply::Verdict { verdict, idempotency })
+                    }
                 };
                 (count(cx, key, reply), 1)
             }

@@ -127,8 +127,12 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
             return Err(ApiError::NotFound("Chat not found", None));
         }
         let chat_agent = loaded.chat.as_ref().map(|c| c.agent_id.as_deref());
+        // A scoped key: only its agents, before anything is called or stored. The chat's own
+        // agent first, so another agent's chat is refused as such (not as an agent mismatch).
+        if let Some(agent) = chat_agent {
+            key.scope().check(agent)?;
+        }
         let agent_id = resolve_agent(chat_agent, input.agent_id.as_deref())?;
-        // A scoped key: only its agents, before anything is called or stored.
         key.scope().check(agent_id.as_deref())?;
         let (instructions, model, offered) = match (&agent_id, loaded.agent) {
             (None, _) => (
@@ -233,6 +237,8 @@ impl Turn {
             let completion = match completion {
                 Ok(c) => c,
                 Err(err) => {
+                    // Tool steps before the failure were paid for.
+                    cx.usage_tokens(self.usage_before.prompt_tokens, self.usage_before.completion_tokens);
                     self.forget().await;
                     return Err(err);
                 }
@@ -246,6 +252,7 @@ impl Turn {
             break self.whole_answer(answer);
         };
         if let Outcome::UpstreamError { message } = &answer.outcome {
+            cx.usage_tokens(answer.usage.prompt_tokens, answer.usage.completion_tokens);
             self.forget().await;
             return Err(ApiError::Upstream(message.clone()));
         }
@@ -307,7 +314,7 @@ impl Turn {
         for e in executed {
             self.messages.push(e.message);
             for source in e.sources {
-                if !self.sources.iter().any(|s| s.id == source.id) {
+                if self.sources.len() < agent::MAX_SOURCES && !self.sources.iter().any(|s| s.id == source.id) {
                     self.sources.push(source);
                 }
             }

@@ -175,7 +175,23 @@ async fn send(
     };
     let status = resp.status_code();
     if with_tools && (status == 400 || status == 422) {
-        return Ok(Attempt::Fail(ApiError::Upstream(llm::tools_refused(status))));
+        // Blame tool support only when the provider's own message is about tools: a 400 can
+        // as well be a context too long for the model.
+        let mut resp = resp;
+        let body = resp.text();
+        let timer = Delay::from(Duration::from_millis(budget_ms.min(2_000)));
+        pin_mut!(body);
+        pin_mut!(timer);
+        let text = match select(body, timer).await {
+            Either::Left((Ok(text), _)) => text,
+            _ => String::new(),
+        };
+        let why = if llm::mentions_tools(&text) {
+            llm::tools_refused(status)
+        } else {
+            format!("LLM provider answered HTTP {status}")
+        };
+        return Ok(Attempt::Fail(ApiError::Upstream(why)));
     }
     if !(200..300).contains(&status) {
         let retry_after = resp.headers().get("Retry-After").ok().flatten();

@@ -91,6 +91,13 @@ fn roll_defaults_and_rules() {
     let hours = (chrono_like_secs(until) - now_secs()) / 3600.0;
     assert!((23.9..=24.1).contains(&hours), "{until}");
     chat(&old, json!({ "message": "still fine" })).expect(200);
+    // Its successor deleted, the old key (still in grace) can be rolled again.
+    let successor = rolled.body["id"].as_str().unwrap().to_owned();
+    roll(&ws, &old_id, json!({})).expect_error(409, "API key already rolled");
+    delete(&format!("/api/settings/api-keys/{successor}"), Some(&ws.admin_token)).expect(204);
+    let again = roll(&ws, &old_id, json!({}));
+    again.expect(201);
+    assert_eq!(ws.keys().iter().find(|k| k["id"] == old_id.as_str()).unwrap()["rolledTo"], again.body["id"]);
     // Grace 0: the old key stops at once.
     let (other, other_id) = key_with(&ws, json!({ "name": "No grace" }));
     roll(&ws, &other_id, json!({ "gracePeriodSeconds": 0 })).expect(201);
@@ -241,6 +248,7 @@ fn a_scoped_key_reaches_only_its_agents_and_never_calls_the_llm_otherwise() {
         json!({ "message": format!("{tag} default assistant") }),
         json!({ "message": format!("{tag} other agent's chat"), "chatId": foreign }),
         json!({ "message": format!("{tag} assistant's chat"), "chatId": assistant }),
+        json!({ "message": format!("{tag} other agent's chat, own agent"), "chatId": foreign, "agentId": allowed }),
         json!({ "message": format!("{tag} streamed"), "agentId": other, "stream": true }),
     ] {
         chat(&scoped, body.clone()).expect_error(403, "Agent not allowed for this key");

@@ -415,6 +415,13 @@ fn a_provider_without_tool_calling_gets_a_clear_502() {
     r.expect_error(502, "Upstream error");
     assert!(r.body["details"].as_str().unwrap().contains("tool calling"), "{}", r.raw);
     assert!(get("/api/chats", Some(&key)).body["chats"].as_array().unwrap().is_empty());
+    // A 400 about something else (a context too long) is not blamed on tools.
+    let tag = unique("too-long-");
+    let body = json!({ "error": { "message": "maximum context length is 8192 tokens" } }).to_string();
+    stub::script(&tag, json!([{ "status": 400, "body": body }]));
+    let r = chat(&key, json!({ "message": format!("{tag} hi"), "agentId": agent }));
+    r.expect_error(502, "Upstream error");
+    assert!(!r.body["details"].as_str().unwrap().contains("tool"), "{}", r.raw);
 }
 
 #[test]
