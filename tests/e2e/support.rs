@@ -65,7 +65,26 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
 }
 
+/// The local dev proxy's answer when its connection to the Worker fails before the request
+/// reaches it (a known `wrangler dev` fault with kept-alive connections; the Worker never saw
+/// the request). It says to send the request again, so the harness does, at most twice, and
+/// says so on stderr. Our own errors are JSON and never match.
+fn dropped_by_dev_proxy(status: u16, raw: &str) -> bool {
+    status == 503 && raw.starts_with("Your worker restarted mid-request")
+}
+
 pub fn request(method: &str, path: &str, token: Option<&str>, body: Body<'_>, extra: &[(&str, &str)]) -> Resp {
+    for attempt in 1.. {
+        let resp = request_once(method, path, token, &body, extra);
+        if attempt >= 3 || !dropped_by_dev_proxy(resp.status, &resp.raw) {
+            return resp;
+        }
+        eprintln!("note: the local dev proxy dropped {method} {path} before the Worker saw it; sent again");
+    }
+    unreachable!("the loop returns")
+}
+
+fn request_once(method: &str, path: &str, token: Option<&str>, body: &Body<'_>, extra: &[(&str, &str)]) -> Resp {
     let url = if path.starts_with("http:") { path.to_owned() } else { format!("{}{path}", base_url()) };
     let mut req = agent().request(method, &url);
     if let Some(token) = token {
@@ -276,6 +295,20 @@ pub mod sse {
     }
 
     pub fn chat_at(base: &str, key: &str, body: Value, extra: &[(&str, &str)], stop_after: Option<usize>) -> Stream {
+        for attempt in 1.. {
+            let stream = chat_at_once(base, key, &body, extra, stop_after);
+            let raw = stream.body.as_str().unwrap_or_default();
+            if attempt >= 3 || !super::dropped_by_dev_proxy(stream.status, raw) {
+                return stream;
+            }
+            eprintln!(
+                "note: the local dev proxy dropped a streamed POST /api/chat before the Worker saw it; sent again"
+            );
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn chat_at_once(base: &str, key: &str, body: &Value, extra: &[(&str, &str)], stop_after: Option<usize>) -> Stream {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
         let mut req = agent
             .post(&format!("{base}/api/chat"))
@@ -297,7 +330,7 @@ pub mod sse {
         let is_stream = headers.get("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
         if !is_stream {
             let raw = resp.into_string().unwrap_or_default();
-            let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+            let body = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
             return Stream { status, headers, events: Vec::new(), pings: 0, body };
         }
         let mut reader = BufReader::new(resp.into_reader());
