@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -400,30 +399,22 @@ fn parse_amount(v: &Value) -> Result<f64, &'static str> {
 }
 
 fn parse_currency(v: &Value) -> Result<String, &'static str> {
-    match v.as_str() {
-        Some(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) => Ok(s.to_ascii_uppercase()),
-        _ => Err(CURRENCY_RULE),
-    }
+    v.as_str().and_then(currency_code).ok_or(CURRENCY_RULE)
+}
+
+/// A three-letter currency code, uppercased (how records store it).
+pub fn currency_code(s: &str) -> Option<String> {
+    (s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic())).then(|| s.to_ascii_uppercase())
 }
 
 fn parse_status(v: &Value) -> Result<DealStatus, &'static str> {
     v.as_str().and_then(DealStatus::parse).ok_or(STATUS_RULE)
 }
 
-/// Exactly `YYYY-MM-DD` with digits (chrono's `%Y-%m-%d` would also take `2026-1-5` and signs)
-/// naming a day that exists.
+/// See [`time::calendar_day`].
 fn parse_close_date(v: &Value) -> Result<String, &'static str> {
-    let s = v.as_str().ok_or(CLOSE_DATE_RULE)?;
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
-    let part = |range: std::ops::Range<usize>| s.get(range).and_then(|p| p.parse::<u32>().ok());
-    match (shape, part(0..4), part(5..7), part(8..10)) {
-        (true, Some(y), Some(m), Some(d))
-            if i32::try_from(y).ok().and_then(|y| NaiveDate::from_ymd_opt(y, m, d)).is_some() =>
-        {
-            Ok(s.to_owned())
-        }
+    match v.as_str() {
+        Some(s) if time::calendar_day(s).is_some() => Ok(s.to_owned()),
         _ => Err(CLOSE_DATE_RULE),
     }
 }
@@ -2003,22 +1994,7 @@ mod tests {
 
     // --- properties ---
 
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            "\\PC{0,20}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                prop::collection::btree_map("[a-zA-Z]{1,10}", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    use crate::domain::properties::arb_json;
 
     /// A value for `field` that is valid or nearly so, to reach every rule.
     fn arb_field_value(field: &'static str) -> BoxedStrategy<Value> {

@@ -12,7 +12,8 @@ use super::rate_limit::{self, State};
 use super::token::{Token, TokenKind};
 use super::{cursor, request_id, settings, time, validate};
 
-fn arb_json() -> impl Strategy<Value = Value> {
+/// Arbitrary JSON, nested a few levels: the generator every property test of the core uses.
+pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),

@@ -16,6 +16,14 @@ pub fn parse_iso(s: &str) -> Option<Millis> {
     DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_millis())
 }
 
+/// Exactly `YYYY-MM-DD` with ASCII digits, naming a day that exists (chrono's `%Y-%m-%d` alone
+/// would also take `2026-1-5` and signs). Dates in this form order as text as they do as dates.
+pub fn calendar_day(s: &str) -> Option<chrono::NaiveDate> {
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    shaped.then(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +39,15 @@ mod tests {
         assert_eq!(parse_iso("2026-11-18T11:06:40.123Z"), Some(1_795_000_000_123));
         assert_eq!(parse_iso("2026-11-18T13:06:40.123+02:00"), Some(1_795_000_000_123));
         assert_eq!(parse_iso(&to_iso(1_795_000_000_000)), Some(1_795_000_000_000));
+    }
+
+    #[test]
+    fn calendar_days_are_exact() {
+        assert!(calendar_day("2024-02-29").is_some());
+        for s in ["2026-02-29", "2026-1-05", "+2026-01-5", "2026/01/05", "２０２６-01-05", "2026-01-05T00:00:00Z", ""]
+        {
+            assert_eq!(calendar_day(s), None, "{s}");
+        }
     }
 
     #[test]

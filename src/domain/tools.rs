@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
@@ -559,9 +558,10 @@ fn filters(obj: &Map<String, Value>, kind: Option<Kind>, errors: &mut Vec<String
     if status.is_some() && kind.is_some_and(|k| k != Kind::Deal) {
         errors.push("filters.status is only for kind \"deal\"".to_owned());
     }
-    let currency = field(f, "currency", errors, |v| match v.as_str() {
-        Some(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) => Ok(s.to_ascii_uppercase()),
-        _ => Err("filters.currency must be a 3-letter code such as USD".to_owned()),
+    let currency = field(f, "currency", errors, |v| {
+        v.as_str()
+            .and_then(knowledge::currency_code)
+            .ok_or_else(|| "filters.currency must be a 3-letter code such as USD".to_owned())
     });
     let close_date_from = field(f, "closeDateFrom", errors, |v| parse_date(v, "closeDateFrom"));
     let close_date_to = field(f, "closeDateTo", errors, |v| parse_date(v, "closeDateTo"));
@@ -595,22 +595,12 @@ fn filters(obj: &Map<String, Value>, kind: Option<Kind>, errors: &mut Vec<String
     })
 }
 
-/// Exactly `YYYY-MM-DD` naming a day that exists, the form close dates are stored in, so a
-/// text comparison orders them as dates.
+/// The form close dates are stored in (see [`time::calendar_day`]), so a text comparison
+/// orders them as dates.
 fn parse_date(v: &Value, name: &str) -> Result<String, String> {
-    let rule = || format!("filters.{name} must be a calendar date as YYYY-MM-DD");
-    let s = v.as_str().ok_or_else(rule)?;
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
-    let part = |range: std::ops::Range<usize>| s.get(range).and_then(|p| p.parse::<u32>().ok());
-    match (shape, part(0..4), part(5..7), part(8..10)) {
-        (true, Some(y), Some(m), Some(d))
-            if i32::try_from(y).ok().and_then(|y| NaiveDate::from_ymd_opt(y, m, d)).is_some() =>
-        {
-            Ok(s.to_owned())
-        }
-        _ => Err(rule()),
+    match v.as_str() {
+        Some(s) if time::calendar_day(s).is_some() => Ok(s.to_owned()),
+        _ => Err(format!("filters.{name} must be a calendar date as YYYY-MM-DD")),
     }
 }
 
@@ -2077,22 +2067,7 @@ mod tests {
 
     // --- properties ---
 
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            ".{0,40}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
-                prop::collection::btree_map("[a-zA-Z]{1,10}", inner, 0..8)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
+    use crate::domain::properties::arb_json;
 
     /// Objects whose keys are mostly the real argument and filter names, so arbitrary values
     /// reach every rule.

@@ -144,11 +144,7 @@ fn first_day() -> NaiveDate {
 
 /// `YYYY-MM-DD`, exactly: a real calendar date, four-digit year, from 1970 on.
 fn parse_day(field: &str, s: &str) -> ApiResult<NaiveDate> {
-    let shaped = s.len() == 10
-        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    shaped
-        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-        .flatten()
+    super::time::calendar_day(s)
         .filter(|d| *d >= first_day())
         .ok_or_else(|| ApiError::invalid(field, "must be a date as YYYY-MM-DD from 1970-01-01 on, e.g. 2026-11-01"))
 }

@@ -119,10 +119,14 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = KeyPatch::parse(&read_json(req).await?, cx.now)?;
     let db = storage::db(&cx.env)?;
-    let key = keys::get(&db, &admin.workspace_id, m.param(0)).await?.ok_or(KEY_NOT_FOUND)?;
-    if let Some(scope) = &patch.scope {
-        check_agents(cx, &admin.workspace_id, scope).await?;
-    }
+    // The key and the scope's agents are read side by side; an unknown key is answered first.
+    let no_scope = Scope::All;
+    let (key, agents_known) = futures::join!(
+        keys::get(&db, &admin.workspace_id, m.param(0)),
+        check_agents(cx, &admin.workspace_id, patch.scope.as_ref().unwrap_or(&no_scope)),
+    );
+    let key = key?.ok_or(KEY_NOT_FOUND)?;
+    agents_known?;
     let (_, changes) = patch.apply(&key.settings());
     if changes.as_object().is_none_or(serde_json::Map::is_empty) {
         return Ok(Reply::ok(key_json(&key)));
@@ -160,7 +164,7 @@ pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         .to_string();
     let hash = token.hash();
     let row = keys::NewKeyRow { key: &key, workspace_id: &admin.workspace_id, key_hash: &hash, admin_id: &admin.id };
-    if !keys::roll(&db, &row, &old.id, old_until, &details).await? {
+    if !keys::roll(&db, &row, old_until, &details).await? {
         // Rolled, expired or deleted by someone else in the meantime.
         return Err(KEY_NOT_FOUND);
     }

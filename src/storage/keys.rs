@@ -5,7 +5,7 @@ use worker::D1Database;
 
 use super::audit::{self, Table};
 use super::{all, batch, changes, first, int, opt_int, opt_text, rows, stmt, text};
-use crate::domain::error::ApiResult;
+use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::scope::Scope;
 use crate::domain::settings::{KeyPatch, KeySettings};
 use crate::domain::time::Millis;
@@ -50,14 +50,16 @@ pub struct NewKeyRow<'a> {
     pub admin_id: &'a str,
 }
 
-const INSERT: &str =
-    "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
-     created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+/// A new key's row, `?1`–`?12` (see [`params`]); a create inserts it as it is, a roll only
+/// under a condition.
+const INSERT_INTO: &str = "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, \
+     created_by_name, created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12";
 
-fn insert(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<worker::D1PreparedStatement> {
+/// `?1`–`?12` of a key's insert, in the column order of [`INSERT_INTO`].
+fn params(row: &NewKeyRow<'_>) -> [wasm_bindgen::JsValue; 12] {
     let k = row.key;
-    let params = [
+    [
         text(&k.id),
         text(row.workspace_id),
         text(&k.name),
@@ -70,8 +72,11 @@ fn insert(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<worker::D1PreparedS
         opt_int(k.rate_limit_per_minute),
         opt_text(k.allowed_agent_ids.as_deref()),
         opt_text(k.rolled_from.as_deref()),
-    ];
-    stmt(db, INSERT, &params)
+    ]
+}
+
+fn insert(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<worker::D1PreparedStatement> {
+    stmt(db, INSERT_INTO, &params(row))
 }
 
 /// Inserts the key and its audit entry in one transaction.
@@ -152,35 +157,16 @@ pub async fn update(
 /// A roll, in one transaction: the successor is inserted, the old key linked to it and given
 /// its last moment, and the roll logged, only if the old key is still live and not rolled yet
 /// at that moment (two concurrent rolls: one wins). Returns whether it happened.
-pub async fn roll(
-    db: &D1Database,
-    row: &NewKeyRow<'_>,
-    old_id: &str,
-    old_expires_at: Millis,
-    details: &str,
-) -> ApiResult<bool> {
+pub async fn roll(db: &D1Database, row: &NewKeyRow<'_>, old_expires_at: Millis, details: &str) -> ApiResult<bool> {
     let k = row.key;
-    // The insert runs first and only if the old key can be rolled; the rest then follow it.
-    let insert =
-        "INSERT INTO api_keys (id, workspace_id, name, prefix, key_hash, created_by_admin_id, created_by_name, \
-         created_at, expires_at, rate_limit_per_minute, allowed_agent_ids, rolled_from) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM api_keys o \
+    // The insert runs first and only if the old key (`rolled_from`, ?12) can be rolled; the
+    // rest then follow it.
+    let insert = format!(
+        "{INSERT_INTO} WHERE EXISTS (SELECT 1 FROM api_keys o \
          WHERE o.id = ?12 AND o.workspace_id = ?2 AND (o.expires_at IS NULL OR o.expires_at > ?8) \
-         AND (o.rolled_to IS NULL OR NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.id = o.rolled_to)))";
-    let params = [
-        text(&k.id),
-        text(row.workspace_id),
-        text(&k.name),
-        text(&k.prefix),
-        text(row.key_hash),
-        text(row.admin_id),
-        text(&k.created_by_name),
-        int(k.created_at),
-        opt_int(k.expires_at),
-        opt_int(k.rate_limit_per_minute),
-        opt_text(k.allowed_agent_ids.as_deref()),
-        text(old_id),
-    ];
+         AND (o.rolled_to IS NULL OR NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.id = o.rolled_to)))"
+    );
+    let old_id = k.rolled_from.as_deref().ok_or_else(|| ApiError::internal("a successor names the key it rolls"))?;
     let link = stmt(
         db,
         "UPDATE api_keys SET rolled_to = ?1, expires_at = ?3 WHERE id = ?2 AND workspace_id = ?4 \
@@ -198,7 +184,7 @@ pub async fn roll(
         Some(details),
         k.created_at,
     )?;
-    let results = batch(db, vec![stmt(db, insert, &params)?, link, log]).await?;
+    let results = batch(db, vec![stmt(db, &insert, &params(row))?, link, log]).await?;
     match results.first() {
         Some(r) => Ok(changes(r)? > 0),
         None => Ok(false),
