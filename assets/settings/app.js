@@ -265,7 +265,8 @@ async function loadKeys() {
     cell(k.rateLimitPerMinute ? `${k.rateLimitPerMinute}/min` : "Default"),
     cell(agentsLabel(k.allowedAgentIds, agentNames)),
     actionsCell(
-      button("Edit", `Edit key ${keyLabel(k)}`, () => guarded(() => editKey(k))),
+      // An expired key cannot change, except the name of a rolled one (the API says 409).
+      expired(k) && !k.rolledTo ? null : button("Edit", `Edit key ${keyLabel(k)}`, () => guarded(() => editKey(k))),
       // A key is rolled once; its successor is the one to roll next.
       k.rolledTo ? null : button("Roll", `Roll key ${keyLabel(k)}`, () => rollKey(k)),
       button(trashIcon(), `Delete key ${keyLabel(k)}`, () => deleteKey(k), "danger"),
@@ -298,8 +299,10 @@ function keyNameCell(k, byId) {
 
 function expiryLabel(k) {
   if (!k.expiresAt) return "Never";
-  return Date.parse(k.expiresAt) <= Date.now() ? `Expired ${date(k.expiresAt)}` : date(k.expiresAt);
+  return expired(k) ? `Expired ${date(k.expiresAt)}` : date(k.expiresAt);
 }
+
+const expired = (k) => k.expiresAt != null && Date.parse(k.expiresAt) <= Date.now();
 
 // Agents a key may use, by name; an id no longer in the workspace shows as such. A list left
 // empty by deleted agents lets the key reach nothing until it is edited.
@@ -428,6 +431,17 @@ async function editKey(k) {
   $("edit-limit").value = k.rateLimitPerMinute == null ? "" : String(k.rateLimitPerMinute);
   $("edit-expires").value = localInput(k.expiresAt);
   renderAgentChoice("edit", agents, k.allowedAgentIds || null);
+  // Only what the API allows: a rolled key's end can only move earlier (and not be cleared),
+  // and of an expired rolled key only the name can change.
+  const over = expired(k);
+  $("edit-limit-field").hidden = over;
+  $("edit-expires-field").hidden = over;
+  $("edit-scope-field").hidden = over;
+  $("edit-expires").required = Boolean(k.rolledTo);
+  $("edit-expires").max = k.rolledTo ? localInput(k.expiresAt) : "";
+  $("edit-expires-hint").textContent = k.rolledTo ? "Rolled: this key's end can only move earlier." : "Empty: never expires.";
+  $("edit-rolled-note").hidden = !over;
+  $("edit-rolled-note").textContent = over ? "This key was rolled and has expired: only its name can change." : "";
   $("edit-dialog").showModal();
   $("edit-name").focus();
 }
@@ -488,6 +502,7 @@ function keyChanges(k) {
   const changes = {};
   const name = $("edit-name").value.trim();
   if (name !== k.name) changes.name = name;
+  if (expired(k)) return changes;
   const limit = $("edit-limit").value === "" ? null : Number($("edit-limit").value);
   if (limit !== (k.rateLimitPerMinute ?? null)) changes.rateLimitPerMinute = limit;
   const expires = $("edit-expires").value;

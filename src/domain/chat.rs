@@ -4,7 +4,7 @@ use super::error::{ApiError, ApiResult};
 use super::validate::{self, Object, Text};
 
 pub const MESSAGE: Text = Text::new(1, 10_000);
-const ID: Text = Text { min: 1, max: 200, allow_blank: false };
+const ID: Text = Text::new(1, 200);
 const TITLE_CHARS: usize = 80;
 
 /// What a caller asked for. `agent_id`/`chat_id` are only known to be strings here; whether

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::llm::estimate_tokens;
 use super::time::{self, Millis};
+use super::validate::{is_invisible, is_printable};
 
 /// Records per upsert or delete request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
@@ -332,22 +333,6 @@ fn parse_kind(v: &Value) -> Result<Kind, &'static str> {
     v.as_str().and_then(Kind::parse).ok_or(KIND_RULE)
 }
 
-/// Characters a person can see and type: no control characters, no line or paragraph
-/// breaks, no invisible formatting characters (zero-width, bidi overrides, tags) that would
-/// make two ids look the same while being different.
-fn is_printable(c: char) -> bool {
-    !c.is_control() && !is_invisible(c) && (c == ' ' || !c.is_whitespace())
-}
-
-/// Unicode format characters (category Cf) that render as nothing. Tag characters are also
-/// how invisible instructions are smuggled into text meant for a model.
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
-}
-
 fn parse_external_id(v: &Value) -> Result<String, &'static str> {
     match v {
         Value::String(s)
@@ -433,11 +418,21 @@ fn parse_properties(v: &Value) -> Result<Map<String, Value>, &'static str> {
     Ok(map.clone())
 }
 
-fn parse_source_updated_at(v: &Value) -> Result<Millis, &'static str> {
-    v.as_str().and_then(time::parse_iso).ok_or(SOURCE_UPDATED_AT_RULE)
+/// How far ahead of our clock a `sourceUpdatedAt` may be: clocks of source systems drift, but
+/// a time far in the future would win every later sync under the out-of-order rule and freeze
+/// the record.
+pub const SOURCE_UPDATED_AT_MAX_AHEAD_MS: Millis = 24 * 3_600_000;
+const SOURCE_UPDATED_AT_FUTURE_RULE: &str = "must not be more than 24 hours ahead of the current time";
+
+fn parse_source_updated_at(v: &Value, now: Millis) -> Result<Millis, &'static str> {
+    let at = v.as_str().and_then(time::parse_iso).ok_or(SOURCE_UPDATED_AT_RULE)?;
+    if at > now.saturating_add(SOURCE_UPDATED_AT_MAX_AHEAD_MS) {
+        return Err(SOURCE_UPDATED_AT_FUTURE_RULE);
+    }
+    Ok(at)
 }
 
-fn parse_record(index: usize, item: &Value, errors: &mut Vec<FieldError>) -> Option<Record> {
+fn parse_record(index: usize, item: &Value, now: Millis, errors: &mut Vec<FieldError>) -> Option<Record> {
     let Some(obj) = item.as_object() else {
         errors.push(FieldError { index: Some(index), field: "record", rule: OBJECT_RULE.into() });
         return None;
@@ -461,7 +456,7 @@ fn parse_record(index: usize, item: &Value, errors: &mut Vec<FieldError>) -> Opt
     let close_date = c.optional("closeDate", parse_close_date);
     let owner = c.free_text("owner", OWNER_MAX, "must be a string of at most 200 characters");
     let properties = c.optional("properties", parse_properties);
-    let source_updated_at = c.optional("sourceUpdatedAt", parse_source_updated_at);
+    let source_updated_at = c.optional("sourceUpdatedAt", |v| parse_source_updated_at(v, now));
     if errors.len() != before {
         return None;
     }
@@ -504,15 +499,15 @@ fn check_duplicates<'a>(keys: impl Iterator<Item = (usize, Option<(Kind, &'a str
 
 /// Validates `{"records":[…]}` of an upsert: 1–500 records, every rule of every record, and
 /// no (kind, externalId) twice. All or nothing: any error and no record is returned, with
-/// every error found (sorted by index; body-level errors alone).
+/// every error found (sorted by index; body-level errors alone). `now` bounds `sourceUpdatedAt`.
 ///
 /// # Errors
 /// [`KnowledgeError`] listing each broken rule.
-pub fn parse_upsert(body: &Map<String, Value>) -> Result<Vec<Record>, KnowledgeError> {
+pub fn parse_upsert(body: &Map<String, Value>, now: Millis) -> Result<Vec<Record>, KnowledgeError> {
     let items = records_array(body)?;
     let mut errors = Vec::new();
     let parsed: Vec<Option<Record>> =
-        items.iter().enumerate().map(|(i, item)| parse_record(i, item, &mut errors)).collect();
+        items.iter().enumerate().map(|(i, item)| parse_record(i, item, now, &mut errors)).collect();
     check_duplicates(parsed.iter().enumerate().map(|(i, r)| (i, r.as_ref().map(Record::key))), &mut errors);
     finish(parsed, errors)
 }
@@ -1198,7 +1193,7 @@ mod wiring_tests {
 
     fn record(ext: &str, title: &str, updated: Option<Millis>) -> Record {
         let body = json!({ "records": [{ "kind": "deal", "externalId": ext, "title": title }] });
-        let mut r = parse_upsert(body.as_object().unwrap()).unwrap().remove(0);
+        let mut r = parse_upsert(body.as_object().unwrap(), 0).unwrap().remove(0);
         r.source_updated_at = updated;
         r
     }
@@ -1272,6 +1267,9 @@ mod wiring_tests {
 
 #[cfg(test)]
 mod tests {
+    /// The clock of the validation tests: after every time their fixtures use.
+    const NOW: Millis = 1_800_000_000_000;
+
     use super::*;
     use proptest::prelude::*;
 
@@ -1279,8 +1277,20 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    #[test]
+    fn source_updated_at_may_not_be_far_in_the_future() {
+        let at = |ms: Millis| json!({ "records": [{ "kind": "deal", "externalId": "d", "title": "D", "sourceUpdatedAt": time::to_iso(ms) }] });
+        let ahead = SOURCE_UPDATED_AT_MAX_AHEAD_MS;
+        assert!(parse_upsert(&obj(at(NOW + ahead)), NOW).is_ok());
+        for far in [NOW + ahead + 1000, 253_402_300_799_000] {
+            let err = ApiError::from(parse_upsert(&obj(at(far)), NOW).unwrap_err()).body();
+            assert_eq!(err["details"]["errors"][0]["field"], "sourceUpdatedAt", "{err}");
+            assert_eq!(err["details"]["errors"][0]["rule"], SOURCE_UPDATED_AT_FUTURE_RULE);
+        }
+    }
+
     fn upsert(records: Value) -> Result<Vec<Record>, KnowledgeError> {
-        parse_upsert(&obj(json!({ "records": records })))
+        parse_upsert(&obj(json!({ "records": records })), NOW)
     }
 
     fn minimal() -> Value {
@@ -1334,7 +1344,7 @@ mod tests {
     #[test]
     fn the_records_array_must_hold_1_to_500() {
         for body in [json!({}), json!({ "records": null }), json!({ "records": {} }), json!({ "records": [] })] {
-            let err = parse_upsert(&obj(body.clone())).unwrap_err();
+            let err = parse_upsert(&obj(body.clone()), NOW).unwrap_err();
             assert_eq!(fields(&err), vec![(None, "records")], "{body}");
             assert_eq!(parse_delete(&obj(body)).unwrap_err().errors[0].index, None);
         }
@@ -1519,7 +1529,7 @@ mod tests {
             body["details"]["errors"][0],
             json!({ "index": 0, "field": "externalId", "rule": EXTERNAL_ID_RULE })
         );
-        let body = ApiError::from(parse_upsert(&Map::new()).unwrap_err()).body();
+        let body = ApiError::from(parse_upsert(&Map::new(), NOW).unwrap_err()).body();
         assert_eq!(body["details"]["errors"], json!([{ "index": null, "field": "records", "rule": RECORDS_RULE }]));
     }
 
@@ -1956,7 +1966,7 @@ mod tests {
     #[test]
     fn the_demo_records_are_valid_and_tell_the_product_page_story() {
         let body: Value = serde_json::from_str(include_str!("../../scripts/demo_records.json")).unwrap();
-        let records = parse_upsert(body.as_object().unwrap()).unwrap();
+        let records = parse_upsert(body.as_object().unwrap(), NOW).unwrap();
         let count = |k: Kind| records.iter().filter(|r| r.kind == k).count();
         assert_eq!((count(Kind::Deal), count(Kind::Account), count(Kind::Feedback)), (30, 10, 20));
         let accounts: HashSet<&str> =
@@ -2076,7 +2086,7 @@ mod tests {
                 ],
                 0..5,
             )),
-            prop::option::of(-10_000_000_000_000i64..10_000_000_000_000),
+            prop::option::of(-10_000_000_000_000i64..=NOW + SOURCE_UPDATED_AT_MAX_AHEAD_MS),
             prop::option::of("\\PC{0,30}"),
         )
             .prop_map(|(kind, id, title, body, url, amount, currency, status, date, props, updated, owner)| {
@@ -2185,12 +2195,12 @@ mod tests {
         #[test]
         fn validation_never_panics_on_any_json(body in arb_json(), records in prop::collection::vec(arb_json(), 0..8)) {
             if let Value::Object(map) = &body {
-                let _ = parse_upsert(map);
+                let _ = parse_upsert(map, NOW);
                 let _ = parse_delete(map);
             }
             let n = records.len();
             let wrapped = obj(json!({ "records": records }));
-            for errors in [parse_upsert(&wrapped).err(), parse_delete(&wrapped).err()].into_iter().flatten() {
+            for errors in [parse_upsert(&wrapped, NOW).err(), parse_delete(&wrapped).err()].into_iter().flatten() {
                 prop_assert!(!errors.errors.is_empty());
                 prop_assert!(errors.errors.iter().all(|e| e.index.is_none_or(|i| i < n)));
                 prop_assert_eq!(errors.to_api_error().status(), 400);

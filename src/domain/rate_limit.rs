@@ -23,40 +23,73 @@ pub struct Decision {
 
 /// What the limiter stores per key: the TAT and the limit it was computed with, so a changed
 /// limit can rescale the tokens already spent instead of misreading them.
+///
+/// Time is counted in ticks of `1/limit` ms, so one token is exactly [`WINDOW_MS`] ticks at
+/// any limit and no interval is ever rounded (a limit of 100,000 has a 0.6 ms interval). The
+/// TAT is kept as whole milliseconds plus the ticks beyond them (`sub`, below `limit`);
+/// states stored before `sub` existed read it as 0, which is the same time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub tat: Millis,
     pub limit: u32,
+    #[serde(default)]
+    pub sub: u32,
+}
+
+/// Limits beyond this are read as it: far above what keys or the default may be set to, and
+/// it keeps every tick count far inside `i128`.
+const MAX_LIMIT: u32 = 1_000_000;
+
+fn clamp_limit(limit: u32) -> u32 {
+    limit.clamp(1, MAX_LIMIT)
+}
+
+impl State {
+    /// The TAT in ticks of its own limit.
+    fn ticks(self) -> i128 {
+        i128::from(self.tat) * i128::from(clamp_limit(self.limit)) + i128::from(self.sub)
+    }
+
+    fn from_ticks(ticks: i128, limit: u32) -> Self {
+        let l = i128::from(clamp_limit(limit));
+        let tat = Millis::try_from(ticks.div_euclid(l)).unwrap_or(Millis::MAX);
+        let sub = u32::try_from(ticks.rem_euclid(l)).unwrap_or(0);
+        Self { tat, limit, sub }
+    }
 }
 
 /// Decides one request. `tat` is the stored state (`None` for a fresh key), `limit` the
 /// requests per minute (at least 1). A clock that goes backwards, or a limit that was lowered,
 /// cannot lock a key out for longer than one window: the state is clamped to it.
 pub fn check(state: Option<State>, now: Millis, limit: u32) -> Decision {
-    let limit = limit.max(1);
-    let interval = interval_ms(limit);
+    let limit = clamp_limit(limit);
+    let l = i128::from(limit);
+    let token = i128::from(WINDOW_MS);
+    let now_t = i128::from(now) * l;
+    let window = token * l;
     let tat = match state {
-        None => now,
-        Some(s) if s.limit.max(1) == limit => s.tat,
-        // The same number of tokens spent, in the new limit's units.
+        None => now_t,
+        // The part of the window already spoken for, in tokens, carried into this limit's
+        // ticks: a token is the same number of ticks at every limit.
         Some(s) => {
-            let spent = (s.tat - now).clamp(0, WINDOW_MS);
-            now + spent * interval / interval_ms(s.limit)
+            let old_l = i128::from(clamp_limit(s.limit));
+            now_t + (s.ticks() - i128::from(now) * old_l).clamp(0, token * old_l)
         }
     };
-    let tat = tat.clamp(now, now + WINDOW_MS);
-    let new_tat = tat + interval;
-    let allowed = new_tat - now <= WINDOW_MS;
+    let tat = tat.clamp(now_t, now_t + window);
+    let new_tat = tat + token;
+    let allowed = new_tat - now_t <= window;
     let stored = if allowed { new_tat } else { tat };
-    let used = stored - now; // how much of the window is spoken for
-    let remaining = ((WINDOW_MS - used) / interval).clamp(0, i64::from(limit)) as u32;
+    let used = stored - now_t; // how much of the window is spoken for
+    let remaining = ((window - used) / token).clamp(0, l);
+    let secs = |ticks: i128| u64::try_from((ticks.max(0) + l * 1000 - 1) / (l * 1000)).unwrap_or(u64::MAX);
     Decision {
         allowed,
         limit,
-        remaining,
-        reset_seconds: ceil_secs(used),
-        retry_after_seconds: if allowed { 0 } else { ceil_secs(new_tat - now - WINDOW_MS).max(1) },
-        state: State { tat: stored, limit },
+        remaining: u32::try_from(remaining).unwrap_or(0),
+        reset_seconds: secs(used),
+        retry_after_seconds: if allowed { 0 } else { secs(new_tat - now_t - window).max(1) },
+        state: State::from_ticks(stored, limit),
     }
 }
 
@@ -235,7 +268,7 @@ pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Comma
             // so the refund is one interval of the limit the state is kept in now, even if
             // another request relimited it in between.
             if let (true, Some(state)) = (counted, stored.state.as_mut()) {
-                state.tat -= interval_ms(state.limit);
+                *state = State::from_ticks(state.ticks() - i128::from(WINDOW_MS), state.limit);
             }
             let (verdict, next) = on_request(stored, now, default_limit);
             let mut writes = Writes { limiter: Some(next), ..Writes::default() };
@@ -291,14 +324,6 @@ pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Comma
     (Reply::Verdict { verdict, idempotency }, writes)
 }
 
-fn interval_ms(limit: u32) -> i64 {
-    (WINDOW_MS / i64::from(limit.max(1))).max(1)
-}
-
-fn ceil_secs(ms: i64) -> u64 {
-    u64::try_from(ms.max(0)).unwrap_or(0).div_ceil(1000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +351,42 @@ mod tests {
         assert_eq!(remaining, [4, 3, 2, 1, 0]);
         assert_eq!(ds[5].retry_after_seconds, 12); // one token per 60/5 s
         assert_eq!(ds[4].reset_seconds, 60);
+    }
+
+    /// Every limit a key may have is enforced as announced: a burst of exactly `limit`
+    /// passes, the next request does not, and the first one leaves `limit - 1`. (Intervals in
+    /// whole milliseconds floored 100,000 to 60,000 and let 99,999 burst 100,000.)
+    #[test]
+    fn every_limit_is_exact_up_to_the_largest() {
+        for limit in [1, 7, 59_999, 60_000, 60_001, 99_999, 100_000] {
+            let mut state = None;
+            for i in 0..limit {
+                let d = check(state, T0, limit);
+                assert!(d.allowed, "limit {limit}: request {i} refused");
+                if i == 0 {
+                    assert_eq!(d.remaining, limit - 1, "limit {limit}");
+                }
+                state = Some(d.state);
+            }
+            let over = check(state, T0, limit);
+            assert!(!over.allowed, "limit {limit}: one more than the limit passed");
+            assert_eq!(
+                (over.remaining, over.retry_after_seconds),
+                (0, 60_u64.div_ceil(u64::from(limit))),
+                "limit {limit}"
+            );
+            // One interval later exactly one more fits.
+            let later = T0 + (60_000 + i64::from(limit) - 1) / i64::from(limit);
+            let d = check(over.state.into(), later, limit);
+            assert!(d.allowed && !check(Some(d.state), later, limit).allowed, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn states_stored_before_sub_ticks_read_as_whole_milliseconds() {
+        let old: State = serde_json::from_str(r#"{"tat":1800000012000,"limit":5}"#).unwrap();
+        assert_eq!(old, State { tat: T0 + 12_000, limit: 5, sub: 0 });
+        assert_eq!(check(Some(old), T0, 5).remaining, 3);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::time::{self, to_iso, Millis};
 use super::tools::Tool;
 use super::validate::{self, Object, Text};
 
-pub const NAME: Text = Text::new(1, 100);
+pub const NAME: Text = Text::name(1, 100);
 pub const INSTRUCTIONS: Text = Text::new(1, 20_000);
 pub const MODEL: Text = Text::new(1, 200);
 pub const EMAIL: Text = Text::new(3, 254);
@@ -154,6 +154,41 @@ impl KeyPatch {
         note("allowedAgentIds", old.scope.to_json(), new.scope.to_json());
         (new, serde_json::Value::Object(changes))
     }
+}
+
+/// Whether `patch` may be applied to a key that expires at `expires_at` and was `rolled` (has
+/// a successor), at `now`. A rolled key keeps the end its roll gave it, at most: moving it
+/// later (or to never) would bring it back beside its successor. An expired key stays expired:
+/// nothing about it can change, except the name of a rolled one (it stays in the list, linked
+/// to its successor).
+///
+/// # Errors
+/// 409 `API key already rolled` or `API key expired`.
+pub fn check_key_edit(patch: &KeyPatch, expires_at: Option<Millis>, rolled: bool, now: Millis) -> ApiResult<()> {
+    let later = |new: Option<Millis>| match (new, expires_at) {
+        (None, _) => true,
+        (Some(new), Some(end)) => new > end,
+        (Some(_), None) => false,
+    };
+    if rolled && patch.expires_at.is_some_and(later) {
+        return Err(ApiError::Conflict(
+            "API key already rolled",
+            serde_json::json!({ "expiresAt": expires_at.map(to_iso), "rule": "a rolled key's expiresAt can only move earlier" }),
+        ));
+    }
+    let name_only = KeyPatch { name: None, ..patch.clone() } == KeyPatch::default();
+    if expires_at.is_some_and(|t| t <= now) && !(rolled && name_only) {
+        let rule = if rolled {
+            "only the name of an expired rolled key can change"
+        } else {
+            "an expired key cannot be edited"
+        };
+        return Err(ApiError::Conflict(
+            "API key expired",
+            serde_json::json!({ "expiresAt": expires_at.map(to_iso), "rule": rule }),
+        ));
+    }
+    Ok(())
 }
 
 /// A roll's grace period: how long the old key keeps working next to the new one.
@@ -318,6 +353,35 @@ mod tests {
 
     fn field_of(err: ApiError) -> String {
         err.body()["details"]["field"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn rolled_and_expired_keys_cannot_be_brought_back() {
+        let now = 1_800_000_000_000;
+        let patch = |v: Value| KeyPatch::parse(&obj(v), now).unwrap();
+        let error = |r: ApiResult<()>| r.unwrap_err().body()["error"].as_str().unwrap().to_owned();
+        let end = Some(now + 60_000);
+        // Rolled, in its grace period: never later, earlier is fine, so are other fields.
+        for later in [json!({"expiresAt": null}), json!({"expiresAt": "2030-01-01T00:00:00Z"})] {
+            assert_eq!(error(check_key_edit(&patch(later), end, true, now)), "API key already rolled");
+        }
+        assert!(check_key_edit(&patch(json!({"expiresAt": "2027-01-15T08:00:30Z"})), end, true, now).is_ok());
+        assert!(check_key_edit(&patch(json!({"name": "n", "rateLimitPerMinute": 5})), end, true, now).is_ok());
+        // Rolled and over (grace 0): only the name.
+        let over = Some(now);
+        assert!(check_key_edit(&patch(json!({"name": "renamed"})), over, true, now).is_ok());
+        assert_eq!(
+            error(check_key_edit(&patch(json!({"expiresAt": null})), over, true, now)),
+            "API key already rolled"
+        );
+        assert_eq!(error(check_key_edit(&patch(json!({"rateLimitPerMinute": 5})), over, true, now)), "API key expired");
+        // Expired on its own: nothing at all.
+        for any in [json!({"name": "n"}), json!({"expiresAt": null}), json!({"allowedAgentIds": null})] {
+            assert_eq!(error(check_key_edit(&patch(any), Some(now - 1), false, now)), "API key expired");
+        }
+        // A live key that was never rolled: anything.
+        assert!(check_key_edit(&patch(json!({"expiresAt": null})), end, false, now).is_ok());
+        assert!(check_key_edit(&patch(json!({"expiresAt": null})), None, false, now).is_ok());
     }
 
     #[test]

@@ -17,17 +17,32 @@ pub fn object(body: &[u8]) -> ApiResult<Object> {
     }
 }
 
-/// Length rule in Unicode characters (not bytes), optionally rejecting whitespace-only text.
+/// Length rule in Unicode characters (not bytes), optionally rejecting whitespace-only text,
+/// and for names ([`Text::name`]) the characters a person can see as a name.
 #[derive(Debug, Clone, Copy)]
 pub struct Text {
     pub min: usize,
     pub max: usize,
     pub allow_blank: bool,
+    /// A name or label shown to people (a key's, an agent's, an admin's, a workspace's): no
+    /// control characters, no bidirectional overrides or isolates (they reorder what is shown
+    /// around them, so `Prod\u{202e}` can pose as another name in a list or the audit log),
+    /// and not made only of invisible characters.
+    pub name: bool,
 }
+
+/// The rule names follow, as the error states it.
+pub const NAME_RULE: &str =
+    "must not contain control characters or bidirectional overrides, and must have a visible character";
 
 impl Text {
     pub const fn new(min: usize, max: usize) -> Self {
-        Self { min, max, allow_blank: false }
+        Self { min, max, allow_blank: false, name: false }
+    }
+
+    /// A name or label: [`Text::new`] plus the characters of [`Text::name`].
+    pub const fn name(min: usize, max: usize) -> Self {
+        Self { min, max, allow_blank: false, name: true }
     }
 
     fn rule(self) -> String {
@@ -41,8 +56,39 @@ impl Text {
         if n < self.min || n > self.max || blank {
             return Err(ApiError::invalid(field, self.rule()));
         }
+        if self.name && !is_name(s) {
+            return Err(ApiError::invalid(field, NAME_RULE));
+        }
         Ok(())
     }
+}
+
+/// Whether `s` can be shown as a name: see [`Text::name`]. Joiners and other invisible
+/// characters are allowed between visible ones (emoji sequences need U+200D).
+pub fn is_name(s: &str) -> bool {
+    s.chars().all(|c| !c.is_control() && !is_bidi_control(c))
+        && s.chars().any(|c| !c.is_whitespace() && !is_invisible(c))
+}
+
+/// Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters a person can see and type: no control characters, no line or paragraph
+/// breaks, no invisible formatting characters (zero-width, bidi overrides, tags) that would
+/// make two ids look the same while being different.
+pub fn is_printable(c: char) -> bool {
+    !c.is_control() && !is_invisible(c) && (c == ' ' || !c.is_whitespace())
+}
+
+/// Unicode format characters (category Cf) that render as nothing. Tag characters are also
+/// how invisible instructions are smuggled into text meant for a model.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 /// A required string; absent or `null` is an error.
@@ -119,6 +165,28 @@ mod tests {
         assert!(required_text(&o, "d", rule).is_err());
         assert!(required_text(&o, "missing", rule).is_err());
         assert_eq!(optional_text(&o, "missing", rule).unwrap(), None);
+    }
+
+    #[test]
+    fn names_refuse_controls_bidi_and_invisible_only() {
+        let rule = Text::name(1, 100);
+        for bad in [
+            "Prod\u{202e}\u{0}\u{1b}[31m",
+            "\u{200b}",
+            "\u{0}",
+            "a\u{85}b",
+            "x\u{2066}y",
+            "tab\there",
+            "\u{200b}\u{feff} ",
+        ] {
+            let err = required_text(&obj(json!({ "name": bad })), "name", rule).unwrap_err();
+            assert_eq!(err.body()["details"], json!({ "field": "name", "rule": NAME_RULE }), "{bad:?}");
+        }
+        for good in ["Prod", "Équipe données", "👨\u{200d}👩\u{200d}👧 family", "日本語", "a b"] {
+            assert_eq!(required_text(&obj(json!({ "name": good })), "name", rule).unwrap(), good);
+        }
+        // Free text keeps its own rules: only names are checked this way.
+        assert!(required_text(&obj(json!({ "m": "line\nbreak" })), "m", Text::new(1, 100)).is_ok());
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
         check_agents(cx, &admin.workspace_id, patch.scope.as_ref().unwrap_or(&no_scope)),
     );
     let key = key?.ok_or(KEY_NOT_FOUND)?;
+    settings::check_key_edit(&patch, key.expires_at, key.rolled_to.is_some(), cx.now)?;
     agents_known?;
     let (_, changes) = patch.apply(&key.settings());
     if changes.as_object().is_none_or(serde_json::Map::is_empty) {

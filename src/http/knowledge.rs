@@ -19,7 +19,7 @@ const MAX_UPSERT_BYTES: usize = 1024 * 1024;
 pub async fn upsert(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let config = cx.config()?;
-    let input = knowledge::parse_upsert(&read_json_up_to(req, MAX_UPSERT_BYTES).await?)?;
+    let input = knowledge::parse_upsert(&read_json_up_to(req, MAX_UPSERT_BYTES).await?, cx.now)?;
     let db = storage::db(&cx.env)?;
     let outcome =
         records::upsert(&db, &admin.workspace_id, &input, config.knowledge_max_records, &admin.name, cx.now, || {

@@ -89,7 +89,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     count_usage(&cx, status).await;
     headers.extend(cx.take_headers());
     headers.push(("X-Request-Id", request_id.clone()));
-    let response = build(status, body, &headers);
+    let response = build(status, body, &headers, method == "HEAD");
     let duration_ms = worker::Date::now().as_millis().saturating_sub(started);
     log(
         &json!({ "requestId": request_id, "method": method, "route": pattern, "status": status, "durationMs": duration_ms }),
@@ -166,20 +166,30 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     }
 }
 
-fn build(status: u16, body: Body, headers: &[(&'static str, String)]) -> Response {
+/// The response; for `HEAD` (`head`), the same status and headers without the body, its
+/// `Content-Length` saying how long the `GET` body is.
+fn build(status: u16, body: Body, headers: &[(&'static str, String)], head: bool) -> Response {
     let builder = Response::builder().with_status(status);
+    let fixed = |bytes: Vec<u8>| {
+        if head {
+            let length = bytes.len().to_string();
+            let mut r = Response::builder().with_status(status).empty();
+            let _ = r.headers_mut().set("Content-Length", &length);
+            r
+        } else {
+            builder.fixed(bytes)
+        }
+    };
     let (mut response, content_type, cache) = match body {
-        Body::None => (builder.empty(), None, "no-store"),
+        Body::None => (Response::builder().with_status(status).empty(), None, "no-store"),
         // No Content-Encoding, ever: a compressor holds small events back until it has enough
         // to compress, and the caller would stare at nothing.
-        Body::EventStream(frames) => match builder.from_stream(frames) {
+        Body::EventStream(frames) => match Response::builder().with_status(status).from_stream(frames) {
             Ok(r) => (r, Some("text/event-stream; charset=utf-8"), "no-cache"),
             Err(_) => (Response::builder().with_status(500).empty(), None, "no-store"),
         },
-        Body::Json(v) => {
-            (builder.fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store")
-        }
-        Body::Asset { content_type, text } => (builder.fixed(text.as_bytes().to_vec()), Some(content_type), "no-cache"),
+        Body::Json(v) => (fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store"),
+        Body::Asset { content_type, text } => (fixed(text.as_bytes().to_vec()), Some(content_type), "no-cache"),
     };
     let out = response.headers_mut();
     // Header values here are our own ASCII; a failure could only lose that one header, never

@@ -92,20 +92,36 @@ impl Matched {
     }
 }
 
+/// `HEAD` is served by every `GET` route (RFC 9110 §9.3.2): the same status and headers, no
+/// body. The caller drops the body; here it resolves like `GET`.
+///
 /// # Errors
 /// 404 for a path no route has, 405 with the allowed methods for a known path.
 pub fn resolve(method: &str, path: &str) -> Result<Matched, ApiError> {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let wanted = if method == "HEAD" { "GET" } else { method };
     for &(pattern, methods) in ROUTES {
         let Some(params) = match_pattern(pattern, path) else {
             continue;
         };
-        return match methods.iter().find(|(m, _)| *m == method) {
+        return match methods.iter().find(|(m, _)| *m == wanted) {
             Some(&(_, endpoint)) => Ok(Matched { endpoint, pattern, params }),
-            None => Err(ApiError::MethodNotAllowed { allow: methods.iter().map(|m| m.0).collect() }),
+            None => Err(ApiError::MethodNotAllowed { allow: allowed(methods) }),
         };
     }
     Err(ApiError::NotFound("Not found", None))
+}
+
+/// The `Allow` list of a path: its methods, with `HEAD` after `GET`.
+fn allowed(methods: Methods) -> Vec<&'static str> {
+    let mut allow = Vec::with_capacity(methods.len() + 1);
+    for &(m, _) in methods {
+        allow.push(m);
+        if m == "GET" {
+            allow.push("HEAD");
+        }
+    }
+    allow
 }
 
 fn match_pattern(pattern: &str, path: &str) -> Option<Vec<String>> {
@@ -151,18 +167,33 @@ mod tests {
     #[test]
     fn wrong_methods_are_405_with_allow() {
         assert_eq!(resolve("GET", "/api/chat").unwrap_err(), ApiError::MethodNotAllowed { allow: vec!["POST"] });
+        assert_eq!(resolve("HEAD", "/api/chat").unwrap_err(), ApiError::MethodNotAllowed { allow: vec!["POST"] });
         assert_eq!(
             resolve("PUT", "/api/settings/agents/agent_x").unwrap_err(),
-            ApiError::MethodNotAllowed { allow: vec!["GET", "PATCH", "DELETE"] }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "HEAD", "PATCH", "DELETE"] }
         );
         assert_eq!(
             resolve("POST", "/api/chats/c").unwrap_err(),
-            ApiError::MethodNotAllowed { allow: vec!["GET", "DELETE"] }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "HEAD", "DELETE"] }
         );
         assert_eq!(
             resolve("DELETE", "/api/admin/workspaces").unwrap_err(),
-            ApiError::MethodNotAllowed { allow: vec!["GET", "POST"] }
+            ApiError::MethodNotAllowed { allow: vec!["GET", "HEAD", "POST"] }
         );
+    }
+
+    #[test]
+    fn head_is_served_by_every_get_route() {
+        for &(pattern, methods) in ROUTES {
+            let path = pattern.replace('{', "x").replace('}', "");
+            let get = resolve("GET", &path);
+            let head = resolve("HEAD", &path);
+            match get {
+                Ok(m) => assert_eq!(head.unwrap(), m, "{pattern}"),
+                Err(_) => assert!(methods.iter().all(|(m, _)| *m != "GET") && head.is_err(), "{pattern}"),
+            }
+        }
+        assert_eq!(resolve("HEAD", "/settings").unwrap().endpoint, Endpoint::SettingsPage);
     }
 
     /// The published OpenAPI document and this table describe the same routes: every route

@@ -101,7 +101,10 @@ pub async fn get(db: &D1Database, workspace_id: &str, key_id: &str) -> ApiResult
 /// Writes a key's new settings and the audit entry saying what changed, in one transaction;
 /// returns the key as it now is, or `None` if it is gone.
 /// Only the fields the patch sets are written, so a concurrent roll (which sets the old key's
-/// expiry) or another edit of other fields is never undone by values read before it.
+/// expiry) or another edit of other fields is never undone by values read before it; and the
+/// expiry of a key that has expired, or was rolled meanwhile, is never moved later (the
+/// handler refuses that with 409; this guard covers a roll that lands between its read and
+/// this write).
 pub async fn update(
     db: &D1Database,
     workspace_id: &str,
@@ -127,7 +130,8 @@ pub async fn update(
         db,
         "UPDATE api_keys SET name = COALESCE(?3, name), \
          rate_limit_per_minute = CASE WHEN ?4 = 1 THEN ?5 ELSE rate_limit_per_minute END, \
-         expires_at = CASE WHEN ?6 = 1 THEN ?7 ELSE expires_at END, \
+         expires_at = CASE WHEN ?6 = 1 AND (expires_at IS NULL OR expires_at > ?10) \
+         AND (rolled_to IS NULL OR (?7 IS NOT NULL AND ?7 <= expires_at)) THEN ?7 ELSE expires_at END, \
          allowed_agent_ids = CASE WHEN ?8 = 1 THEN ?9 ELSE allowed_agent_ids END \
          WHERE id = ?1 AND workspace_id = ?2",
         &[
@@ -140,6 +144,7 @@ pub async fn update(
             opt_int(patch.expires_at.flatten()),
             given(patch.scope.is_some()),
             opt_text(patch.scope.as_ref().and_then(Scope::to_stored).as_deref()),
+            int(at),
         ],
     )?;
     let select = stmt(

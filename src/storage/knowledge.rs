@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, D1PreparedStatement};
 
-use super::audit::{self, Target};
-use super::{all, batch, first, int, opt_text, rows, stmt, text};
+use super::{all, batch, changes, first, int, opt_text, rows, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::ids::{self, IdKind};
 use crate::domain::knowledge::{self, Existing, Facts, Kind, Record, Source, StageTotal, UpsertStatus};
 use crate::domain::time::Millis;
 use crate::domain::tools;
@@ -151,14 +151,62 @@ pub async fn upsert(
         count(UpsertStatus::Updated),
         count(UpsertStatus::Unchanged)
     );
-    let mut statements = Vec::new();
+    // The cap is decided again inside the write's transaction, from what the workspace holds
+    // at that moment: the read above is only a fast refusal. Concurrent upserts each counted
+    // before the others wrote, so deciding on that read let four writers end 1,000 over.
+    // The audit entry is written only if the records fit, and the records only if the entry
+    // was: one transaction, all or nothing.
+    let audit_id = ids::new_id(IdKind::Audit)?;
+    let fits = stmt(
+        db,
+        &format!(
+            "WITH {CAP_COUNTS} INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, created_at) \
+             SELECT ?4, ?1, ?5, 'knowledge.upserted', 'knowledge', ?6, ?7 FROM counts WHERE adding = 0 OR held + adding <= ?3"
+        ),
+        &[
+            text(workspace_id),
+            text(&keys.to_string()),
+            int(i64::try_from(cap).unwrap_or(i64::MAX)),
+            text(&audit_id),
+            text(actor),
+            text(&summary),
+            int(now),
+        ],
+    )?;
+    let counts = stmt(
+        db,
+        &format!("WITH {CAP_COUNTS} SELECT held, adding FROM counts"),
+        &[text(workspace_id), text(&keys.to_string())],
+    )?;
+    let mut statements = vec![counts, fits];
     if !rows_to_write.is_empty() {
-        statements.push(write_statement(db, workspace_id, &Value::Array(rows_to_write), now)?);
+        statements.push(write_statement(db, workspace_id, &Value::Array(rows_to_write), now, &audit_id)?);
     }
-    let target = Target { id: "knowledge", name: Some(&summary), prefix: None };
-    statements.push(audit::record(db, workspace_id, actor, "knowledge.upserted", &target, now)?);
-    batch(db, statements).await?;
+    let results = batch(db, statements).await?;
+    let (Some(counts), Some(fits)) = (results.first(), results.get(1)) else {
+        return Err(ApiError::internal("D1 batch returned the wrong number of results"));
+    };
+    if changes(fits)? == 0 {
+        let held = rows::<CapCounts>(counts)?.first().map_or(OverCap { held, adding }, |c| OverCap {
+            held: u64::try_from(c.held).unwrap_or(0),
+            adding: u64::try_from(c.adding).unwrap_or(0),
+        });
+        return Ok(Err(held));
+    }
     Ok(Ok(outcomes))
+}
+
+/// `counts(held, adding)`: what the workspace (?1) holds, and how many of the request's keys
+/// (?2, `[[kind, externalId], …]`, each once) it does not hold yet, i.e. would be created.
+const CAP_COUNTS: &str = "counts AS (SELECT (SELECT COUNT(*) FROM knowledge_records WHERE workspace_id = ?1) AS held, \
+                          json_array_length(?2) - (SELECT COUNT(*) FROM knowledge_records WHERE workspace_id = ?1 \
+                          AND (kind, external_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
+                          FROM json_each(?2))) AS adding)";
+
+#[derive(Deserialize)]
+struct CapCounts {
+    held: i64,
+    adding: i64,
 }
 
 fn row_json(r: &Record, public_id: &str) -> Value {
@@ -184,8 +232,15 @@ fn row_json(r: &Record, public_id: &str) -> Value {
 }
 
 /// One statement for every record to write: insert, or update in place (keeping its id and
-/// `created_at`) unless the stored copy comes from a newer sync.
-fn write_statement(db: &D1Database, workspace_id: &str, rows: &Value, now: Millis) -> ApiResult<D1PreparedStatement> {
+/// `created_at`) unless the stored copy comes from a newer sync. It writes only if the audit
+/// entry `audit_id` was written before it in the same transaction (the cap held).
+fn write_statement(
+    db: &D1Database,
+    workspace_id: &str,
+    rows: &Value,
+    now: Millis,
+    audit_id: &str,
+) -> ApiResult<D1PreparedStatement> {
     let sql = "INSERT INTO knowledge_records (public_id, workspace_id, ws_token, kind, external_id, title, body, url, \
                source, account_name, amount, currency, stage, status, close_date, owner, properties, content_hash, \
                source_updated_at, created_at, updated_at) \
@@ -195,7 +250,8 @@ fn write_statement(db: &D1Database, workspace_id: &str, rows: &Value, now: Milli
                json_extract(value, '$.amount'), json_extract(value, '$.currency'), json_extract(value, '$.stage'), \
                json_extract(value, '$.status'), json_extract(value, '$.closeDate'), json_extract(value, '$.owner'), \
                json_extract(value, '$.properties'), json_extract(value, '$.contentHash'), \
-               json_extract(value, '$.sourceUpdatedAt'), ?4, ?4 FROM json_each(?3) WHERE true \
+               json_extract(value, '$.sourceUpdatedAt'), ?4, ?4 FROM json_each(?3) \
+               WHERE EXISTS (SELECT 1 FROM audit_log WHERE id = ?5) \
                ON CONFLICT (workspace_id, kind, external_id) DO UPDATE SET title = excluded.title, body = excluded.body, \
                url = excluded.url, source = excluded.source, account_name = excluded.account_name, \
                amount = excluded.amount, currency = excluded.currency, stage = excluded.stage, status = excluded.status, \
@@ -207,7 +263,13 @@ fn write_statement(db: &D1Database, workspace_id: &str, rows: &Value, now: Milli
     stmt(
         db,
         sql,
-        &[text(workspace_id), text(&knowledge::workspace_token(workspace_id)), text(&rows.to_string()), int(now)],
+        &[
+            text(workspace_id),
+            text(&knowledge::workspace_token(workspace_id)),
+            text(&rows.to_string()),
+            int(now),
+            text(audit_id),
+        ],
     )
 }
 

@@ -8,6 +8,7 @@ mod chat;
 mod chats;
 mod degraded;
 mod dev_config;
+mod hardening;
 mod idempotency;
 mod key_lifecycle;
 mod knowledge;

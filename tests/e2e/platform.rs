@@ -37,11 +37,11 @@ fn wrong_method_is_a_json_405_with_allow() {
     assert_eq!(r.header("allow"), Some("POST"));
     let r = request("PUT", "/api/settings/api-keys", None, Body::None, &[]);
     r.expect_error(405, "Method not allowed");
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
     // A method the runtime's request type does not know is not read as GET.
     let r = request("QUERY", "/api/health", None, Body::None, &[]);
     r.expect_error(405, "Method not allowed");
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
 }
 
 #[test]
