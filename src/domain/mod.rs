@@ -28,3 +28,4 @@ pub mod token;
 pub mod tools;
 pub mod usage;
 pub mod validate;
+pub mod wire;

@@ -636,6 +636,11 @@ impl Collector {
         }
     }
 
+    /// Whether the model has started calling a tool (content, as much as text is).
+    pub fn has_tool_calls(&self) -> bool {
+        !self.tool_calls.is_empty()
+    }
+
     /// The text so far.
     pub fn text(&self) -> &str {
         &self.text

@@ -5,12 +5,14 @@ use serde_json::json;
 use worker::Request;
 
 use super::{auth, read_json, sse, Cx, Reply};
+use crate::domain::agent::Trace;
 use crate::domain::chat::{wants_stream, ChatRequest};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::{self, StoredResult};
 use crate::domain::rate_limit::Claim;
 use crate::domain::stream::ErrorCode;
-use crate::turn::{self, Start};
+use crate::turn::run::{Finished, Sink};
+use crate::turn::{self, Start, Turn};
 
 pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let token = auth::api_key(req)?;
@@ -45,9 +47,54 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         }
         Start::Run(turn) if stream => sse::respond(cx, req, *turn).await,
         Start::Run(turn) => {
-            let result = turn.run_json(cx).await?;
-            json_reply(&result, cx)
+            let (turn, finished) = turn.run(&mut WholeAnswer).await;
+            cx.set_header("Server-Timing", turn.timing.header());
+            cx.usage_llm_ms(turn.timing.llm_ms);
+            match finished {
+                Finished::Stored { result, .. } => {
+                    // Counted in the batch that stored it.
+                    cx.usage_counted();
+                    json_reply(&result, cx)
+                }
+                Finished::Failed { error, usage, .. } => {
+                    cx.usage_tokens(usage.prompt_tokens, usage.completion_tokens);
+                    Err(error)
+                }
+            }
         }
+    }
+}
+
+/// The JSON transport's sink: the provider answers whole, and nothing is sent before the end.
+struct WholeAnswer;
+
+impl Sink for WholeAnswer {
+    fn streams(&self) -> bool {
+        false
+    }
+
+    async fn start(&mut self, _: &Turn) -> bool {
+        true
+    }
+
+    async fn delta(&mut self, _: &str) -> bool {
+        true
+    }
+
+    async fn tool(&mut self, _: &Trace) -> bool {
+        true
+    }
+
+    async fn ping(&mut self, _: &Turn) -> bool {
+        true
+    }
+
+    fn last_sent(&self) -> Option<u64> {
+        None
+    }
+
+    async fn unless_gone<F: std::future::Future>(&mut self, fut: F) -> Option<F::Output> {
+        Some(fut.await)
     }
 }
 

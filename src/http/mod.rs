@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use worker::{Context, Env, Request, Response};
 
-pub(crate) use crate::context::{log, log_warn, timed, Cx};
+pub(crate) use crate::context::{log, log_warn, Cx};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::request_id;
 use crate::domain::time::Millis;

@@ -9,6 +9,7 @@
 //! [`Answer`] type the stream collects chunk by chunk, stored by the same [`Turn::store`].
 
 pub mod admit;
+pub mod run;
 pub mod tools;
 
 use serde_json::json;
@@ -23,15 +24,14 @@ use crate::domain::idempotency::StoredResult;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::{self, AgentKnowledge, PipelineSummary, Source};
 use crate::domain::llm::{self, Offer};
-use crate::domain::rate_limit::{Claim, KeyDecision};
-use crate::domain::sse::{Answer, AnswerStatus, Collector, Outcome, StreamEnd, Usage};
+use crate::domain::rate_limit::{Claim, KeyDecision, Reply};
+use crate::domain::sse::{Answer, AnswerStatus, Outcome, Usage};
 use crate::domain::stream::ErrorCode;
 use crate::domain::time::Millis;
 use crate::domain::timing::Timing;
 use crate::domain::tools as domain_tools;
 use crate::domain::usage::{self, Counters};
 use crate::storage::{self, chats, limiter};
-use crate::upstream;
 use tools::Toolbox;
 
 /// What a request turns into once it is admitted.
@@ -81,7 +81,8 @@ pub enum StoreFailure {
 }
 
 /// Loads, admits and prepares a turn. Every failure here is a JSON error with its real status,
-/// and stores nothing; a claimed idempotency key is released again on the way out.
+/// and stores nothing; an idempotency key claimed for this request is released again on the
+/// way out, whichever step failed.
 pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<Claim>) -> ApiResult<Start> {
     let config = cx.config()?;
     let db = storage::db(&cx.env)?;
@@ -102,15 +103,40 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         )),
         timed(limiter::check(&cx.env, key_hash, config.rate_limit_per_minute, claim.clone())),
     );
-    let mut timing = Timing { read_ms, limit_ms, d1_calls: 1, do_calls: 1, ..Timing::default() };
+    let timing = Timing { read_ms, limit_ms, d1_calls: 1, do_calls: 1, ..Timing::default() };
     // From here on, whatever the outcome, the caller sees where the time went so far.
     cx.set_header("Server-Timing", timing.header());
+    // Whether the key's object claimed the request's `Idempotency-Key` for this request: then
+    // every failure from here until the turn exists must release it, or the key would answer
+    // 409 until the claim goes stale.
+    let held = std::cell::Cell::new(matches!(&reply, Ok(Reply::Verdict { idempotency: Some(KeyDecision::Run), .. })));
+    let prepared = prepare(cx, key_hash, input, claim.clone(), config, loaded, reply, timing, &held).await;
+    if let (Err(_), true, Some(claim)) = (&prepared, held.get(), &claim) {
+        release(&cx.env, key_hash, claim).await;
+    }
+    prepared
+}
+
+/// [`start`] once the load and the limiter have answered: admission, the agent, the prompt.
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    cx: &Cx,
+    key_hash: &str,
+    input: &ChatRequest,
+    claim: Option<Claim>,
+    config: Config,
+    loaded: ApiResult<chats::TurnContext>,
+    reply: ApiResult<Reply>,
+    mut timing: Timing,
+    held: &std::cell::Cell<bool>,
+) -> ApiResult<Start> {
     let loaded = loaded?;
     let ((admitted, adoptions), adopt_ms) = timed(admit::admit(cx, key_hash, loaded.key, reply, claim.as_ref())).await;
     timing.do_calls += adoptions;
     timing.limit_ms += adopt_ms;
     cx.set_header("Server-Timing", timing.header());
     let admitted = admitted?;
+    held.set(matches!(admitted.idempotency, Some(KeyDecision::Run)));
     let claim = match admitted.idempotency {
         None => None,
         Some(KeyDecision::Run) => claim,
@@ -160,15 +186,7 @@ pub async fn start(cx: &Cx, key_hash: &str, input: &ChatRequest, claim: Option<C
         };
         Ok((agent_id, instructions, model, chat_id, offered))
     })();
-    let (agent_id, instructions, model, chat_id, offered) = match chosen {
-        Ok(chosen) => chosen,
-        Err(err) => {
-            if let Some(claim) = &claim {
-                release(&cx.env, key_hash, claim).await;
-            }
-            return Err(err);
-        }
-    };
+    let (agent_id, instructions, model, chat_id, offered) = chosen?;
     // The workspace's records, as a delimited block of data after the instructions; none (and
     // so exactly the prompt of a workspace without knowledge) when nothing was retrieved.
     let hits: Vec<Source> = loaded.hits.iter().filter_map(|h| h.to_source()).collect();
@@ -211,77 +229,6 @@ async fn release(env: &Env, key_hash: &str, claim: &Claim) {
 }
 
 impl Turn {
-    /// The JSON transport: one call, the answer collected at once, stored, remembered.
-    ///
-    /// # Errors
-    /// 502/504 when the provider fails (nothing stored, the idempotency key released), 404 when
-    /// the chat was deleted meanwhile, 500 when D1 fails.
-    pub async fn run_json(mut self, cx: &Cx) -> ApiResult<StoredResult> {
-        // Every model call of the turn (and the tool steps between them) within one deadline.
-        let deadline = worker::Date::now().as_millis().saturating_add(self.config.llm_timeout_ms);
-        let mut llm_ms = 0;
-        let answer = loop {
-            let left = deadline.saturating_sub(worker::Date::now().as_millis());
-            let call = async {
-                if left == 0 {
-                    return Err(ApiError::UpstreamTimeout);
-                }
-                let config = Config { llm_timeout_ms: left, ..self.config.clone() };
-                upstream::llm::complete(&config, &self.model, &self.messages, self.offer()).await
-            };
-            let (completion, ms) = timed(call).await;
-            llm_ms += ms;
-            self.timing.llm_ms = llm_ms;
-            cx.usage_llm_ms(llm_ms);
-            cx.set_header("Server-Timing", self.timing.header());
-            let completion = match completion {
-                Ok(c) => c,
-                Err(err) => {
-                    // Tool steps before the failure were paid for.
-                    cx.usage_tokens(self.usage_before.prompt_tokens, self.usage_before.completion_tokens);
-                    self.forget().await;
-                    return Err(err);
-                }
-            };
-            let answer = Collector::from_completion(&completion, completion.finish_reason.clone())
-                .finish(StreamEnd::Clean, &self.messages);
-            if self.wants_tools(&answer) {
-                self.run_tool_step(&answer).await;
-                continue;
-            }
-            break self.whole_answer(answer);
-        };
-        if let Outcome::UpstreamError { message } = &answer.outcome {
-            cx.usage_tokens(answer.usage.prompt_tokens, answer.usage.completion_tokens);
-            self.forget().await;
-            return Err(ApiError::Upstream(message.clone()));
-        }
-        let (stored, write_ms) = timed(self.store(&answer, None, llm_ms)).await;
-        self.timing.write_ms = write_ms;
-        self.timing.d1_calls += 1;
-        cx.set_header("Server-Timing", self.timing.header());
-        match stored {
-            Ok(()) => {
-                cx.usage_counted();
-                let result = self.result(&answer, None);
-                if self.claim.is_some() {
-                    self.remember(result.clone()).await;
-                    self.timing.do_calls += 1;
-                    cx.set_header("Server-Timing", self.timing.header());
-                }
-                Ok(result)
-            }
-            Err(StoreFailure::ChatGone) => {
-                self.forget().await;
-                Err(ApiError::NotFound("Chat not found", None))
-            }
-            Err(StoreFailure::Storage(err)) => {
-                self.forget().await;
-                Err(err)
-            }
-        }
-    }
-
     /// The tools offered with the next call; on the last call the turn allows, with
     /// `tool_choice: "none"`, so the turn ends with an answer.
     pub fn offer(&self) -> Option<Offer<'_>> {

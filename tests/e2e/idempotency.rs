@@ -192,3 +192,46 @@ fn requests_with_a_key_make_no_extra_round_trip_before_the_llm() {
     let timing = plain.header("server-timing").unwrap_or_default();
     assert!(timing.contains("do;desc=\"durable object calls\";dur=1"), "{timing}");
 }
+
+/// Runs `sql` on the D1 database of the harness's second Worker, directly in its local state.
+fn second_worker_d1(sql: &str) {
+    let dir = std::env::var("ATTIVE_LIMITER_STATE").expect("ATTIVE_LIMITER_STATE is set by tests/e2e.sh");
+    let script = r#"
+import glob, os, sqlite3, sys
+files = [f for f in glob.glob(os.path.join(sys.argv[1], "**", "*.sqlite"), recursive=True)
+         if "D1DatabaseObject" in f and not f.endswith("metadata.sqlite")]
+assert files, "no local D1 database"
+for f in files:
+    db = sqlite3.connect(f, timeout=10)
+    db.execute(sys.argv[2])
+    db.commit()
+"#;
+    let out = std::process::Command::new("python3").args(["-c", script, &dir, sql]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A storage failure between the claim and the store releases the key: the retry runs afresh
+/// instead of answering 409 until the claim goes stale. (D1 is broken for one request by
+/// renaming the table every turn reads, on a Worker no other test uses meanwhile.)
+#[test]
+fn a_storage_failure_after_the_claim_releases_the_key() {
+    let _turn = SECOND_WORKER.lock().unwrap_or_else(|e| e.into_inner());
+    let base = std::env::var("ATTIVE_LIMITER_URL").expect("set by tests/e2e.sh");
+    let ws = Workspace::on(&base);
+    let key = ws.key();
+    let url = format!("{base}/api/chat");
+    let tag = unique("claim-");
+    // The key's object adopts the key on its first request, so the next one's claim is taken
+    // side by side with the load.
+    request("POST", &url, Some(&key), Body::Json(json!({ "message": "warm up" })), &[]).expect(200);
+    let idem = unique("broken-");
+    second_worker_d1("ALTER TABLE chats RENAME TO chats_away");
+    let failed =
+        request("POST", &url, Some(&key), Body::Json(json!({ "message": tag })), &[("Idempotency-Key", &idem)]);
+    second_worker_d1("ALTER TABLE chats_away RENAME TO chats");
+    failed.expect_error(500, "Internal server error");
+    let retry = request("POST", &url, Some(&key), Body::Json(json!({ "message": tag })), &[("Idempotency-Key", &idem)]);
+    retry.expect(200);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    assert_eq!(stub::requests(&tag).len(), 1, "the failed request never reached the LLM");
+}
