@@ -8,7 +8,8 @@ source scripts/lib.sh
 
 STATE=.state/e2e
 rm -rf "$STATE"
-mkdir -p "$STATE/main" "$STATE/bare" "$STATE/no-limiter" "$STATE/llm-down" "$STATE/limiter" "$STATE/dev"
+mkdir -p "$STATE/main" "$STATE/bare" "$STATE/no-limiter" "$STATE/llm-down" "$STATE/limiter" "$STATE/dev" \
+  "$STATE/providers" "$STATE/misconfigured"
 
 start_llm_stub "$STATE"
 ADMIN_TOKEN="op_$(random_secret)"
@@ -28,6 +29,22 @@ cp "$STATE/main/runtime.vars" "$STATE/no-limiter/runtime.vars"
 sed "s|^LLM_TIMEOUT_MS=.*|LLM_TIMEOUT_MS='25000'|" "$STATE/main/runtime.vars" >"$STATE/limiter/runtime.vars"
 # And one whose LLM provider is down: nothing listens on its port.
 sed "s|^LLM_BASE_URL=.*|LLM_BASE_URL=http://127.0.0.1:$(free_port)/v1|" "$STATE/main/runtime.vars" >"$STATE/llm-down/runtime.vars"
+# A Worker with several providers (the stand-in plays each one under its own path): an
+# Anthropic-wire one, a second OpenAI-wire one that is also the service's fallback, and one
+# that is down. Its keys are secrets named by LLM_PROVIDERS.
+ANTHROPIC_API_KEY="sk-ant-test-$(random_secret)"
+BACKUP_API_KEY="sk-backup-test-$(random_secret)"
+{
+  cat "$STATE/main/runtime.vars"
+  printf "LLM_PROVIDERS='%s'\n" "{\"claude\": {\"wire\": \"anthropic\", \"baseUrl\": \"$LLM_STUB_URL/claude/v1\", \"apiKeySecret\": \"ANTHROPIC_API_KEY\", \"maxTokens\": 1024}, \"backup\": {\"wire\": \"openai\", \"baseUrl\": \"$LLM_STUB_URL/backup/v1\", \"apiKeySecret\": \"BACKUP_API_KEY\"}, \"down\": {\"wire\": \"openai\", \"baseUrl\": \"http://127.0.0.1:$(free_port)/v1\"}}"
+  printf "LLM_FALLBACKS='%s'\n" '[{"provider": "backup", "model": "global-backup"}]'
+  printf "ANTHROPIC_API_KEY='%s'\nBACKUP_API_KEY='%s'\n" "$ANTHROPIC_API_KEY" "$BACKUP_API_KEY"
+} >"$STATE/providers/runtime.vars"
+# And one whose provider configuration cannot be used: every chat and the health check say so.
+{
+  cat "$STATE/main/runtime.vars"
+  printf "LLM_PROVIDERS='%s'\n" '{"broken": {"wire": "gemini", "baseUrl": "https://example.invalid"}}'
+} >"$STATE/misconfigured/runtime.vars"
 umask 022
 
 PORT=$(free_port)
@@ -42,6 +59,12 @@ LLM_DOWN_PORT=$(free_port)
 serve "$STATE/llm-down" "$LLM_DOWN_PORT" "$STATE/llm-down/runtime.vars"
 LIMITER_PORT=$(free_port)
 serve "$STATE/limiter" "$LIMITER_PORT" "$STATE/limiter/runtime.vars"
+PROVIDERS_PORT=$(free_port)
+serve "$STATE/providers" "$PROVIDERS_PORT" "$STATE/providers/runtime.vars"
+MISCONFIGURED_PORT=$(free_port)
+serve "$STATE/misconfigured" "$MISCONFIGURED_PORT" "$STATE/misconfigured/runtime.vars"
+export ATTIVE_PROVIDERS_URL="http://127.0.0.1:$PROVIDERS_PORT" ATTIVE_MISCONFIGURED_URL="http://127.0.0.1:$MISCONFIGURED_PORT"
+export ANTHROPIC_API_KEY BACKUP_API_KEY
 export ATTIVE_LIMITER_URL="http://127.0.0.1:$LIMITER_PORT" ATTIVE_LIMITER_STATE="$PWD/$STATE/limiter"
 
 # `make dev` itself (scripts/dev.sh), configured only through the environment the way the
@@ -89,7 +112,7 @@ fts_integrity() {
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).
 no_secret_in_logs() {
-  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
+  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|$ANTHROPIC_API_KEY|$BACKUP_API_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
     echo "FAIL: a secret appears in a Worker log under $STATE" >&2
     return 1
   fi

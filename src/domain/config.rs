@@ -2,6 +2,7 @@
 //! Read through a lookup function so the rules are tested without a runtime.
 
 use super::error::ApiError;
+use super::providers::{Providers, DEFAULT_PROVIDER};
 
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
@@ -15,10 +16,10 @@ Answer clearly and concisely, say when you are unsure, and never invent figures.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub llm_base_url: String,
+    /// The default assistant's model, on the `default` provider.
     pub llm_model: String,
-    /// `None` when unset: the `Authorization` header is then omitted (local servers).
-    pub llm_api_key: Option<String>,
+    /// Every provider (`default` always), and the service's own fallbacks.
+    pub providers: Providers,
     /// JSON mode: the whole LLM call. Streaming: the wait for the first byte, then each gap.
     pub llm_timeout_ms: u64,
     /// Streaming: the whole answer.
@@ -49,14 +50,16 @@ impl Config {
                 Some(v) => v.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or(ApiError::NotConfigured(name)),
             }
         };
-        let llm_base_url = text("LLM_BASE_URL").ok_or(ApiError::NotConfigured("LLM_BASE_URL"))?;
-        if !(llm_base_url.starts_with("http://") || llm_base_url.starts_with("https://")) {
-            return Err(ApiError::NotConfigured("LLM_BASE_URL"));
-        }
+        // Today's endpoint, the `default` provider unless LLM_PROVIDERS defines it.
+        let legacy = match text("LLM_BASE_URL") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok((url.trim_end_matches('/').to_owned(), text("LLM_API_KEY")))
+            }
+            _ => Err(ApiError::NotConfigured("LLM_BASE_URL")),
+        };
         Ok(Self {
-            llm_base_url: llm_base_url.trim_end_matches('/').to_owned(),
+            providers: Providers::from_lookup(&text, legacy)?,
             llm_model: text("LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.into()),
-            llm_api_key: text("LLM_API_KEY"),
             llm_timeout_ms: number("LLM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 600_000)?,
             llm_stream_max_ms: number("LLM_STREAM_MAX_MS", DEFAULT_STREAM_MAX_MS, 3_600_000)?,
             context_token_budget: usize::try_from(number(
@@ -85,8 +88,9 @@ impl Config {
         })
     }
 
-    pub fn completions_url(&self) -> String {
-        format!("{}/chat/completions", self.llm_base_url)
+    /// The default provider (it always exists).
+    pub fn default_provider(&self) -> Option<&super::providers::Provider> {
+        self.providers.get(DEFAULT_PROVIDER)
     }
 }
 
@@ -103,9 +107,9 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config(&[("LLM_BASE_URL", "http://127.0.0.1:9/v1/")]).unwrap();
-        assert_eq!(c.completions_url(), "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(c.default_provider().unwrap().base_url, "http://127.0.0.1:9/v1");
         assert_eq!(c.llm_model, DEFAULT_MODEL);
-        assert_eq!(c.llm_api_key, None);
+        assert_eq!(c.default_provider().unwrap().api_key, None);
         assert_eq!(c.llm_timeout_ms, 60_000);
         assert_eq!(c.llm_stream_max_ms, 600_000);
         assert_eq!((c.knowledge_top_k, c.knowledge_max_records), (8, 100_000));
@@ -125,7 +129,7 @@ mod tests {
             ("DEFAULT_INSTRUCTIONS", "Be terse."),
         ])
         .unwrap();
-        assert_eq!(c.llm_api_key, None);
+        assert_eq!(c.default_provider().unwrap().api_key, None);
         assert_eq!(c.llm_timeout_ms, 3000);
         assert_eq!(c.rate_limit_per_minute, 5);
         assert_eq!(c.default_instructions, "Be terse.");

@@ -45,10 +45,21 @@ pub enum ApiError {
     IdempotencyMismatch,
     /// The operator has not configured something the route needs (e.g. `ADMIN_TOKEN`).
     NotConfigured(&'static str),
+    /// 500: a variable is set but cannot be used (`LLM_PROVIDERS`, `LLM_FALLBACKS`): nothing
+    /// is silently used instead, and the body names the variable, never a value.
+    Misconfigured(&'static str),
     /// A dependency we rely on (D1) is down.
     Unavailable(&'static str),
     UpstreamTimeout,
     Upstream(String),
+    /// Every provider target of a turn failed (or one failed in a way no other could help
+    /// with): 502, 504, or 429 when every target answered 429; `details.attempts` lists them.
+    UpstreamExhausted {
+        status: u16,
+        error: &'static str,
+        details: Value,
+        retry_after: Option<u64>,
+    },
     /// Anything unexpected; the string is logged, never returned.
     Internal(String),
 }
@@ -83,7 +94,8 @@ impl ApiError {
             Self::IdempotencyConflict { .. } | Self::Conflict(..) => 409,
             Self::IdempotencyMismatch => 422,
             Self::RateLimited { .. } => 429,
-            Self::Internal(_) => 500,
+            Self::Internal(_) | Self::Misconfigured(_) => 500,
+            Self::UpstreamExhausted { status, .. } => *status,
             Self::Upstream(_) => 502,
             Self::NotConfigured(_) | Self::Unavailable(_) => 503,
             Self::UpstreamTimeout => 504,
@@ -118,6 +130,8 @@ impl ApiError {
             Self::UpstreamTimeout => ("Upstream timeout".into(), None),
             Self::Upstream(detail) => ("Upstream error".into(), Some(json!(detail))),
             Self::Internal(_) => ("Internal server error".into(), None),
+            Self::Misconfigured(variable) => ("Service misconfigured".into(), Some(json!({ "variable": variable }))),
+            Self::UpstreamExhausted { error, details, .. } => ((*error).into(), Some(details.clone())),
         };
         match details {
             Some(details) => json!({ "error": error, "details": details }),
@@ -132,6 +146,7 @@ impl ApiError {
             Self::RateLimited { retry_after_seconds } | Self::IdempotencyConflict { retry_after_seconds } => {
                 vec![("Retry-After", retry_after_seconds.to_string())]
             }
+            Self::UpstreamExhausted { retry_after: Some(seconds), .. } => vec![("Retry-After", seconds.to_string())],
             _ => Vec::new(),
         }
     }
@@ -140,6 +155,7 @@ impl ApiError {
     pub fn log_detail(&self) -> Option<&str> {
         match self {
             Self::Internal(detail) | Self::Upstream(detail) => Some(detail),
+            Self::Misconfigured(variable) => Some(variable),
             _ => None,
         }
     }

@@ -167,6 +167,29 @@ pub struct StoredResult {
     /// for a complete answer. A replay ends the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// Which provider target answered, after how many attempts: a replay shows the original
+    /// ones (records from before providers have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<Box<AnsweredBy>>,
+}
+
+/// The target that answered a turn, as the `X-LLM-*` headers show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredBy {
+    pub provider: String,
+    pub model: String,
+    pub attempts: u32,
+}
+
+impl AnsweredBy {
+    pub fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("X-LLM-Provider", self.provider.clone()),
+            ("X-LLM-Model", self.model.clone()),
+            ("X-LLM-Attempts", self.attempts.to_string()),
+        ]
+    }
 }
 
 fn empty_array() -> Value {
@@ -185,6 +208,7 @@ impl StoredResult {
             model: answer.model.clone(),
             sources: empty_array(),
             error_code: None,
+            answered_by: None,
         }
     }
 }
@@ -228,6 +252,8 @@ impl Record {
 }
 
 /// What to do with a request that carries a key.
+// One short-lived value per request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Execute it: first store [`Record::claim`], with a conditional write so that of two
@@ -299,6 +325,7 @@ mod tests {
             model: Some("m1".into()),
             sources: json!([]),
             error_code: None,
+            answered_by: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod knowledge;
 pub mod llm;
 #[cfg(test)]
 mod properties;
+pub mod providers;
 pub mod rate_limit;
 pub mod request_id;
 pub mod scope;

@@ -198,6 +198,8 @@ pub enum Command {
 }
 
 /// What the object found for a claimed key (the serialisable form of [`IdemDecision`]).
+// One short-lived value per request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "decision")]
 pub enum KeyDecision {

@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::knowledge::AgentKnowledge;
+use super::providers::{self, Target};
 use super::scope::Scope;
 use super::time::{self, to_iso, Millis};
 use super::tools::Tool;
@@ -216,6 +217,9 @@ pub struct NewAgent {
     pub name: String,
     pub instructions: String,
     pub model: Option<String>,
+    /// Its provider (`None`: `default`) and fallbacks; the handler checks that they exist.
+    pub provider: Option<String>,
+    pub fallbacks: Vec<Target>,
     /// Which workspace records it answers from (default: all of them).
     pub knowledge: AgentKnowledge,
     /// The tools it may call over those records (default: none).
@@ -229,6 +233,8 @@ impl TryFrom<&Object> for NewAgent {
             name: validate::required_text(obj, "name", NAME)?.trim().to_owned(),
             instructions: validate::required_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?.flatten(),
+            provider: providers::parse_agent_provider(obj.get("provider"))?.flatten(),
+            fallbacks: providers::parse_agent_fallbacks(obj.get("fallbacks"))?.unwrap_or_default(),
             knowledge: knowledge(obj)?.unwrap_or_default(),
             tools: tools(obj)?.unwrap_or_default(),
         })
@@ -242,6 +248,9 @@ pub struct AgentPatch {
     pub name: Option<String>,
     pub instructions: Option<String>,
     pub model: Option<Option<String>>,
+    /// `Some(None)`: back to `default`.
+    pub provider: Option<Option<String>>,
+    pub fallbacks: Option<Vec<Target>>,
     pub knowledge: Option<AgentKnowledge>,
     pub tools: Option<Vec<Tool>>,
 }
@@ -253,13 +262,15 @@ impl TryFrom<&Object> for AgentPatch {
             name: validate::optional_text(obj, "name", NAME)?.map(|n| n.trim().to_owned()),
             instructions: validate::optional_text(obj, "instructions", INSTRUCTIONS)?,
             model: model(obj)?,
+            provider: providers::parse_agent_provider(obj.get("provider"))?,
+            fallbacks: providers::parse_agent_fallbacks(obj.get("fallbacks"))?,
             knowledge: if validate::has(obj, "knowledge") { Some(knowledge(obj)?.unwrap_or_default()) } else { None },
             tools: if validate::has(obj, "tools") { Some(tools(obj)?.unwrap_or_default()) } else { None },
         };
         if patch == Self::default() {
             return Err(ApiError::invalid(
                 "body",
-                "must set at least one of name, instructions, model, knowledge, tools",
+                "must set at least one of name, instructions, model, provider, fallbacks, knowledge, tools",
             ));
         }
         Ok(patch)
@@ -271,6 +282,8 @@ pub struct AgentSettings<'a> {
     pub name: &'a str,
     pub instructions: &'a str,
     pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub fallbacks: &'a [Target],
     pub knowledge: &'a AgentKnowledge,
     pub tools: &'a [Tool],
 }
@@ -301,6 +314,13 @@ impl AgentPatch {
         }
         if let Some(model) = &self.model {
             note("model", json!(old.model), json!(model));
+        }
+        if let Some(provider) = &self.provider {
+            let name = |p: Option<&str>| json!(p.unwrap_or(super::providers::DEFAULT_PROVIDER));
+            note("provider", name(old.provider), name(provider.as_deref()));
+        }
+        if let Some(fallbacks) = &self.fallbacks {
+            note("fallbacks", json!(old.fallbacks), json!(fallbacks));
         }
         if let Some(knowledge) = &self.knowledge {
             note("knowledge", old.knowledge.to_json(), knowledge.to_json());
@@ -473,8 +493,15 @@ mod tests {
     #[test]
     fn agent_changes_name_only_what_moves() {
         let knowledge = AgentKnowledge::default();
-        let old =
-            AgentSettings { name: "Risk", instructions: "Be brief.", model: None, knowledge: &knowledge, tools: &[] };
+        let old = AgentSettings {
+            name: "Risk",
+            instructions: "Be brief.",
+            model: None,
+            provider: None,
+            fallbacks: &[],
+            knowledge: &knowledge,
+            tools: &[],
+        };
         let patch = AgentPatch::try_from(&obj(
             json!({"name": "Risk", "instructions": "Be very brief.", "tools": ["query_records"], "model": null}),
         ))

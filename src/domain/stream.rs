@@ -130,10 +130,18 @@ fn usage_json(u: &Usage) -> Value {
 
 /// `sources`: the records given to the model (retrieval happens before it answers), without
 /// `cited` flags, which `done` carries.
-pub fn start(chat_id: &str, message_id: &str, request_id: &str, model: &str, sources: &Value) -> String {
+/// `provider`: the provider target that answers (after any fallback before the first content).
+pub fn start(
+    chat_id: &str,
+    message_id: &str,
+    request_id: &str,
+    provider: &str,
+    model: &str,
+    sources: &Value,
+) -> String {
     sse::frame(
         EVENT_START,
-        &json!({ "chatId": chat_id, "messageId": message_id, "requestId": request_id, "model": model, "sources": sources }),
+        &json!({ "chatId": chat_id, "messageId": message_id, "requestId": request_id, "provider": provider, "model": model, "sources": sources }),
     )
 }
 
@@ -178,7 +186,8 @@ pub fn error(code: ErrorCode, request_id: &str, chat_id: &str, message_id: &str)
 /// terminal event it ended with the first time.
 pub fn replay(result: &StoredResult, request_id: &str) -> Vec<String> {
     let model = result.model.as_deref().unwrap_or_default();
-    let mut frames = vec![start(&result.chat_id, &result.message_id, request_id, model, &result.sources)];
+    let provider = result.answered_by.as_ref().map_or(super::providers::DEFAULT_PROVIDER, |a| a.provider.as_str());
+    let mut frames = vec![start(&result.chat_id, &result.message_id, request_id, provider, model, &result.sources)];
     if !result.response.is_empty() {
         frames.push(delta(&result.response));
     }
@@ -243,10 +252,13 @@ mod tests {
 
     #[test]
     fn events_carry_the_contract_fields() {
-        let (e, d) = data(&start("chat_1", "msg_1", "req", "m", &json!([])));
+        let (e, d) = data(&start("chat_1", "msg_1", "req", "default", "m", &json!([])));
         assert_eq!(
             (e.as_str(), d),
-            ("start", json!({"chatId":"chat_1","messageId":"msg_1","requestId":"req","model":"m","sources":[]}))
+            (
+                "start",
+                json!({"chatId":"chat_1","messageId":"msg_1","requestId":"req","provider":"default","model":"m","sources":[]})
+            )
         );
         let (e, d) = data(&delta("a\nb \"c\""));
         assert_eq!((e.as_str(), d), ("delta", json!({"text":"a\nb \"c\""})));
@@ -274,6 +286,7 @@ mod tests {
             model: Some("m".into()),
             sources: json!([]),
             error_code: None,
+            answered_by: None,
         };
         let names: Vec<String> = replay(&result, "r").iter().map(|f| data(f).0).collect();
         assert_eq!(names, ["start", "delta", "done"]);

@@ -39,6 +39,9 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     match turn::start(cx, &hash, &input, claim).await? {
         Start::Replay(result) => {
             cx.set_header(idempotency::REPLAYED_HEADER, "true".to_owned());
+            for (name, value) in result.answered_by.iter().flat_map(|a| a.headers()) {
+                cx.set_header(name, value);
+            }
             if stream {
                 Ok(sse::replay(cx, &result))
             } else {
@@ -49,6 +52,9 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         Start::Run(turn) => {
             let (turn, finished) = turn.run(&mut WholeAnswer).await;
             cx.set_header("Server-Timing", turn.timing.header());
+            for (name, value) in turn.answered_by().headers() {
+                cx.set_header(name, value);
+            }
             cx.usage_llm_ms(turn.timing.llm_ms);
             match finished {
                 Finished::Stored { result, .. } => {

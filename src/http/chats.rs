@@ -65,6 +65,8 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
                 "role": m.role,
                 "content": m.content,
                 "model": m.model,
+                "provider": m.provider,
+                "attempts": m.attempts,
                 "promptTokens": m.prompt_tokens,
                 "completionTokens": m.completion_tokens,
                 "latencyMs": m.latency_ms,

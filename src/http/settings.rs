@@ -10,6 +10,7 @@ use crate::domain::cursor;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::AgentKnowledge;
+use crate::domain::providers;
 use crate::domain::settings::{AgentPatch, AgentSettings, NewAgent};
 use crate::domain::time::to_iso;
 use crate::domain::tools;
@@ -45,6 +46,8 @@ fn agent_json(a: &agents::Agent) -> Value {
         "name": a.name,
         "instructions": a.instructions,
         "model": a.model,
+        "provider": a.provider.as_deref().unwrap_or(providers::DEFAULT_PROVIDER),
+        "fallbacks": providers::fallbacks_from_stored(a.fallbacks.as_deref()),
         "knowledge": AgentKnowledge::from_stored(a.knowledge.as_deref()).to_json(),
         "tools": tools::tools_json(&tools::from_stored(a.tools.as_deref())),
         "createdAt": to_iso(a.created_at),
@@ -55,11 +58,14 @@ fn agent_json(a: &agents::Agent) -> Value {
 pub async fn create_agent(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let input = NewAgent::try_from(&read_json(req).await?)?;
+    cx.config()?.providers.check_agent(input.provider.as_deref(), &input.fallbacks)?;
     let agent = agents::Agent {
         id: new_id(IdKind::Agent)?,
         name: input.name,
         instructions: input.instructions,
         model: input.model,
+        provider: input.provider,
+        fallbacks: (!input.fallbacks.is_empty()).then(|| json!(input.fallbacks).to_string()),
         knowledge: Some(input.knowledge.to_json().to_string()),
         tools: Some(tools::tools_json(&input.tools).to_string()),
         created_at: cx.now,
@@ -84,16 +90,21 @@ pub async fn get_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Rep
 pub async fn update_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = AgentPatch::try_from(&read_json(req).await?)?;
+    let provider = patch.provider.as_ref().and_then(|p| p.as_deref());
+    cx.config()?.providers.check_agent(provider, patch.fallbacks.as_deref().unwrap_or_default())?;
     let db = storage::db(&cx.env)?;
     // Read first, so the audit entry can say what changed (a concurrent edit in between makes
     // its "from" values stale, never the agent itself wrong).
     let old = agents::get(&db, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
     let knowledge = AgentKnowledge::from_stored(old.knowledge.as_deref());
     let old_tools = tools::from_stored(old.tools.as_deref());
+    let old_fallbacks = providers::fallbacks_from_stored(old.fallbacks.as_deref());
     let changes = patch.changes(&AgentSettings {
         name: &old.name,
         instructions: &old.instructions,
         model: old.model.as_deref(),
+        provider: old.provider.as_deref(),
+        fallbacks: &old_fallbacks,
         knowledge: &knowledge,
         tools: &old_tools,
     });

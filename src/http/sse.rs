@@ -22,7 +22,7 @@ use worker::{Delay, Request};
 use super::{Body, Cx, Reply};
 use crate::domain::agent::Trace;
 use crate::domain::error::{ApiError, ApiResult};
-use crate::domain::idempotency::StoredResult;
+use crate::domain::idempotency::{AnsweredBy, StoredResult};
 use crate::domain::knowledge;
 use crate::domain::sse::{self, Usage};
 use crate::domain::stream;
@@ -72,8 +72,11 @@ pub async fn respond(cx: &Cx, req: &Request, turn: Turn) -> ApiResult<Reply> {
         produce(turn, sink).await;
     });
     match opened_rx.await {
-        Ok(Opening::Begun { timing }) => {
+        Ok(Opening::Begun { timing, answered_by }) => {
             cx.set_header("Server-Timing", timing);
+            for (name, value) in answered_by.headers() {
+                cx.set_header(name, value);
+            }
             // The producer counts the turn when it ends, with what the caller finally saw.
             cx.usage_counted();
             Ok(Reply { status: 200, body: Body::EventStream(Box::pin(body)) })
@@ -90,7 +93,7 @@ pub async fn respond(cx: &Cx, req: &Request, turn: Turn) -> ApiResult<Reply> {
 
 /// What the handler waits for: the stream can begin, or the turn failed before it did.
 enum Opening {
-    Begun { timing: String },
+    Begun { timing: String, answered_by: AnsweredBy },
     Failed { error: ApiError, usage: Usage, timing: String, llm_ms: u64 },
 }
 
@@ -130,7 +133,7 @@ impl SseSink {
     /// Lets the handler return the response, if it has not yet.
     fn begin(&mut self, turn: &Turn) {
         if let Some(tx) = self.opened.take() {
-            let _ = tx.send(Opening::Begun { timing: turn.timing.header() });
+            let _ = tx.send(Opening::Begun { timing: turn.timing.header(), answered_by: turn.answered_by() });
         }
     }
 
@@ -153,7 +156,14 @@ impl SseSink {
 
     fn start_frame(turn: &Turn) -> String {
         let sources = knowledge::sources_json(&turn.sources, None);
-        stream::start(&turn.chat_id, &turn.assistant_message_id, &turn.request_id, &turn.model, &sources)
+        stream::start(
+            &turn.chat_id,
+            &turn.assistant_message_id,
+            &turn.request_id,
+            &turn.provider,
+            &turn.model,
+            &sources,
+        )
     }
 }
 

@@ -16,6 +16,10 @@ pub struct Agent {
     pub name: String,
     pub instructions: String,
     pub model: Option<String>,
+    /// `None` reads as the `default` provider.
+    pub provider: Option<String>,
+    /// JSON `[{"provider", "model"}]`; `None` for none.
+    pub fallbacks: Option<String>,
     /// `{"enabled", "kinds"}` as JSON; `None` is the default (enabled, every kind).
     pub knowledge: Option<String>,
     /// JSON array of tool names; `None` for none.
@@ -24,12 +28,12 @@ pub struct Agent {
     pub updated_at: Millis,
 }
 
-const COLUMNS: &str = "id, name, instructions, model, knowledge, tools, created_at, updated_at";
+const COLUMNS: &str = "id, name, instructions, model, provider, fallbacks, knowledge, tools, created_at, updated_at";
 
 pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
     let sql =
-        "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge, tools) \
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+        "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge, tools, \
+               provider, fallbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     let params = [
         text(&a.id),
         text(workspace_id),
@@ -40,6 +44,8 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
         int(a.updated_at),
         opt_text(a.knowledge.as_deref()),
         opt_text(a.tools.as_deref()),
+        opt_text(a.provider.as_deref()),
+        opt_text(a.fallbacks.as_deref()),
     ];
     let target = audit::Target { id: &a.id, name: Some(&a.name), prefix: None };
     let log = audit::record(db, workspace_id, actor, "agent.created", &target, a.created_at)?;
@@ -83,7 +89,9 @@ pub async fn update(
     // ?5 says whether `model` was given at all, so `null` can reset it while absence keeps it.
     let sql = "UPDATE agents SET name = COALESCE(?3, name), instructions = COALESCE(?4, instructions), \
                model = CASE WHEN ?5 = 1 THEN ?6 ELSE model END, updated_at = ?7, \
-               knowledge = COALESCE(?8, knowledge), tools = COALESCE(?9, tools) WHERE id = ?1 AND workspace_id = ?2";
+               knowledge = COALESCE(?8, knowledge), tools = COALESCE(?9, tools), \
+               provider = CASE WHEN ?10 = 1 THEN ?11 ELSE provider END, fallbacks = COALESCE(?12, fallbacks) \
+               WHERE id = ?1 AND workspace_id = ?2";
     let params = [
         text(id),
         text(workspace_id),
@@ -94,6 +102,9 @@ pub async fn update(
         int(at),
         opt_text(patch.knowledge.as_ref().map(|k| k.to_json().to_string()).as_deref()),
         opt_text(patch.tools.as_ref().map(|t| tools::tools_json(t).to_string()).as_deref()),
+        int(i64::from(patch.provider.is_some())),
+        opt_text(patch.provider.as_ref().and_then(|p| p.as_deref())),
+        opt_text(patch.fallbacks.as_ref().map(|f| serde_json::json!(f).to_string()).as_deref()),
     ];
     let log = audit::record_if_exists(
         db,

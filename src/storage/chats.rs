@@ -28,6 +28,10 @@ pub struct Chat {
 pub struct AgentForTurn {
     pub instructions: String,
     pub model: Option<String>,
+    /// `None` reads as the `default` provider.
+    pub provider: Option<String>,
+    /// JSON `[{"provider", "model"}]`, if any.
+    pub fallbacks: Option<String>,
     /// As stored: see `domain::knowledge::AgentKnowledge` and `domain::tools`.
     pub knowledge: Option<String>,
     pub tools: Option<String>,
@@ -98,7 +102,7 @@ pub async fn load_turn(
     let chat_sql =
         format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
     let agent_sql = format!(
-        "SELECT instructions, model, knowledge, tools FROM agents WHERE workspace_id = {WS} \
+        "SELECT instructions, model, provider, fallbacks, knowledge, tools FROM agents WHERE workspace_id = {WS} \
          AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
     );
     // Newest first, at most HISTORY_LIMIT rows (through the (chat_id, seq) index) before the
@@ -186,6 +190,9 @@ pub struct NewTurn<'a> {
     pub assistant_message_id: &'a str,
     pub assistant_content: &'a str,
     pub model: &'a str,
+    /// The provider that answered, and how many targets the turn tried.
+    pub provider: &'a str,
+    pub attempts: u32,
     /// `complete`, or `incomplete` for a streamed answer the provider did not finish.
     pub status: &'a str,
     pub finish_reason: Option<&'a str>,
@@ -224,9 +231,9 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
         )?);
     }
     let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, \
-                  latency_ms, created_at, status, finish_reason, usage_estimated, sources, tool_calls) \
+                  latency_ms, created_at, status, finish_reason, usage_estimated, sources, tool_calls, provider, attempts) \
                   SELECT ?1, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE chat_id = ?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                  ?11, ?12, ?13, ?14, ?15 FROM chats WHERE id = ?2 AND workspace_id = ?10";
+                  ?11, ?12, ?13, ?14, ?15, ?16, ?17 FROM chats WHERE id = ?2 AND workspace_id = ?10";
     let tokens = |n: Option<u64>| opt_int(n.and_then(|n| i64::try_from(n).ok()));
     statements.push(stmt(
         db,
@@ -247,6 +254,8 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             int(0),
             opt_text(None),
             opt_text(None),
+            opt_text(None),
+            opt_int(None),
         ],
     )?);
     statements.push(stmt(
@@ -268,6 +277,8 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
             int(i64::from(t.usage_estimated)),
             opt_text(t.sources),
             opt_text(t.tool_calls),
+            text(t.provider),
+            int(i64::from(t.attempts)),
         ],
     )?);
     if let Some(l) = &t.ledger {
@@ -328,6 +339,8 @@ pub struct Message {
     pub usage_estimated: i64,
     pub sources: Option<String>,
     pub tool_calls: Option<String>,
+    pub provider: Option<String>,
+    pub attempts: Option<i64>,
 }
 
 pub async fn get(
@@ -342,7 +355,7 @@ pub async fn get(
     );
     let msg_sql = format!(
         "SELECT m.id, m.role, m.content, m.model, m.prompt_tokens, m.completion_tokens, m.latency_ms, m.created_at, \
-         m.status, m.finish_reason, m.usage_estimated, m.sources, m.tool_calls FROM messages m \
+         m.status, m.finish_reason, m.usage_estimated, m.sources, m.tool_calls, m.provider, m.attempts FROM messages m \
          WHERE m.chat_id = (SELECT id FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {scoped}) ORDER BY m.seq"
     );
     let p = [text(chat_id), text(workspace_id), opt_text(scope)];

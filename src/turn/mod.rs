@@ -20,10 +20,12 @@ use crate::domain::agent::{self, Trace};
 use crate::domain::chat::{resolve_agent, title_from, ChatRequest};
 use crate::domain::config::Config;
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::idempotency::AnsweredBy;
 use crate::domain::idempotency::StoredResult;
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::{self, AgentKnowledge, PipelineSummary, Source};
 use crate::domain::llm::{self, Offer};
+use crate::domain::providers::{self, Target, DEFAULT_PROVIDER};
 use crate::domain::rate_limit::{Claim, KeyDecision, Reply};
 use crate::domain::sse::{Answer, AnswerStatus, Outcome, Usage};
 use crate::domain::stream::ErrorCode;
@@ -35,6 +37,8 @@ use crate::storage::{self, chats, limiter};
 use tools::Toolbox;
 
 /// What a request turns into once it is admitted.
+// One short-lived value per request: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Start {
     /// A new execution.
     Run(Box<Turn>),
@@ -56,7 +60,15 @@ pub struct Turn {
     user_message_id: String,
     user_content: String,
     pub assistant_message_id: String,
+    /// The target being tried, then the one that answered.
     pub model: String,
+    pub provider: String,
+    /// Every target the turn may try, in order (`domain::providers::Providers::chain`), and
+    /// the index of the current one: after the first content, the turn stays with it.
+    targets: Vec<Target>,
+    current: usize,
+    /// A target has answered a call of this turn: later calls (tool steps) stay with it.
+    answered: bool,
     pub messages: Vec<llm::Turn>,
     /// The records given to the model, in `[S1]`, `[S2]`, … order.
     pub sources: Vec<Source>,
@@ -160,17 +172,24 @@ async fn prepare(
         }
         let agent_id = resolve_agent(chat_agent, input.agent_id.as_deref())?;
         key.scope().check(agent_id.as_deref())?;
-        let (instructions, model, offered) = match (&agent_id, loaded.agent) {
+        let (instructions, targets, offered) = match (&agent_id, loaded.agent) {
             (None, _) => (
                 config.default_instructions.clone(),
-                config.llm_model.clone(),
+                config
+                    .providers
+                    .chain(Target { provider: DEFAULT_PROVIDER.into(), model: config.llm_model.clone() }, &[]),
                 agent::offered(None, loaded.has_records),
             ),
             (Some(_), Some(agent)) => {
                 let tools = domain_tools::from_stored(agent.tools.as_deref());
                 let knowledge = AgentKnowledge::from_stored(agent.knowledge.as_deref());
                 let offered = agent::offered(Some((&tools, &knowledge)), loaded.has_records);
-                (agent.instructions, agent.model.unwrap_or_else(|| config.llm_model.clone()), offered)
+                let primary = Target {
+                    provider: agent.provider.unwrap_or_else(|| DEFAULT_PROVIDER.into()),
+                    model: agent.model.unwrap_or_else(|| config.llm_model.clone()),
+                };
+                let fallbacks = providers::fallbacks_from_stored(agent.fallbacks.as_deref());
+                (agent.instructions, config.providers.chain(primary, &fallbacks), offered)
             }
             (Some(_), None) if loaded.chat.is_some() => {
                 return Err(ApiError::NotFound(
@@ -184,9 +203,10 @@ async fn prepare(
             Some(c) => c.id.clone(),
             None => new_id(IdKind::Chat)?,
         };
-        Ok((agent_id, instructions, model, chat_id, offered))
+        Ok((agent_id, instructions, targets, chat_id, offered))
     })();
-    let (agent_id, instructions, model, chat_id, offered) = chosen?;
+    let (agent_id, instructions, targets, chat_id, offered) = chosen?;
+    let first = targets.first().cloned().ok_or_else(|| ApiError::internal("a turn has at least one target"))?;
     // The workspace's records, as a delimited block of data after the instructions; none (and
     // so exactly the prompt of a workspace without knowledge) when nothing was retrieved.
     let hits: Vec<Source> = loaded.hits.iter().filter_map(|h| h.to_source()).collect();
@@ -210,7 +230,11 @@ async fn prepare(
         user_message_id: new_id(IdKind::Message)?,
         user_content: input.message.clone(),
         assistant_message_id: new_id(IdKind::Message)?,
-        model,
+        model: first.model,
+        provider: first.provider,
+        targets,
+        current: 0,
+        answered: false,
         messages,
         sources,
         started_at: cx.now,
@@ -313,6 +337,8 @@ impl Turn {
                 assistant_message_id: &self.assistant_message_id,
                 assistant_content: &answer.text,
                 model: answer.model.as_deref().unwrap_or(&self.model),
+                provider: &self.provider,
+                attempts: self.attempts(),
                 status: status.as_str(),
                 finish_reason: answer.finish_reason.as_deref(),
                 prompt_tokens: Some(answer.usage.prompt_tokens),
@@ -350,6 +376,16 @@ impl Turn {
         }
     }
 
+    /// How many targets were tried until the current one (1: the first).
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.current + 1).unwrap_or(u32::MAX)
+    }
+
+    /// The target answering (or being tried), for the `X-LLM-*` headers.
+    pub fn answered_by(&self) -> AnsweredBy {
+        AnsweredBy { provider: self.provider.clone(), model: self.model.clone(), attempts: self.attempts() }
+    }
+
     /// The record a retry with the same `Idempotency-Key` gets back.
     pub fn result(&self, answer: &Answer, incomplete: Option<&str>) -> StoredResult {
         let mut result = StoredResult::from_answer(&self.chat_id, &self.assistant_message_id, answer);
@@ -361,6 +397,7 @@ impl Turn {
             result.status = AnswerStatus::Incomplete;
             result.error_code = Some(code.to_owned());
         }
+        result.answered_by = Some(Box::new(self.answered_by()));
         result
     }
 

@@ -18,12 +18,14 @@ use worker::Delay;
 use super::{StoreFailure, Turn};
 use crate::context::{log, log_warn, timed};
 use crate::domain::agent::Trace;
-use crate::domain::config::Config;
 use crate::domain::error::ApiError;
 use crate::domain::idempotency::StoredResult;
-use crate::domain::sse::{Answer, Collector, Outcome, Parser, StreamEnd, Usage};
+use crate::domain::providers::{self, Failure, Provider, Target};
+use crate::domain::sse::{Answer, Collector, Outcome, StreamEnd, Usage};
 use crate::domain::stream::{self, Ending, ErrorCode};
+use crate::domain::wire::FailureKind;
 use crate::upstream;
+use crate::upstream::llm::{Budget, Refused};
 
 /// Where a turn's answer goes as it is produced. The JSON transport collects it; the SSE
 /// transport writes each piece to the caller.
@@ -164,35 +166,112 @@ impl Turn {
         }
     }
 
-    /// One model call, read to its end: how it ended and what it said. `Err` when the call
-    /// failed before the provider answered (nothing to collect).
+    /// One model call, read to its end: how it ended and what it said. Until the answer's
+    /// first content, a target that fails in a way another may not (down, slow, out of
+    /// capacity, refusing our key, lacking the model, an error in its stream) hands the call
+    /// to the next target at once; the last one keeps a retry. `Err` when no target answered.
     async fn call<S: Sink>(
         &mut self,
         sink: &mut S,
         deadline: u64,
         content_seen: &mut bool,
     ) -> Result<(Ending, Collector), ApiError> {
-        let left = deadline.saturating_sub(now());
-        if left == 0 {
-            return Err(ApiError::UpstreamTimeout);
+        // Once a target has answered, the turn stays with it (its tool steps included).
+        let last = if self.answered { self.current } else { self.targets.len().saturating_sub(1) };
+        let single = self.targets.len() == 1 || self.answered;
+        let mut failures: Vec<Failure> = Vec::new();
+        for index in self.current..=last {
+            let Some(target) = self.targets.get(index).cloned() else { break };
+            self.current = index;
+            self.provider.clone_from(&target.provider);
+            self.model.clone_from(&target.model);
+            let left = deadline.saturating_sub(now());
+            if left == 0 {
+                failures.push(self.failure(&target, Refused::timeout()));
+                break;
+            }
+            let Some(provider) = self.config.providers.get(&target.provider).cloned() else {
+                let detail = format!("provider {} is not configured", target.provider);
+                let refused = Refused { status: None, kind: FailureKind::Server, retry_after: None, detail };
+                failures.push(self.failure(&target, refused));
+                continue;
+            };
+            // Each target before the last gets its share of what is left; the last gets all
+            // of it and keeps today's single retry.
+            let is_last = index == last;
+            let share = if is_last { left } else { left / u64::try_from(last - index + 1).unwrap_or(1) };
+            let outcome = if sink.streams() {
+                let first_byte_ms = self.config.llm_timeout_ms.min(share);
+                let budget = Budget { first_byte_ms, total_ms: first_byte_ms, retry: is_last };
+                self.read_stream(sink, &provider, budget, deadline, content_seen).await
+            } else {
+                let budget = Budget { first_byte_ms: share, total_ms: share, retry: is_last };
+                let call = upstream::llm::complete(&provider, &target.model, &self.messages, self.offer(), budget);
+                let (completion, ms) = timed(call).await;
+                self.timing.llm_ms += ms;
+                completion.map(|c| {
+                    let collector = Collector::from_completion(&c, c.finish_reason.clone());
+                    (Ending::Upstream(StreamEnd::Clean), collector)
+                })
+            };
+            match outcome {
+                Ok(read) => {
+                    self.answered = true;
+                    return Ok(read);
+                }
+                Err(refused) => {
+                    let failure = self.failure(&target, refused);
+                    let next = !is_last && providers::falls_back(&failure);
+                    failures.push(failure);
+                    if !next {
+                        break;
+                    }
+                }
+            }
         }
-        if !sink.streams() {
-            let config = Config { llm_timeout_ms: left, ..self.config.clone() };
-            let call = upstream::llm::complete(&config, &self.model, &self.messages, self.offer());
-            let (completion, ms) = timed(call).await;
-            self.timing.llm_ms += ms;
-            let completion = completion?;
-            let collector = Collector::from_completion(&completion, completion.finish_reason.clone());
-            return Ok((Ending::Upstream(StreamEnd::Clean), collector));
+        Err(providers::exhausted(&failures, single))
+    }
+
+    /// A failed target, logged (never with the provider's message or key).
+    fn failure(&self, target: &Target, refused: Refused) -> Failure {
+        log(&serde_json::json!({
+            "requestId": self.request_id,
+            "event": "provider_failed",
+            "provider": target.provider,
+            "model": target.model,
+            "status": refused.status,
+            "kind": refused.kind.as_str(),
+            "detail": refused.detail,
+        }));
+        Failure {
+            target: target.clone(),
+            status: refused.status,
+            kind: refused.kind,
+            retry_after: refused.retry_after,
+            detail: refused.detail,
         }
-        let config = Config { llm_timeout_ms: self.config.llm_timeout_ms.min(left), ..self.config.clone() };
-        let (opened, ms) = timed(upstream::llm::open_stream(&config, &self.model, &self.messages, self.offer())).await;
+    }
+
+    /// Opens `provider`'s stream and reads it to its end, sending the text as it comes. A
+    /// stream that fails before the answer's first content is a [`Refused`], so the turn can
+    /// try the next target with nothing sent to the caller.
+    async fn read_stream<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        provider: &Provider,
+        budget: Budget,
+        deadline: u64,
+        content_seen: &mut bool,
+    ) -> Result<(Ending, Collector), Refused> {
+        let open = upstream::llm::open_stream(provider, &self.model, &self.messages, self.offer(), budget);
+        let (opened, ms) = timed(open).await;
         self.timing.llm_ms += ms;
         let mut upstream = opened?;
-        let mut parser = Parser::new();
+        let mut parser = provider.wire.stream_parser();
         let mut collector = Collector::new();
         let gap_ms = self.config.llm_timeout_ms;
         let mut last_upstream = now();
+        let before = *content_seen;
         let ending = loop {
             let silence_ends = (last_upstream + gap_ms).min(deadline);
             let wake_at = sink.last_sent().map_or(silence_ends, |t| silence_ends.min(t + stream::PING_EVERY_MS));
@@ -211,8 +290,7 @@ impl Turn {
                         let before = collector.text().len();
                         collector.apply(event);
                         let added = collector.text().get(before..).unwrap_or_default().to_owned();
-                        let first = !*content_seen && (!added.is_empty() || collector.has_tool_calls());
-                        if first {
+                        if !*content_seen && (!added.is_empty() || collector.has_tool_calls()) {
                             *content_seen = true;
                             connected = connected && sink.start(self).await;
                         }
@@ -243,6 +321,25 @@ impl Turn {
         if ending != Ending::Upstream(StreamEnd::Clean) || !collector.is_finished() {
             // Whatever we no longer read, the provider must stop generating.
             upstream.abort();
+        }
+        // Nothing of this stream reached the caller, and it did not finish: a failure of this
+        // target, which the next one may make good.
+        if !before && !*content_seen && ending != Ending::CallerGone {
+            let end = match ending {
+                Ending::Upstream(end) => end,
+                _ => StreamEnd::MidEvent,
+            };
+            let outcome = collector.clone().finish(end, &self.messages).outcome;
+            if outcome != Outcome::Complete {
+                let (kind, detail) = match (ending, &outcome) {
+                    (Ending::TimedOut, _) => (FailureKind::Timeout, "no content within the deadline".to_owned()),
+                    (_, Outcome::UpstreamError { .. }) => {
+                        (parser.failure(), "the provider reported an error before any content".to_owned())
+                    }
+                    _ => (FailureKind::Server, "the provider's stream ended before any content".to_owned()),
+                };
+                return Err(Refused { status: None, kind, retry_after: None, detail });
+            }
         }
         Ok((ending, collector))
     }

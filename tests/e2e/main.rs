@@ -14,6 +14,7 @@ mod key_lifecycle;
 mod knowledge;
 mod limiter_storage;
 mod platform;
+mod providers;
 mod rate_limit;
 mod readme_examples;
 mod streaming;

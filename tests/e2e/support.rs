@@ -222,6 +222,19 @@ pub mod stub {
         r.expect(200);
     }
 
+    /// Like [`script`], for requests whose path ends with `path` only (one provider of several
+    /// the stand-in plays); such a scenario goes before one without a path.
+    pub fn script_at(tag: &str, path: &str, steps: Value) {
+        let r = request(
+            "POST",
+            &format!("{}/_stub/scenario", url()),
+            None,
+            Body::Json(json!({ "tag": tag, "path": path, "steps": steps })),
+            &[],
+        );
+        r.expect(200);
+    }
+
     /// Every completion request the stand-in received that contains `tag`, in arrival order.
     pub fn requests(tag: &str) -> Vec<Value> {
         let r = request("GET", &format!("{}/_stub/requests?tag={tag}", url()), None, Body::None, &[]);

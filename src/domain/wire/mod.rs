@@ -17,7 +17,124 @@
 
 use serde_json::Value;
 
+use crate::domain::llm::{self, Completion, Offer, Turn};
+use crate::domain::sse::{Event, ParseError, Parser, StreamEnd};
+
 pub mod anthropic;
+
+/// The API family a provider speaks: the one place that knows which one is in use. Everything
+/// above it (the turn, the transports) calls these methods and reads the same types back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+impl Wire {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "openai" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            _ => None,
+        }
+    }
+
+    /// The endpoint, after the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::OpenAi => "/chat/completions",
+            Self::Anthropic => "/messages",
+        }
+    }
+
+    /// The request body. `max_tokens` is sent where the wire requires it (Anthropic).
+    pub fn request_body(
+        self,
+        model: &str,
+        max_tokens: u32,
+        messages: &[Turn],
+        tools: Option<Offer<'_>>,
+        stream: bool,
+    ) -> Value {
+        match (self, stream) {
+            (Self::OpenAi, false) => llm::request_body(model, messages, tools),
+            (Self::OpenAi, true) => llm::stream_request_body(model, messages, tools),
+            (Self::Anthropic, _) => anthropic::request_body(model, max_tokens, messages, tools, stream),
+        }
+    }
+
+    /// The headers that carry the key (none without one), and the wire's own.
+    pub fn auth_headers(self, api_key: Option<&str>) -> Vec<(&'static str, String)> {
+        match self {
+            Self::OpenAi => api_key.map(|k| ("Authorization", format!("Bearer {k}"))).into_iter().collect(),
+            Self::Anthropic => anthropic::headers(api_key.unwrap_or_default())
+                .into_iter()
+                .filter(|(name, value)| *name != "x-api-key" || !value.is_empty())
+                .collect(),
+        }
+    }
+
+    /// A 2xx body read as a completion.
+    ///
+    /// # Errors
+    /// A short description (never the body) when it is not one.
+    pub fn parse_response(self, body: &[u8]) -> Result<Completion, String> {
+        match self {
+            Self::OpenAi => llm::parse_completion(body),
+            Self::Anthropic => anthropic::parse_response(body),
+        }
+    }
+
+    /// What an error response says about retrying and falling back.
+    pub fn error_kind(self, status: u16, body: &[u8]) -> FailureKind {
+        match self {
+            Self::OpenAi => error_kind(status, body),
+            Self::Anthropic => anthropic::error_kind(status, body),
+        }
+    }
+
+    pub fn stream_parser(self) -> StreamParser {
+        match self {
+            Self::OpenAi => StreamParser::OpenAi(Parser::new()),
+            Self::Anthropic => StreamParser::Anthropic(anthropic::StreamParser::new()),
+        }
+    }
+}
+
+/// A provider stream's reader, for either wire: both yield the same [`Event`]s.
+#[derive(Debug)]
+pub enum StreamParser {
+    OpenAi(Parser),
+    Anthropic(anthropic::StreamParser),
+}
+
+impl StreamParser {
+    /// # Errors
+    /// The bytes are not a stream of this wire.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Event>, ParseError> {
+        match self {
+            Self::OpenAi(p) => p.push(bytes),
+            Self::Anthropic(p) => p.push(bytes),
+        }
+    }
+
+    /// # Errors
+    /// An error a previous `push` deferred.
+    pub fn finish(&mut self) -> Result<StreamEnd, ParseError> {
+        match self {
+            Self::OpenAi(p) => p.finish(),
+            Self::Anthropic(p) => p.finish(),
+        }
+    }
+
+    /// What an in-stream error event said, where the wire tells (else a server failure).
+    pub fn failure(&self) -> FailureKind {
+        match self {
+            Self::OpenAi(_) => FailureKind::Server,
+            Self::Anthropic(p) => p.failure().unwrap_or(FailureKind::Server),
+        }
+    }
+}
 
 /// Why a provider call failed, as far as retrying it and falling back to another provider are
 /// concerned. The I/O layer produces `Timeout` and `Connection`; the rest come from a status
