@@ -7,21 +7,28 @@
 #     and without watching (scripts/bench_worker.mjs);
 #   - for the gateway bench, a second one started the same way, with USAGE_LEDGER=off, for the
 #     scenario that compares chat turns with the usage ledger on and off;
-#   - the same Worker under plain `wrangler dev`, as `make dev` runs it, for one scenario that
-#     shows what the inspector costs;
+#   - the same Worker under plain `wrangler dev` with its DevTools inspector, as `INSPECT=1 make
+#     dev` runs it, for one scenario that shows what the inspector costs;
 #   - the open-source Portkey gateway in front of the same stand-in, the peer the overhead is
 #     compared with.
 # All Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
 #
 # BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
-# makes a quick run. BENCH_SUITES (default "gateway streaming knowledge") picks the benches.
+# makes a quick run. BENCH_SUITES (default "gateway streaming knowledge soak") picks the benches;
+# "gateway streaming knowledge" leaves out the soak's 10 minutes. SOAK_SECONDS (default 600)
+# sets the soak's length, SOAK_TARGETS (default "worker") what it soaks: "worker" is the
+# Worker as the other benches run it, "wrangler-dev" the same under `wrangler dev` with its
+# inspector; "worker wrangler-dev" soaks both, one after the other, each on fresh state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SUITES=${BENCH_SUITES:-gateway streaming knowledge}
+SUITES=${BENCH_SUITES:-gateway streaming knowledge soak}
 
-# The load generator first: a compile error should stop the run before anything is started.
-cargo bench --quiet --bench gateway --no-run
+# The load generators first: a compile error should stop the run before anything is started.
+# (The soak's is a Node script: a soak alone needs no cargo.)
+for bench in gateway streaming knowledge; do
+  if [[ $SUITES == *$bench* ]]; then cargo bench --quiet --bench "$bench" --no-run; fi
+done
 
 STATE=.state/bench
 rm -rf "$STATE"
@@ -71,7 +78,7 @@ if [[ $SUITES == *gateway* ]]; then
 fi
 
 DEV_PORT=$(free_port)
-serve "$STATE/wrangler-dev" "$DEV_PORT" "$STATE/runtime.vars" "$CONFIG"
+INSPECT=1 serve "$STATE/wrangler-dev" "$DEV_PORT" "$STATE/runtime.vars" "$CONFIG"
 
 # Portkey's start-server.js takes --port but no address; the preload binds it to loopback.
 # --headless: without its log console (a web UI fed with every request).
@@ -110,3 +117,43 @@ if [[ $SUITES == *streaming* ]]; then
   cargo bench --quiet --bench streaming
 fi
 if [[ $SUITES == *knowledge* ]]; then cargo bench --quiet --bench knowledge; fi
+
+# Soak: SOAK_SECONDS of mixed traffic at c=8 against a Worker of its own (fresh state, so the
+# run starts from a cold isolate), with workerd's resident memory and each isolate's JS heap
+# and wasm memory sampled every 10 s (scripts/bench_soak.mjs). Its workerd is started through
+# scripts/bench_workerd.sh, which gives it an inspector socket only the sampler uses.
+if [[ $SUITES == *soak* ]]; then
+  SOAK_WORKERD=$(node -p "require('workerd').default")
+  export SOAK_WORKERD
+  for target in ${SOAK_TARGETS:-worker}; do
+    dir=$STATE/soak-$target
+    mkdir -p "$dir/inspect"
+    export SOAK_INSPECT_DIR MINIFLARE_WORKERD_PATH
+    SOAK_INSPECT_DIR=$(realpath "$dir/inspect")
+    MINIFLARE_WORKERD_PATH=$PWD/scripts/bench_workerd.sh
+    soak_port=$(free_port)
+    apply_migrations "$dir" "$CONFIG"
+    case $target in
+      worker)
+        node scripts/bench_worker.mjs "$CONFIG" "$soak_port" "$(realpath "$dir")" "$(realpath "$STATE/runtime.vars")" \
+          >"$dir/worker.log" 2>&1 &
+        soak_pid=$!
+        STARTED_PIDS+=("$soak_pid")
+        ;;
+      wrangler-dev)
+        INSPECT=1 start_worker "$dir" "$soak_port" "$STATE/runtime.vars" "$CONFIG"
+        soak_pid=$WORKER_PID
+        ;;
+      *)
+        echo "SOAK_TARGETS: unknown target '$target' (worker, wrangler-dev)" >&2
+        exit 1
+        ;;
+    esac
+    unset MINIFLARE_WORKERD_PATH
+    wait_healthy "http://127.0.0.1:$soak_port" "$soak_pid" "$dir/worker.log"
+    SOAK_BASE_URL="http://127.0.0.1:$soak_port" SOAK_LAUNCHER_PID=$soak_pid SOAK_LABEL=$target \
+      BENCH_RESULTS=bench/results node --experimental-websocket --no-warnings scripts/bench_soak.mjs
+    kill "$soak_pid" 2>/dev/null || true
+    wait "$soak_pid" 2>/dev/null || true
+  done
+fi

@@ -3,13 +3,18 @@
 # 127.0.0.1:${PORT:-8787}, with local D1, KV and Durable Objects persisted under .state/dev
 # (DEV_STATE picks another folder). Every variable of the README's configuration table that is
 # set in the environment reaches the Worker. The first start also creates a demo workspace,
-# its admin and an API key.
+# its admin and an API key. The Worker runs without wrangler's DevTools inspector, whose
+# memory grows with every request; INSPECT=1 runs plain `wrangler dev` with it, on
+# INSPECTOR_PORT (default 9229).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 PORT=${PORT:-8787}
 STATE=${DEV_STATE:-.state/dev}
+if [ "${INSPECT:-}" = 1 ]; then
+  export INSPECTOR_PORT=${INSPECTOR_PORT:-9229}
+fi
 mkdir -p "$STATE"
 
 # The operator token: from the environment, else the one generated into .dev.vars once.
@@ -38,5 +43,10 @@ serve "$STATE" "$PORT" "$VARS"
 BASE="http://127.0.0.1:$PORT"
 
 python3 scripts/bootstrap_demo.py "$BASE" "$ADMIN_TOKEN" "$STATE/demo.json"
+if [ "${INSPECT:-}" = 1 ]; then
+  echo "DevTools inspector: 127.0.0.1:$INSPECTOR_PORT (chrome://inspect; ws://127.0.0.1:$INSPECTOR_PORT/ws)"
+else
+  echo "DevTools inspector: off (INSPECT=1 make dev turns it on)"
+fi
 echo "Worker log: $STATE/worker.log   (Ctrl-C stops everything)"
 wait "$WORKER_PID"

@@ -19,7 +19,21 @@ random_secret() {
 # Every variable of the README's configuration table (vars and secrets). `make dev` passes each
 # one that is set in the environment to the Worker; keep this list and the table in step.
 CONFIG_VARS=(LLM_BASE_URL LLM_MODEL LLM_TIMEOUT_MS LLM_STREAM_MAX_MS CONTEXT_TOKEN_BUDGET RATE_LIMIT_PER_MINUTE
-  DEFAULT_INSTRUCTIONS KNOWLEDGE_TOP_K KNOWLEDGE_MAX_RECORDS USAGE_LEDGER AGENT_MAX_STEPS ADMIN_TOKEN LLM_API_KEY)
+  DEFAULT_INSTRUCTIONS KNOWLEDGE_TOP_K KNOWLEDGE_MAX_RECORDS USAGE_LEDGER AGENT_MAX_STEPS ADMIN_TOKEN LLM_API_KEY
+  LLM_PROVIDERS LLM_FALLBACKS)
+
+# The secrets LLM_PROVIDERS names (each provider's "apiKeySecret"), so `make dev` passes them
+# too. Nothing when LLM_PROVIDERS is unset or not JSON (the Worker then says what is wrong).
+provider_secret_names() {
+  [ -n "${LLM_PROVIDERS:-}" ] || return 0
+  python3 - <<'PY' 2>/dev/null || true
+import json, os, re
+for spec in json.loads(os.environ["LLM_PROVIDERS"]).values():
+    name = spec.get("apiKeySecret") if isinstance(spec, dict) else None
+    if isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        print(name)
+PY
+}
 
 # write_runtime_vars FILE: the configuration variables set in the environment, as a private
 # env file for `wrangler dev --env-file` (secrets never go on a command line, which wrangler
@@ -29,7 +43,7 @@ write_runtime_vars() {
   local file=$1 name value
   umask 077
   : >"$file"
-  for name in "${CONFIG_VARS[@]}"; do
+  for name in "${CONFIG_VARS[@]}" $(provider_secret_names); do
     [ -n "${!name:-}" ] || continue
     value=${!name}
     if [[ $value == *$'\n'* || $value == *"'"* ]]; then
@@ -64,14 +78,20 @@ apply_migrations() {
 }
 
 # start_worker STATE_DIR PORT VARS_FILE [CONFIG] -> sets WORKER_PID; logs to STATE_DIR/worker.log
+# Without the DevTools inspector (scripts/dev_worker.mjs says why), unless INSPECT=1: then
+# plain `wrangler dev`, with the inspector on INSPECTOR_PORT (default: a free port).
 start_worker() {
   # Absolute paths: wrangler resolves some of them against the config file's folder.
   local dir port=$2 vars config=${4:-wrangler.toml}
   dir=$(realpath "$1")
   vars=$(realpath "$3")
-  wrangler dev --local --ip 127.0.0.1 --port "$port" --inspector-port "$(free_port)" \
-    --config "$config" --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
-    >"$dir/worker.log" 2>&1 &
+  if [ "${INSPECT:-}" = 1 ]; then
+    wrangler dev --local --ip 127.0.0.1 --port "$port" --inspector-port "${INSPECTOR_PORT:-$(free_port)}" \
+      --config "$config" --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
+      >"$dir/worker.log" 2>&1 &
+  else
+    node scripts/dev_worker.mjs "$config" "$port" "$dir" "$vars" >"$dir/worker.log" 2>&1 &
+  fi
   WORKER_PID=$!
   STARTED_PIDS+=("$WORKER_PID")
 }
@@ -84,12 +104,12 @@ serve() {
 }
 
 # wait_healthy URL PID LOG: until the Worker answers its health check at all (a Worker without
-# D1 answers it with 503, which still means it is up).
+# D1 answers it with 503, one whose provider configuration is unusable with 500: both are up).
 wait_healthy() {
   local url=$1 pid=$2 log=$3
   for _ in $(seq 1 600); do
     case "$(curl -s -o /dev/null -w '%{http_code}' "$url/api/health" 2>/dev/null)" in
-      200 | 503) return 0 ;;
+      200 | 500 | 503) return 0 ;;
     esac
     kill -0 "$pid" 2>/dev/null || { echo "the Worker exited; its log:" >&2; tail -50 "$log" >&2; return 1; }
     sleep 0.2
