@@ -821,7 +821,7 @@ async function loadAgents() {
   renderTable("agents-table", "agents-empty", agents, (a) => [
     cell(a.name),
     cell(a.id, { code: true }),
-    cell(a.model || "Default"),
+    cell(`${a.model || "Default"}${a.provider && a.provider !== "default" ? ` on ${a.provider}` : ""}`),
     cell(knowledgeLabel(a.knowledge)),
     toolsCell(a),
     cell(relative(a.updatedAt), { title: a.updatedAt }),
@@ -841,6 +841,8 @@ function editAgent(a) {
   $("agent-name").value = a.name;
   $("agent-instructions").value = a.instructions;
   $("agent-model").value = a.model || "";
+  $("agent-provider").value = a.provider && a.provider !== "default" ? a.provider : "";
+  $("agent-fallbacks").value = (a.fallbacks || []).map((f) => `${f.provider}/${f.model}`).join("\n");
   // Absent means the default: enabled, every kind (agents saved before knowledge existed).
   const k = a.knowledge || { enabled: true, kinds: null };
   $("agent-knowledge").checked = k.enabled !== false;
@@ -863,13 +865,32 @@ function resetAgentForm() {
   $("agent-cancel").hidden = true;
 }
 
+// `provider/model` lines as the API takes them; null when a line is not of that shape.
+function fallbackTargets(text) {
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const targets = lines.map((l) => {
+    const at = l.indexOf("/");
+    return at > 0 && at < l.length - 1 ? { provider: l.slice(0, at), model: l.slice(at + 1) } : null;
+  });
+  return targets.length <= 3 && targets.every(Boolean) ? targets : null;
+}
+
 async function saveAgent(event) {
   event.preventDefault();
   const form = event.target;
   const id = $("agent-id").value;
   const knowledge = knowledgeSetting();
   if (!knowledge) return showError("Choose at least one kind of record, or turn workspace knowledge off.");
-  const payload = { name: form.name.value.trim(), instructions: form.instructions.value, model: form.model.value.trim() || null, knowledge };
+  const fallbacks = fallbackTargets(form.fallbacks.value);
+  if (!fallbacks) return showError("Write each fallback as provider/model on a line of its own, at most 3.");
+  const payload = {
+    name: form.name.value.trim(),
+    instructions: form.instructions.value,
+    model: form.model.value.trim() || null,
+    provider: form.provider.value.trim() || null,
+    fallbacks,
+    knowledge,
+  };
   // An edit sends the tools only when the admin changed them: saving other fields leaves the
   // list as the API has it, also when it was changed elsewhere since the table loaded.
   const tools = toolChoice();

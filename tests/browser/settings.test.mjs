@@ -138,10 +138,15 @@ test("an admin creates, copies, uses and deletes a key, and manages agents", asy
   await p.getByRole("button", { name: "Edit agent Renewal Risk" }).click();
   await p.getByLabel("Name", { exact: true }).fill("Renewal Risk v2");
   await p.getByLabel("Model (optional)").fill("gpt-4o");
+  // This Worker has only the `default` provider: a fallback on it is kept (an unknown one
+  // would be refused, see the provider tests).
+  await p.getByLabel("Fallbacks (optional)").fill("default/gpt-4o-mini");
   await p.getByRole("button", { name: "Save changes" }).click();
   const edited = p.getByRole("row", { name: /Renewal Risk v2/ });
   await edited.waitFor();
   assert.match(await edited.innerText(), /gpt-4o/);
+  const savedAgent = (await call("GET", "/api/settings/agents", token)).body.agents[0];
+  assert.deepEqual([savedAgent.provider, savedAgent.fallbacks], ["default", [{ provider: "default", model: "gpt-4o-mini" }]]);
   p.once("dialog", (d) => d.accept());
   await p.getByRole("button", { name: "Delete agent Renewal Risk v2" }).click();
   await p.getByText("No agents yet.").waitFor();

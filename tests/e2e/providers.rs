@@ -196,6 +196,37 @@ fn failures_of_a_provider_fall_back_to_the_next_target() {
     }
 }
 
+/// A target that sends nothing within its share of the deadline is left for the next one, which
+/// still has time to answer (were the first given the whole LLM_TIMEOUT_MS, the turn would end
+/// in 504).
+#[test]
+fn a_silent_provider_is_left_for_the_next_target_within_the_deadline() {
+    let ws = Workspace::on(&base());
+    let agent = agent_with(
+        &ws,
+        json!({ "provider": "claude", "model": "claude-test", "fallbacks": [{ "provider": "default", "model": "fb-model" }] }),
+    );
+    let key = ws.key();
+    for streamed in [false, true] {
+        let tag = unique("silent-");
+        stub::script_at(&tag, CLAUDE, json!([{ "first_byte_delay_ms": 8000 }]));
+        stub::script(&tag, json!([{ "reply": "in time", "chunks": ["in ", "time"] }]));
+        let body = json!({ "message": format!("{tag} hi"), "agentId": agent });
+        let provider = if streamed {
+            let s = stream_at(&key, body);
+            s.assert_well_formed();
+            assert_eq!(s.text(), "in time");
+            s.header("x-llm-provider").map(str::to_owned)
+        } else {
+            let r = chat_at(&key, body);
+            r.expect(200);
+            assert_eq!(r.body["response"], "in time");
+            r.header("x-llm-provider").map(str::to_owned)
+        };
+        assert_eq!(provider.as_deref(), Some("default"), "streamed {streamed}");
+    }
+}
+
 #[test]
 fn an_error_in_the_stream_before_any_content_falls_back_invisibly() {
     let ws = Workspace::on(&base());
