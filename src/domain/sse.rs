@@ -451,8 +451,9 @@ fn tool_call_delta(call: &Value) -> Result<ToolCallDelta, ParseError> {
 /// More tool calls than this in one answer are not a model asking for data.
 pub const MAX_TOOL_CALLS: usize = 16;
 
-/// `error.message` of `{"error": {...}}`, `error` itself when it is a string, or `message`.
-fn error_message(value: &Value) -> Option<String> {
+/// `error.message` of `{"error": {...}}`, `error` itself when it is a string, or `message`,
+/// capped: the same for every wire's in-stream errors.
+pub(crate) fn error_message(value: &Value) -> Option<String> {
     let error = value.get("error");
     error
         .and_then(|e| e.get("message"))
@@ -462,7 +463,8 @@ fn error_message(value: &Value) -> Option<String> {
         .map(cap_message)
 }
 
-fn cap_message(message: &str) -> String {
+/// An upstream's error text, trimmed and capped: it must not echo a whole prompt through us.
+pub(crate) fn cap_message(message: &str) -> String {
     let message = message.trim();
     if message.is_empty() {
         return "upstream error".into();

@@ -9,16 +9,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn put_records(ws: &Workspace, records: Value) -> Resp {
-    request(
-        "PUT",
-        &format!("{}/api/settings/knowledge/records", ws.base),
-        Some(&ws.admin_token),
-        Body::Json(json!({ "records": records })),
-        &[],
-    )
-}
-
 fn total_records(ws: &Workspace) -> u64 {
     let r = get(&format!("{}/api/settings/knowledge/stats", ws.base), Some(&ws.admin_token));
     r.expect(200);
@@ -37,7 +27,7 @@ fn concurrent_upserts(ws: &Arc<Workspace>, writers: usize, per_request: usize) -
                     .map(|i| json!({ "kind": "note", "externalId": format!("w{w}-{i}"), "title": "t" }))
                     .collect();
                 barrier.wait();
-                put_records(&ws, Value::Array(records)).status
+                ws.put_records(Value::Array(records)).status
             })
         })
         .collect();
@@ -70,26 +60,10 @@ fn the_record_cap_holds_exactly_under_concurrent_writers() {
     }
 }
 
-fn patch_key(ws: &Workspace, key_id: &str, body: Value) -> Resp {
-    request(
-        "PATCH",
-        &format!("{}/api/settings/api-keys/{key_id}", ws.base),
-        Some(&ws.admin_token),
-        Body::Json(body),
-        &[],
-    )
-}
-
-fn key_with(ws: &Workspace, body: Value) -> (String, String) {
-    let r = ws.create_key_with(body);
-    r.expect(201);
-    (r.body["key"].as_str().unwrap().to_owned(), r.body["id"].as_str().unwrap().to_owned())
-}
-
 #[test]
 fn a_rolled_key_cannot_be_revived_by_an_edit() {
     let ws = Workspace::new();
-    let (old, old_id) = key_with(&ws, json!({ "name": "sync" }));
+    let (old, old_id) = ws.key_with(json!({ "name": "sync" }));
     let rolled = post(
         &format!("{}/api/settings/api-keys/{old_id}/roll", ws.base),
         Some(&ws.admin_token),
@@ -99,7 +73,7 @@ fn a_rolled_key_cannot_be_revived_by_an_edit() {
     get("/api/chats", Some(&old)).expect_error(401, "API key expired");
 
     for later in [json!({ "expiresAt": null }), json!({ "expiresAt": "2099-01-01T00:00:00Z" })] {
-        let r = patch_key(&ws, &old_id, later);
+        let r = ws.patch_key(&old_id, later);
         r.expect_error(409, "API key already rolled");
     }
     // Nothing about it changed, and it stays refused beside its successor.
@@ -109,8 +83,8 @@ fn a_rolled_key_cannot_be_revived_by_an_edit() {
     let listed = ws.keys().into_iter().find(|k| k["id"] == old_id.as_str()).unwrap();
     assert_eq!(listed["expiresAt"], rolled.body["previous"]["expiresAt"]);
     // Over: only its name may change.
-    patch_key(&ws, &old_id, json!({ "rateLimitPerMinute": 5 })).expect_error(409, "API key expired");
-    let renamed = patch_key(&ws, &old_id, json!({ "name": "sync (old)" }));
+    ws.patch_key(&old_id, json!({ "rateLimitPerMinute": 5 })).expect_error(409, "API key expired");
+    let renamed = ws.patch_key(&old_id, json!({ "name": "sync (old)" }));
     renamed.expect(200);
     assert_eq!(renamed.body["name"], "sync (old)");
     get("/api/chats", Some(&old)).expect_error(401, "API key expired");
@@ -119,17 +93,17 @@ fn a_rolled_key_cannot_be_revived_by_an_edit() {
 #[test]
 fn a_rolled_key_in_its_grace_period_can_only_end_earlier() {
     let ws = Workspace::new();
-    let (old, old_id) = key_with(&ws, json!({ "name": "sync" }));
+    let (old, old_id) = ws.key_with(json!({ "name": "sync" }));
     let rolled = post(
         &format!("{}/api/settings/api-keys/{old_id}/roll", ws.base),
         Some(&ws.admin_token),
         json!({ "gracePeriodSeconds": 3600 }),
     );
     rolled.expect(201);
-    patch_key(&ws, &old_id, json!({ "expiresAt": null })).expect_error(409, "API key already rolled");
+    ws.patch_key(&old_id, json!({ "expiresAt": null })).expect_error(409, "API key already rolled");
     // Earlier is allowed (an admin cutting the grace period short), and the key still works.
-    let soon = time_in(120);
-    let r = patch_key(&ws, &old_id, json!({ "expiresAt": soon }));
+    let soon = iso_in(120);
+    let r = ws.patch_key(&old_id, json!({ "expiresAt": soon }));
     r.expect(200);
     get("/api/chats", Some(&old)).expect(200);
 }
@@ -137,33 +111,14 @@ fn a_rolled_key_in_its_grace_period_can_only_end_earlier() {
 #[test]
 fn an_expired_key_cannot_be_edited_at_all() {
     let ws = Workspace::new();
-    let (key, id) = key_with(&ws, json!({ "name": "short", "expiresAt": time_in(2) }));
+    let (key, id) = ws.key_with(json!({ "name": "short", "expiresAt": iso_in(2) }));
     get("/api/chats", Some(&key)).expect(200);
     std::thread::sleep(std::time::Duration::from_millis(2600));
     get("/api/chats", Some(&key)).expect_error(401, "API key expired");
-    for body in [json!({ "expiresAt": null }), json!({ "expiresAt": time_in(3600) }), json!({ "name": "again" })] {
-        patch_key(&ws, &id, body).expect_error(409, "API key expired");
+    for body in [json!({ "expiresAt": null }), json!({ "expiresAt": iso_in(3600) }), json!({ "name": "again" })] {
+        ws.patch_key(&id, body).expect_error(409, "API key expired");
     }
     get("/api/chats", Some(&key)).expect_error(401, "API key expired");
-}
-
-/// An ISO time `seconds` from now.
-fn time_in(seconds: u64) -> String {
-    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
-    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 /// Every limit a key may have is enforced as announced; the headers used to say 100,000 while
@@ -172,7 +127,7 @@ fn time_in(seconds: u64) -> String {
 fn limits_above_60000_per_minute_are_announced_and_counted_exactly() {
     let ws = Workspace::new();
     for limit in [100_000_u64, 99_999, 60_001] {
-        let (key, _) = key_with(&ws, json!({ "name": unique("fast-"), "rateLimitPerMinute": limit }));
+        let (key, _) = ws.key_with(json!({ "name": unique("fast-"), "rateLimitPerMinute": limit }));
         let r = get("/api/chats", Some(&key));
         r.expect(200);
         assert_eq!(r.header("ratelimit-limit"), Some(limit.to_string().as_str()));
@@ -212,8 +167,8 @@ fn names_refuse_control_bidirectional_and_invisible_characters() {
         let workspace = post("/api/admin/workspaces", Some(&operator_token()), json!({ "name": bad }));
         rule_of(&workspace, "name");
     }
-    let (_, id) = key_with(&ws, json!({ "name": "fine" }));
-    rule_of(&patch_key(&ws, &id, json!({ "name": "ok\u{202d}" })), "name");
+    let (_, id) = ws.key_with(json!({ "name": "fine" }));
+    rule_of(&ws.patch_key(&id, json!({ "name": "ok\u{202d}" })), "name");
     // Nothing was created by the refused requests.
     assert_eq!(ws.keys().len(), 1);
     let agents = get(&format!("{}/api/settings/agents", ws.base), Some(&ws.admin_token));
@@ -256,16 +211,15 @@ fn head_is_answered_on_every_get_route() {
 fn a_record_dated_far_in_the_future_is_refused() {
     let ws = Workspace::new();
     let record = |at: &str| json!([{ "kind": "deal", "externalId": "d1", "title": "Deal", "sourceUpdatedAt": at }]);
-    let r = put_records(&ws, record("9999-12-31T23:59:59Z"));
+    let r = ws.put_records(record("9999-12-31T23:59:59Z"));
     r.expect_error(400, "Invalid records");
     assert_eq!(r.body["details"]["errors"][0]["field"], "sourceUpdatedAt", "{}", r.raw);
     assert_eq!(total_records(&ws), 0);
     // Within a day of now (clocks drift) is accepted, and a later sync still lands.
-    put_records(&ws, record(&time_in(23 * 3600))).expect(200);
-    let r = put_records(
-        &ws,
-        json!([{ "kind": "deal", "externalId": "d1", "title": "Renamed", "sourceUpdatedAt": time_in(24 * 3600 - 60) }]),
-    );
+    ws.put_records(record(&iso_in(23 * 3600))).expect(200);
+    let later = iso_in(24 * 3600 - 60);
+    let r =
+        ws.put_records(json!([{ "kind": "deal", "externalId": "d1", "title": "Renamed", "sourceUpdatedAt": later }]));
     r.expect(200);
     assert_eq!(r.body["results"][0]["status"], "updated");
 }

@@ -6,13 +6,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn patch(ws: &Workspace, key_id: &str, body: Value) -> Resp {
-    request(
-        "PATCH",
-        &format!("{}/api/settings/api-keys/{key_id}", ws.base),
-        Some(&ws.admin_token),
-        Body::Json(body),
-        &[],
-    )
+    ws.patch_key(key_id, body)
 }
 
 fn roll(ws: &Workspace, key_id: &str, body: Value) -> Resp {
@@ -27,9 +21,7 @@ fn audit(ws: &Workspace) -> Vec<Value> {
 
 /// A key as the create route returns it: `(secret, id)`.
 fn key_with(ws: &Workspace, body: Value) -> (String, String) {
-    let r = ws.create_key_with(body);
-    r.expect(201);
-    (r.body["key"].as_str().unwrap().to_owned(), r.body["id"].as_str().unwrap().to_owned())
+    ws.key_with(body)
 }
 
 #[test]
@@ -40,7 +32,8 @@ fn a_rolled_key_works_beside_its_successor_until_the_grace_period_ends() {
         key_with(&ws, json!({ "name": "Warehouse sync", "rateLimitPerMinute": 40, "allowedAgentIds": [agent] }));
     chat(&old, json!({ "message": "before", "agentId": agent })).expect(200);
 
-    let rolled = roll(&ws, &old_id, json!({ "gracePeriodSeconds": 2 }));
+    let rolled_at = std::time::Instant::now();
+    let rolled = roll(&ws, &old_id, json!({ "gracePeriodSeconds": 5 }));
     rolled.expect(201);
     let new = rolled.body["key"].as_str().unwrap().to_owned();
     let new_id = rolled.body["id"].as_str().unwrap().to_owned();
@@ -71,7 +64,10 @@ fn a_rolled_key_works_beside_its_successor_until_the_grace_period_ends() {
     // Rolling it again: it already was.
     roll(&ws, &old_id, json!({})).expect_error(409, "API key already rolled");
 
-    std::thread::sleep(std::time::Duration::from_millis(2_300));
+    // Until the grace period is over: 5 s after the roll (long enough for the requests above
+    // on a busy machine).
+    let over = rolled_at + std::time::Duration::from_millis(5_300);
+    std::thread::sleep(over.saturating_duration_since(std::time::Instant::now()));
     chat(&old, json!({ "message": "old, after grace", "agentId": agent })).expect_error(401, "API key expired");
     chat(&new, json!({ "message": "new, after grace", "agentId": agent })).expect(200);
     // Expired and unknown keys cannot be rolled.

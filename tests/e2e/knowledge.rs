@@ -7,13 +7,7 @@ use crate::support::sse;
 use crate::support::*;
 
 fn put_records(ws: &Workspace, records: Value) -> Resp {
-    request(
-        "PUT",
-        &format!("{}/api/settings/knowledge/records", ws.base),
-        Some(&ws.admin_token),
-        Body::Json(json!({ "records": records })),
-        &[],
-    )
+    ws.put_records(records)
 }
 
 fn search(ws: &Workspace, q: &str) -> Vec<Value> {

@@ -129,6 +129,12 @@ pub fn delete(path: &str, token: Option<&str>) -> Resp {
 /// count its rate limiter's storage, which any other key used there would change.
 pub static SECOND_WORKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The time `seconds` from now, as the API writes times (ISO 8601, UTC).
+pub fn iso_in(seconds: i64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    attive_api::domain::time::to_iso(i64::try_from(now).unwrap_or(0) + seconds * 1000)
+}
+
 /// A string no other test uses, to name things and to tag LLM requests.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -185,6 +191,34 @@ impl Workspace {
         let r = get(&format!("{}/api/settings/api-keys", self.base), Some(&self.admin_token));
         r.expect(200);
         r.body["keys"].as_array().unwrap().clone()
+    }
+
+    /// `PUT /api/settings/knowledge/records` with these records.
+    pub fn put_records(&self, records: Value) -> Resp {
+        request(
+            "PUT",
+            &format!("{}/api/settings/knowledge/records", self.base),
+            Some(&self.admin_token),
+            Body::Json(json!({ "records": records })),
+            &[],
+        )
+    }
+
+    /// A key made with this body: `(secret, id)`.
+    pub fn key_with(&self, body: Value) -> (String, String) {
+        let r = self.create_key_with(body);
+        r.expect(201);
+        (r.body["key"].as_str().unwrap().to_owned(), r.body["id"].as_str().unwrap().to_owned())
+    }
+
+    pub fn patch_key(&self, key_id: &str, body: Value) -> Resp {
+        request(
+            "PATCH",
+            &format!("{}/api/settings/api-keys/{key_id}", self.base),
+            Some(&self.admin_token),
+            Body::Json(body),
+            &[],
+        )
     }
 
     pub fn agent(&self, instructions: &str, model: Option<&str>) -> String {

@@ -6,14 +6,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn put_records(ws: &Workspace, records: Value) {
-    request(
-        "PUT",
-        &format!("{}/api/settings/knowledge/records", ws.base),
-        Some(&ws.admin_token),
-        Body::Json(json!({ "records": records })),
-        &[],
-    )
-    .expect(200);
+    ws.put_records(records).expect(200);
 }
 
 fn agent_with(ws: &Workspace, body: Value) -> Resp {

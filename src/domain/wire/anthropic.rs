@@ -20,16 +20,15 @@ use serde_json::{json, Map, Value};
 
 use super::FailureKind;
 use crate::domain::llm::{self, Completion, FunctionCall, Offer, Role, ToolCall, Turn};
-use crate::domain::sse::{Chunk, Decoder, Event, ParseError, RawEvent, StreamEnd, ToolCallDelta};
+use crate::domain::sse::{
+    cap_message, error_message, Chunk, Decoder, Event, ParseError, RawEvent, StreamEnd, ToolCallDelta,
+};
 
 /// The `anthropic-version` this wire is written for.
 pub const VERSION: &str = "2023-06-01";
 
 /// Between the system turns joined into `system`.
 const SYSTEM_SEPARATOR: &str = "\n\n";
-
-/// As the OpenAI stream parser caps them: an upstream must not echo a whole prompt through us.
-const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 
 /// The headers of every request, without `Content-Type`. The key goes in `x-api-key`; the
 /// native API takes no `Authorization`.
@@ -509,26 +508,6 @@ impl StreamParser {
 fn arguments(call: usize, text: String) -> Chunk {
     let delta = ToolCallDelta { index: Some(call), arguments: Some(text), ..ToolCallDelta::default() };
     Chunk { tool_calls: vec![delta], ..Chunk::default() }
-}
-
-/// `error.message`, `error` itself when it is a string, or `message`: as the OpenAI parser
-/// reads an in-stream error.
-fn error_message(value: &Value) -> Option<String> {
-    let error = value.get("error");
-    error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .or_else(|| error.and_then(Value::as_str))
-        .or_else(|| value.get("message").and_then(Value::as_str))
-        .map(cap_message)
-}
-
-fn cap_message(message: &str) -> String {
-    let message = message.trim();
-    if message.is_empty() {
-        return "upstream error".into();
-    }
-    message.chars().take(MAX_ERROR_MESSAGE_CHARS).collect()
 }
 
 #[cfg(test)]
