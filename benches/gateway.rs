@@ -28,7 +28,19 @@
 //!       agent without tools, answering at once; an agent with `query_records`, which the
 //!       stand-in calls once (the top 5 open deals by amount) before answering, so the turn
 //!       makes a second model call with the tool's result. The stand-in is scripted per
-//!       connection, so each connection's turns get the tool call and the answer in order.
+//!       connection, so each connection's turns get the tool call and the answer in order;
+//!   (o) the cost of one failed primary before a healthy fallback, at concurrency 1 and 8: new
+//!       chats in a workspace of their own with two agents of the same model, asked the same
+//!       question, alternately (see [`FALLBACK_ROUNDS`]) and at one scheduled rate (see
+//!       [`FALLBACK_LOAD`]): one on the provider `default`, answered directly; one on
+//!       [`FALLBACK_PROVIDER`] (the stand-in's `/flaky/v1`, an extra provider of the bench
+//!       Worker's `LLM_PROVIDERS`), which the stand-in answers 503 at once every time, with
+//!       `default` as its fallback. A third side, in the same rounds, is one stand-in round
+//!       trip: the stand-in called directly with the body the Worker sends it. The goal is a
+//!       p50 difference below that round trip's p50 plus [`FALLBACK_GOAL_MARGIN_MS`]. Every
+//!       response is checked (not timed): 200 with `X-LLM-Provider: default` and
+//!       `X-LLM-Attempts` 1 on the direct side and 2 on the other, so the run measured the
+//!       fallback path.
 //!
 //! Load is open-loop at a constant rate (wrk2-style): a short closed-loop pass finds the
 //! throughput, then requests are scheduled at 75% of it and latency is measured from each
@@ -74,6 +86,27 @@ const TOOL_STEP_QUESTION: &str = "What are the top 5 open deals by amount?";
 const TOOL_STEP_INSTRUCTIONS: &str = "You analyse the sales pipeline. Answer briefly and name the deals.";
 /// The stand-in's answer on both sides, so both turns store and return the same text.
 const TOOL_STEP_REPLY: &str = "The five largest open deals, largest first, are the ones listed in the sources.";
+/// Concurrencies of the fallback comparison (o).
+const FALLBACK_CONCURRENCY: [usize; 2] = [1, 8];
+/// Runs per side of each concurrency of (o), alternated as in (t): each takes
+/// `BENCH_REQUESTS / FALLBACK_ROUNDS` requests (at least one per connection).
+const FALLBACK_ROUNDS: usize = 8;
+/// The scheduled rate of (o), as a share of what the slower chat side (the fallback, with two
+/// model calls) sustains in its closed-loop pass; as in (t), for the same reason.
+const FALLBACK_LOAD: f64 = 0.6;
+/// The extra provider of the bench Worker (`LLM_PROVIDERS` in `scripts/bench.sh`): the openai
+/// wire at the stand-in's `/flaky/v1`, which (o) scripts to answer 503 at once, every time.
+const FALLBACK_PROVIDER: &str = "flaky";
+const FALLBACK_PATH: &str = "/flaky/v1/chat/completions";
+/// The model of both agents of (o) and of the fallback target.
+const FALLBACK_MODEL: &str = "bench-model";
+const FALLBACK_INSTRUCTIONS: &str = "You answer questions about the sales pipeline briefly.";
+const FALLBACK_QUESTION: &str = "What are the top deals in our pipeline?";
+/// The sides of (o): the base of the differences, the fallback, and one stand-in round trip.
+const FALLBACK_SIDES: [&str; 3] =
+    ["o) agent turn, answered directly", "o) agent turn, failed primary + fallback", "o) stand-in round trip"];
+/// The goal of (o): a failed primary costs less than one stand-in round trip plus this, p50.
+const FALLBACK_GOAL_MARGIN_MS: f64 = 2.0;
 /// Earlier turns of each long chat; both sides of each are [`LONG_TEXT_CHARS`] long.
 const LONG_CHAT_TURNS: usize = 60;
 const LONG_TEXT_CHARS: usize = 10_000;
@@ -117,6 +150,18 @@ struct Sample {
     ok: bool,
     /// `Server-Timing` metrics (`dur` values), in header order.
     timing: Vec<(String, f64)>,
+    /// The answer's `X-LLM-Provider`, `X-LLM-Model` and `X-LLM-Attempts`, each when present.
+    llm: [Option<String>; 3],
+}
+
+/// The headers that name the target that answered a chat, in [`Sample::llm`] order.
+const LLM_HEADERS: [&str; 3] = ["x-llm-provider", "x-llm-model", "x-llm-attempts"];
+
+/// What [`send`] keeps of one response.
+struct Reply {
+    status: u16,
+    timing: Vec<(String, f64)>,
+    llm: [Option<String>; 3],
 }
 
 fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
@@ -131,7 +176,7 @@ fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> (u16, Vec<(String, f64)>) {
+fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> Reply {
     let mut req = agent.request(t.method, &t.url);
     if let Some(token) = &t.token {
         req = req.set("Authorization", &format!("Bearer {token}"));
@@ -153,10 +198,11 @@ fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> (u16, Vec<(S
         Ok(r) | Err(ureq::Error::Status(_, r)) => {
             let status = r.status();
             let timing = r.header("server-timing").map(parse_server_timing).unwrap_or_default();
+            let llm = LLM_HEADERS.map(|h| r.header(h).map(str::to_owned));
             let _ = r.into_string();
-            (status, timing)
+            Reply { status, timing, llm }
         }
-        Err(_) => (0, Vec::new()),
+        Err(_) => Reply { status: 0, timing: Vec::new(), llm: [None, None, None] },
     }
 }
 
@@ -220,7 +266,7 @@ fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
                             std::thread::sleep(wait);
                         }
                         let sent = Instant::now();
-                        let (status, timing) = send(&a, &t, i, i);
+                        let Reply { status, timing, llm } = send(&a, &t, i, i);
                         let done = Instant::now();
                         let latency_us = done.saturating_duration_since(scheduled).as_micros() as u64;
                         let _ = hist.record(latency_us.max(1));
@@ -229,6 +275,7 @@ fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
                             service_us: done.saturating_duration_since(sent).as_micros() as u64,
                             ok: (200..300).contains(&status),
                             timing,
+                            llm,
                         });
                         i += conns;
                     }
@@ -738,6 +785,201 @@ fn tool_step_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Ve
     sets
 }
 
+/// One concurrency of (o): the runs of each side in [`FALLBACK_SIDES`] order.
+struct FallbackSet {
+    sides: Vec<Row>,
+    /// What each side sustained in its closed-loop pass, requests per second.
+    capacity: Vec<f64>,
+    /// Per round, the latency p50 of the fallback run minus that of the round's direct run, ms.
+    round_diffs: Vec<f64>,
+    /// Per side: its responses, and how many of them answered as that side must (see
+    /// [`fallback_expected`]).
+    checked: Vec<(usize, usize)>,
+    /// The size of the stand-in side's request body: that of the direct side's request to it.
+    upstream_bytes: usize,
+}
+
+/// What every response of side `i` of (o) must say: 200 with these `X-LLM-Provider`,
+/// `X-LLM-Model` and `X-LLM-Attempts` (the stand-in called directly: 200 without them).
+fn fallback_expected(side: usize) -> [Option<String>; 3] {
+    match side {
+        0 => [Some("default".into()), Some(FALLBACK_MODEL.into()), Some("1".into())],
+        1 => [Some("default".into()), Some(FALLBACK_MODEL.into()), Some("2".into())],
+        _ => [None, None, None],
+    }
+}
+
+/// The stand-in's requests whose body contains `tag` (letters, digits and dashes only).
+fn stub_requests(stub: &str, tag: &str) -> Vec<Value> {
+    call("GET", &format!("{stub}/_stub/requests?tag={tag}"), None, None).as_array().cloned().unwrap_or_default()
+}
+
+/// Scenario (o): in a workspace of its own, an agent on `default` and one on `flaky` (whose
+/// every request the stand-in answers 503 at once) falling back to `default` with the same
+/// model, asked the same question, and the stand-in called directly with the body the first
+/// one sends it; see the module's comment.
+fn fallback_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec<FallbackSet> {
+    let (admin, [key]) = workspace(base, op, ["bench-fallback"]);
+    let make_agent = |name: &str, routing: Value| -> String {
+        let mut body = json!({ "name": name, "instructions": FALLBACK_INSTRUCTIONS, "model": FALLBACK_MODEL });
+        for (k, v) in routing.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let resp = agent()
+            .post(&format!("{base}/api/settings/agents"))
+            .set("Authorization", &format!("Bearer {admin}"))
+            .send_json(body);
+        match resp {
+            Ok(r) => {
+                let a: Value = r.into_json().unwrap_or(Value::Null);
+                a["id"].as_str().unwrap_or_else(|| panic!("creating agent {name}: {a}")).to_owned()
+            }
+            Err(ureq::Error::Status(code, r)) => panic!(
+                "creating agent {name}: {code} {} (the bench Worker's LLM_PROVIDERS, set in scripts/bench.sh, \
+                 should define `{FALLBACK_PROVIDER}`)",
+                r.into_string().unwrap_or_default()
+            ),
+            Err(e) => panic!("creating agent {name}: {e}"),
+        }
+    };
+    let direct = make_agent("bench-direct", json!({ "provider": "default" }));
+    let fallback = make_agent(
+        "bench-fallback",
+        json!({ "provider": FALLBACK_PROVIDER, "fallbacks": [{ "provider": "default", "model": FALLBACK_MODEL }] }),
+    );
+    // Both sides' messages carry a tag of the same length; the stand-in answers every request
+    // of the fallback side's tag that comes to the `flaky` path 503 at once, for good.
+    let tags = ["[bench o a]", "[bench o b]"];
+    let scenario = json!({ "tag": tags[1], "path": FALLBACK_PATH, "steps": [{ "status": 503 }], "cycle": true });
+    call("POST", &format!("{stub}/_stub/scenario"), None, Some(scenario));
+    let message = |side: usize, extra: &str| format!("{} {extra}{FALLBACK_QUESTION}", tags[side]);
+
+    // One turn of each side, checked: the run measures what it says only if the direct side
+    // is answered by `default` in one request and the other goes to `flaky` (503) and then to
+    // `default`. The direct side's request to the stand-in is kept: the stand-in side sends it.
+    let mut upstream_body = Value::Null;
+    for (side, agent_id) in [&direct, &fallback].into_iter().enumerate() {
+        let mark = format!("bench-o-check-{side}");
+        let body = json!({ "message": message(side, &format!("{mark} ")), "agentId": agent_id });
+        let t = Target {
+            method: "POST",
+            url: format!("{base}/api/chat"),
+            token: Some(key.clone()),
+            headers: Vec::new(),
+            bodies: vec![Some(body)],
+            calibration_cap: usize::MAX,
+        };
+        let reply = send(&agent(), &t, 0, 0);
+        assert_eq!(
+            (reply.status, reply.llm.clone()),
+            (200, fallback_expected(side)),
+            "o) a checked turn of side {side}: status and X-LLM-Provider/Model/Attempts"
+        );
+        let seen = stub_requests(stub, &mark);
+        let paths: Vec<&str> = seen.iter().map(|r| r["path"].as_str().unwrap_or_default()).collect();
+        let expected: &[&str] =
+            if side == 0 { &["/v1/chat/completions"] } else { &[FALLBACK_PATH, "/v1/chat/completions"] };
+        assert_eq!(paths, expected, "o) what the stand-in saw of a checked turn of side {side}");
+        if side == 0 {
+            upstream_body = seen[0]["body"].clone();
+        }
+    }
+    // The stand-in side: that body, with the user message of a turn of the run (which adds ` #n`).
+    if let Some(user) =
+        upstream_body["messages"].as_array_mut().and_then(|m| m.iter_mut().rev().find(|m| m["role"] == "user"))
+    {
+        user["content"] = json!(format!("{} #0", message(0, "")));
+    }
+    assert!(upstream_body["messages"].is_array(), "o) the direct side's request to the stand-in: {upstream_body}");
+    let upstream_bytes = upstream_body.to_string().len();
+
+    let mut sets = Vec::new();
+    for conns in FALLBACK_CONCURRENCY {
+        let per_round = requests.div_ceil(FALLBACK_ROUNDS).max(conns);
+        let chat = |side: usize, agent_id: &str| Target {
+            method: "POST",
+            url: format!("{base}/api/chat"),
+            token: Some(key.clone()),
+            headers: Vec::new(),
+            bodies: vec![Some(json!({ "message": message(side, ""), "agentId": agent_id }))],
+            calibration_cap: usize::MAX,
+        };
+        let targets = [
+            chat(0, &direct),
+            chat(1, &fallback),
+            Target {
+                method: "POST",
+                url: format!("{stub}/v1/chat/completions"),
+                token: None,
+                headers: Vec::new(),
+                bodies: vec![Some(upstream_body.clone())],
+                calibration_cap: usize::MAX,
+            },
+        ];
+        if conns == FALLBACK_CONCURRENCY[0] {
+            for t in &targets {
+                let _ = calibrate(t, conns.min(4));
+            }
+        }
+        // One rate for all three, from what the slower chat side (the fallback, two model
+        // calls) sustains, as in (t).
+        let capacity: Vec<f64> = targets.iter().map(|t| calibrate(t, conns)).collect();
+        let rate = (capacity[0].min(capacity[1]) * FALLBACK_LOAD).max(1.0);
+        eprintln!(
+            "o) agent turns direct / after a failed primary / stand-in @ {conns}: closed loop {:.0} / {:.0} / {:.0} \
+             req/s; {rate:.0} req/s scheduled, {FALLBACK_ROUNDS} rounds each",
+            capacity[0], capacity[1], capacity[2]
+        );
+        let mut runs: Vec<Vec<Run>> = (0..targets.len()).map(|_| Vec::new()).collect();
+        for round in 0..FALLBACK_ROUNDS {
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                runs[i].push(run(&targets[i], conns, per_round, rate));
+            }
+        }
+        let round_diffs = runs[1].iter().zip(&runs[0]).map(|(f, d)| f.p50 - d.p50).collect();
+        let sides: Vec<Row> = runs
+            .into_iter()
+            .zip(FALLBACK_SIDES)
+            .map(|(runs, name)| {
+                let run = merge(runs);
+                let analysis = analyse(&run.samples);
+                Row { name, conns, run, over: None, analysis }
+            })
+            .collect();
+        // Not timed: every response of each side must have taken the path it stands for.
+        let checked: Vec<(usize, usize)> = sides
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let want = fallback_expected(i);
+                (r.run.samples.len(), r.run.samples.iter().filter(|s| s.ok && s.llm == want).count())
+            })
+            .collect();
+        eprintln!(
+            "o) @ {conns}: X-LLM-Attempts 1 from default on {} of {} direct answers, X-LLM-Attempts 2 from default on \
+             {} of {} answers after a failed primary, {} of {} stand-in round trips answered ({upstream_bytes} bytes each)",
+            checked[0].1, checked[0].0, checked[1].1, checked[1].0, checked[2].1, checked[2].0
+        );
+        for (i, (side, &(total, good))) in sides.iter().zip(&checked).enumerate() {
+            let wrong = side.run.samples.iter().find(|s| !(s.ok && s.llm == fallback_expected(i)));
+            assert_eq!(
+                good,
+                total,
+                "o) {} @ {conns}: every response should be 200 with X-LLM-Provider/Model/Attempts {:?}; one was {:?}",
+                side.name,
+                fallback_expected(i),
+                wrong.map(|s| (s.ok, &s.llm)),
+            );
+        }
+        sets.push(FallbackSet { sides, capacity, round_diffs, checked, upstream_bytes });
+    }
+    sets
+}
+
 fn main() {
     let base = env("ATTIVE_BASE_URL");
     let stub = env("LLM_STUB_URL");
@@ -768,6 +1010,8 @@ fn main() {
     };
     // (t) next: a workspace of its own, so it finds no more than its own chats and deals.
     let mut tool_steps = if wanted("t") { tool_step_comparison(&base, &stub, &op, requests) } else { Vec::new() };
+    // (o) too: its two agents and the stand-in's script for them in a workspace of its own.
+    let mut fallbacks = if wanted("o") { fallback_comparison(&base, &stub, &op, requests) } else { Vec::new() };
     let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
         let chats: Vec<String> = if wanted("d") {
@@ -919,10 +1163,17 @@ fn main() {
             side.over = direct.map(|d| side.run.p50 - d);
         }
     }
+    for set in &mut fallbacks {
+        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == set.sides[0].conns).map(|r| r.run.p50);
+        for side in set.sides.iter_mut().take(2) {
+            side.over = direct.map(|d| side.run.p50 - d);
+        }
+    }
     let all: Vec<&Row> = rows
         .iter()
         .chain(ledger.iter().flat_map(|p| [&p.on, &p.off]))
         .chain(tool_steps.iter().flat_map(|t| t.sides.iter()))
+        .chain(fallbacks.iter().flat_map(|f| f.sides.iter()))
         .collect();
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -1211,6 +1462,123 @@ fn main() {
         }
     }
 
+    // (o): each side, then what the failed primary costs (fallback − direct) against one
+    // stand-in round trip measured at the same concurrency and rate.
+    let fallback_report: Vec<Value> = fallbacks
+        .iter()
+        .map(|FallbackSet { sides, capacity, round_diffs, checked, upstream_bytes }| {
+            let phase = |r: &Row, k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| p.json());
+            let side = |i: usize| {
+                let r = &sides[i];
+                let [provider, model, attempts] = fallback_expected(i);
+                json!({
+                    "scenario": r.name, "requests": r.run.samples.len(), "errors": r.run.errors,
+                    "closedLoopRps": capacity[i], "rps": r.run.rps,
+                    "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99,
+                    "serviceMs": r.analysis.service.json(), "queueingMs": r.analysis.queue.json(),
+                    "llmMs": phase(r, "llm"), "llmMeanMs": mean_metric(&r.run.samples, "llm"),
+                    "headersChecked": { "responses": checked[i].0, "asExpected": checked[i].1,
+                        "expected": { "provider": provider, "model": model, "attempts": attempts } },
+                })
+            };
+            let (direct, failed, stand_in) = (&sides[0], &sides[1], &sides[2]);
+            let sub = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+            let cost = failed.run.p50 - direct.run.p50;
+            let limit = stand_in.run.p50 + FALLBACK_GOAL_MARGIN_MS;
+            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
+            let (lo, hi) =
+                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+            json!({
+                "concurrency": direct.conns, "scheduledRate": direct.run.rate, "standInBodyBytes": upstream_bytes,
+                "direct": side(0), "afterFailedPrimary": side(1), "standInRoundTrip": side(2),
+                "failedPrimaryCost": {
+                    "p50Ms": cost, "p50Pct": 100.0 * cost / direct.run.p50, "p95Ms": failed.run.p95 - direct.run.p95,
+                    "serviceP50Ms": failed.analysis.service.p50 - direct.analysis.service.p50,
+                    "llmMeanMs": sub(mean_metric(&failed.run.samples, "llm"), mean_metric(&direct.run.samples, "llm")),
+                },
+                "roundP50DiffsMs": round_diffs,
+                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
+                    "fallbackSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+                "goal": { "standInP50Ms": stand_in.run.p50, "marginMs": FALLBACK_GOAL_MARGIN_MS, "limitMs": limit,
+                    "met": cost < limit },
+            })
+        })
+        .collect();
+    if !fallback_report.is_empty() {
+        let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
+        let d = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:+.1}"));
+        let cell = |v: &Value| format!("{} / {} / {}", f(&v["p50"]), f(&v["p95"]), f(&v["p99"]));
+        println!("\nA failed primary before a healthy fallback (o): new chats with an agent on `default`, answered");
+        println!("directly, and with one on `{FALLBACK_PROVIDER}` (the stand-in answers it 503 at once, every time) falling back");
+        println!("to `default` with the same model; and one stand-in round trip: the stand-in called directly with");
+        println!(
+            "the body the Worker sends it ({} bytes). {FALLBACK_ROUNDS} runs a side alternated at one scheduled rate",
+            fallback_report[0]["standInBodyBytes"]
+        );
+        println!("(req/s: closed loop, then as run); ms, p50 / p95 / p99; llm from Server-Timing, p50 (mean);");
+        println!("headers: responses with the X-LLM-Provider / Model / Attempts the side must have, of all:\n");
+        println!("| scenario | conc | req/s | latency | service | llm | headers | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for o in &fallback_report {
+            for s in [&o["direct"], &o["afterFailedPrimary"], &o["standInRoundTrip"]] {
+                let h = &s["headersChecked"];
+                let expected = &h["expected"];
+                let headers = if expected["attempts"].is_null() {
+                    format!("{} of {} (200)", h["asExpected"], h["responses"])
+                } else {
+                    format!(
+                        "{} of {} ({}, attempts {})",
+                        h["asExpected"],
+                        h["responses"],
+                        expected["provider"].as_str().unwrap_or_default(),
+                        expected["attempts"].as_str().unwrap_or_default()
+                    )
+                };
+                println!(
+                    "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} ({}) | {headers} | {} |",
+                    s["scenario"].as_str().unwrap_or_default(),
+                    o["concurrency"],
+                    s["closedLoopRps"].as_f64().unwrap_or_default(),
+                    s["rps"].as_f64().unwrap_or_default(),
+                    f(&s["p50Ms"]),
+                    f(&s["p95Ms"]),
+                    f(&s["p99Ms"]),
+                    cell(&s["serviceMs"]),
+                    f(&s["llmMs"]["p50"]),
+                    f(&s["llmMeanMs"]),
+                    s["errors"],
+                );
+            }
+        }
+        println!("\nCost of the failed primary, ms (Δ = after a failed primary − direct): latency p50, its share,");
+        println!("per round (median, lowest … highest, in how many rounds the fallback side was the slower), p95;");
+        println!("service time p50; the llm phase's mean; and the goal: Δ p50 < the stand-in round trip's latency");
+        println!("p50 (measured in the same rounds) + {FALLBACK_GOAL_MARGIN_MS} ms:\n");
+        println!("| conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | fallback slower | Δ p95 | Δ service p50 | Δ llm mean | stand-in p50 / p95 | goal: Δ p50 < | goal |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for o in &fallback_report {
+            let (c, round, goal) = (&o["failedPrimaryCost"], &o["roundP50Diff"], &o["goal"]);
+            println!(
+                "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {FALLBACK_ROUNDS} | {} | {} | {} | {} / {} | {} | {} |",
+                o["concurrency"],
+                o["scheduledRate"].as_f64().unwrap_or_default(),
+                d(&c["p50Ms"]),
+                d(&c["p50Pct"]),
+                d(&round["medianMs"]),
+                d(&round["lowestMs"]),
+                d(&round["highestMs"]),
+                round["fallbackSlower"],
+                d(&c["p95Ms"]),
+                d(&c["serviceP50Ms"]),
+                d(&c["llmMeanMs"]),
+                f(&o["standInRoundTrip"]["p50Ms"]),
+                f(&o["standInRoundTrip"]["p95Ms"]),
+                f(&goal["limitMs"]),
+                if goal["met"].as_bool().unwrap_or(false) { "met" } else { "not met" },
+            );
+        }
+    }
+
     let raw: u64 = std::env::var("BENCH_WASM_RAW").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let gz: u64 = std::env::var("BENCH_WASM_GZIP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
@@ -1242,6 +1610,11 @@ fn main() {
             "concurrency": TOOL_STEP_CONCURRENCY, "rounds": TOOL_STEP_ROUNDS, "deals": TOOL_STEP_DEALS,
             "load": TOOL_STEP_LOAD,
             "comparison": tool_step_report,
+        },
+        "fallback": {
+            "concurrency": FALLBACK_CONCURRENCY, "rounds": FALLBACK_ROUNDS, "load": FALLBACK_LOAD,
+            "provider": FALLBACK_PROVIDER, "model": FALLBACK_MODEL, "goalMarginMs": FALLBACK_GOAL_MARGIN_MS,
+            "comparison": fallback_report,
         },
     });
     if let Ok(path) = std::env::var("BENCH_OUTPUT") {

@@ -14,7 +14,9 @@
 # All Workers run a copy of build/ taken now, so edits to src/ during a run change nothing.
 #
 # BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
-# makes a quick run. BENCH_SUITES (default "gateway streaming knowledge soak") picks the benches;
+# makes a quick run. BENCH_SCENARIOS (default: all) runs only the gateway bench's scenarios with
+# those letters (see benches/gateway.rs), e.g. BENCH_SCENARIOS=o for a failed primary's cost.
+# BENCH_SUITES (default "gateway streaming knowledge soak") picks the benches;
 # "gateway streaming knowledge" leaves out the soak's 10 minutes. SOAK_SECONDS (default 600)
 # sets the soak's length, SOAK_TARGETS (default "worker") what it soaks: "worker" is the
 # Worker as the other benches run it, "wrangler-dev" the same under `wrangler dev` with its
@@ -51,7 +53,13 @@ done
 LLM_STUB_URL="http://127.0.0.1:$(cat "$STATE/llm.port")"
 ADMIN_TOKEN="op_$(random_secret)"
 umask 077
-printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\n' "$ADMIN_TOKEN" "$LLM_STUB_URL" >"$STATE/runtime.vars"
+# Besides `default` (LLM_BASE_URL), a provider `flaky` at the stand-in's /flaky/v1, which the
+# gateway bench's scenario (o) scripts to answer 503 at once, every time (its agents fall back
+# from it to `default`). Every Worker of the run gets it, so all compare alike.
+{
+  printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\n' "$ADMIN_TOKEN" "$LLM_STUB_URL"
+  printf "LLM_PROVIDERS='%s'\n" "{\"flaky\": {\"wire\": \"openai\", \"baseUrl\": \"$LLM_STUB_URL/flaky/v1\"}}"
+} >"$STATE/runtime.vars"
 umask 022
 
 PORT=$(free_port)
