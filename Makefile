@@ -11,7 +11,8 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-# The page's files and the OpenAPI document are compiled into the wasm (include_str!).
+# The settings page's files and the OpenAPI document are static assets (build/assets, the
+# [assets] of wrangler.toml), staged next to the wasm so both deploy and version together.
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock $(wildcard assets/settings/*) openapi.json
 
 .PHONY: help setup build dev test lint unit e2e size bench
@@ -28,6 +29,8 @@ build: build/index.js
 
 build/index.js: $(SOURCES)
 	worker-build --release
+	rm -rf build/assets && mkdir -p build/assets/api && cp -R assets/settings build/assets/settings
+	cp openapi.json build/assets/api/openapi.json
 
 dev: setup build
 	@scripts/dev.sh

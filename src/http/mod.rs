@@ -40,10 +40,10 @@ pub enum Body {
     Json(Value),
     /// Server-Sent Events, written as they come (see `sse`).
     EventStream(sse::Frames),
-    /// A file of the settings page, compiled into the Worker.
+    /// A static asset (the settings page's files, the OpenAPI document).
     Asset {
         content_type: &'static str,
-        text: &'static str,
+        bytes: Vec<u8>,
     },
 }
 
@@ -132,10 +132,11 @@ async fn count_usage(cx: &Cx, status: u16) {
 async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     match m.endpoint {
         Endpoint::Health => health::get(cx).await,
-        Endpoint::OpenApi => Ok(pages::openapi()),
-        Endpoint::SettingsPage | Endpoint::SettingsScript | Endpoint::SettingsStyle | Endpoint::SettingsIcon => {
-            Ok(pages::settings(m.endpoint, cx))
-        }
+        Endpoint::OpenApi
+        | Endpoint::SettingsPage
+        | Endpoint::SettingsScript
+        | Endpoint::SettingsStyle
+        | Endpoint::SettingsIcon => pages::serve(m.endpoint, cx).await,
         Endpoint::ListWorkspaces => admin::list_workspaces(req, cx).await,
         Endpoint::CreateWorkspace => admin::create_workspace(req, cx).await,
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
@@ -189,7 +190,7 @@ fn build(status: u16, body: Body, headers: &[(&'static str, String)], head: bool
             Err(_) => (Response::builder().with_status(500).empty(), None, "no-store"),
         },
         Body::Json(v) => (fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store"),
-        Body::Asset { content_type, text } => (fixed(text.as_bytes().to_vec()), Some(content_type), "no-cache"),
+        Body::Asset { content_type, bytes } => (fixed(bytes), Some(content_type), "no-cache"),
     };
     let out = response.headers_mut();
     // Header values here are our own ASCII; a failure could only lose that one header, never

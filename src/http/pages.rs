@@ -1,33 +1,44 @@
-//! Static documents: the OpenAPI document and the settings web page (`GET /settings`), compiled into the Worker so it ships and versions
-//! with the API it calls. Plain HTML, CSS and JavaScript; nothing is loaded from elsewhere.
+//! Static documents: the OpenAPI document and the settings web page (`GET /settings`). They are
+//! static assets deployed with the Worker (`[assets]` in wrangler.toml, staged by `make build`),
+//! not compiled into the wasm, which has a size budget; the Worker reads them through the
+//! `ASSETS` binding so they carry the headers of every route. Plain HTML, CSS and JavaScript;
+//! nothing is loaded from elsewhere.
 
 use super::routes::Endpoint;
 use super::{Body, Cx, Reply};
-
-const HTML: &str = include_str!("../../assets/settings/index.html");
-const SCRIPT: &str = include_str!("../../assets/settings/app.js");
-const STYLE: &str = include_str!("../../assets/settings/app.css");
-const ICON: &str = include_str!("../../assets/settings/favicon.svg");
-/// The OpenAPI 3.1 document of every route, as checked into the repository.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
-
-pub fn openapi() -> Reply {
-    Reply { status: 200, body: Body::Asset { content_type: "application/json; charset=utf-8", text: OPENAPI } }
-}
+use crate::domain::error::{ApiError, ApiResult};
 
 /// Only our own files, no inline script or style, never framed: the page handles admin tokens
 /// and shows freshly created keys.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn settings(endpoint: Endpoint, cx: &Cx) -> Reply {
-    let (content_type, text) = match endpoint {
-        Endpoint::SettingsScript => ("text/javascript; charset=utf-8", SCRIPT),
-        Endpoint::SettingsStyle => ("text/css; charset=utf-8", STYLE),
-        Endpoint::SettingsIcon => ("image/svg+xml", ICON),
-        _ => ("text/html; charset=utf-8", HTML),
-    };
-    cx.add_header("Content-Security-Policy", CSP.to_owned());
-    cx.add_header("X-Frame-Options", "DENY".to_owned());
-    Reply { status: 200, body: Body::Asset { content_type, text } }
+/// The asset an endpoint serves, and its content type.
+fn asset(endpoint: Endpoint) -> (&'static str, &'static str) {
+    match endpoint {
+        Endpoint::OpenApi => ("/api/openapi.json", "application/json; charset=utf-8"),
+        Endpoint::SettingsScript => ("/settings/app.js", "text/javascript; charset=utf-8"),
+        Endpoint::SettingsStyle => ("/settings/app.css", "text/css; charset=utf-8"),
+        Endpoint::SettingsIcon => ("/settings/favicon.svg", "image/svg+xml"),
+        _ => ("/settings/index.html", "text/html; charset=utf-8"),
+    }
+}
+
+/// # Errors
+/// 503 when the Worker has no `ASSETS` binding; 500 when the asset is missing (a build that did
+/// not stage it).
+pub async fn serve(endpoint: Endpoint, cx: &Cx) -> ApiResult<Reply> {
+    let (path, content_type) = asset(endpoint);
+    let assets = cx.env.assets("ASSETS").map_err(|_| ApiError::NotConfigured("ASSETS"))?;
+    // The host is not looked at: the binding serves its own files only.
+    let mut resp = assets.fetch(format!("https://assets.invalid{path}"), None).await.map_err(ApiError::internal)?;
+    if resp.status_code() != 200 {
+        return Err(ApiError::internal(format!("asset {path} answered {}", resp.status_code())));
+    }
+    let bytes = resp.bytes().await.map_err(ApiError::internal)?;
+    if endpoint != Endpoint::OpenApi {
+        cx.add_header("Content-Security-Policy", CSP.to_owned());
+        cx.add_header("X-Frame-Options", "DENY".to_owned());
+    }
+    Ok(Reply { status: 200, body: Body::Asset { content_type, bytes } })
 }

@@ -55,7 +55,7 @@ fn a_rolled_key_works_beside_its_successor_until_the_grace_period_ends() {
     let entry = audit(&ws).into_iter().find(|e| e["action"] == "api_key.rolled").unwrap();
     assert_eq!(entry["target"], new_id.as_str());
     assert_eq!(entry["details"]["rolledFrom"], old_id.as_str());
-    assert_eq!(entry["details"]["gracePeriodSeconds"], 2);
+    assert_eq!(entry["details"]["gracePeriodSeconds"], 5);
 
     // Both work during the grace period (the scope came along).
     chat(&old, json!({ "message": "old, in grace", "agentId": agent })).expect(200);
