@@ -29,10 +29,18 @@ if [ -z "${ADMIN_TOKEN:-}" ]; then
   fi
 fi
 
-if [ -z "${LLM_BASE_URL:-}" ]; then
+if [ -z "${LLM_BASE_URL:-}" ] && [ "${LLM:-}" = local ]; then
+  # A real small model instead of the stand-in (installed into .tools/ on first use).
+  LLM_LOCAL=$(scripts/llm_local.sh "$STATE")
+  eval "$LLM_LOCAL"
+  STARTED_PIDS+=("$LLM_LOCAL_PID")
+  # Its context is 8,192 tokens and it reads ~150 tokens/s: keep the history short.
+  CONTEXT_TOKEN_BUDGET=${CONTEXT_TOKEN_BUDGET:-2000}
+  echo "LLM: $LLM_MODEL on llama.cpp at $LLM_BASE_URL (log: $STATE/llm-local.log)"
+elif [ -z "${LLM_BASE_URL:-}" ]; then
   start_llm_stub "$STATE"
   LLM_BASE_URL="$LLM_STUB_URL/v1"
-  echo "LLM stand-in: $LLM_BASE_URL (set LLM_BASE_URL, LLM_MODEL and LLM_API_KEY to use a real provider)"
+  echo "LLM stand-in: $LLM_BASE_URL (set LLM_BASE_URL, LLM_MODEL and LLM_API_KEY to use a real provider, or LLM=local for a real small model)"
 fi
 
 VARS="$STATE/runtime.vars"
