@@ -64,16 +64,19 @@ serve "$STATE/providers" "$PROVIDERS_PORT" "$STATE/providers/runtime.vars"
 MISCONFIGURED_PORT=$(free_port)
 serve "$STATE/misconfigured" "$MISCONFIGURED_PORT" "$STATE/misconfigured/runtime.vars"
 export ATTIVE_PROVIDERS_URL="http://127.0.0.1:$PROVIDERS_PORT" ATTIVE_MISCONFIGURED_URL="http://127.0.0.1:$MISCONFIGURED_PORT"
-export ANTHROPIC_API_KEY BACKUP_API_KEY
+export ANTHROPIC_API_KEY BACKUP_API_KEY DEV_PROVIDER_KEY
 export ATTIVE_LIMITER_URL="http://127.0.0.1:$LIMITER_PORT" ATTIVE_LIMITER_STATE="$PWD/$STATE/limiter"
 
 # `make dev` itself (scripts/dev.sh), configured only through the environment the way the
 # README says, so a test can check that every documented variable reaches the Worker.
 DEV_PORT=$(free_port)
+DEV_PROVIDER_KEY="sk-devp-test-$(random_secret)"
 DEV_STATE=$STATE/dev PORT=$DEV_PORT ADMIN_TOKEN=$ADMIN_TOKEN LLM_BASE_URL=$LLM_STUB_URL/v1 \
   LLM_MODEL=dev-env-model LLM_TIMEOUT_MS=1500 CONTEXT_TOKEN_BUDGET=1200 RATE_LIMIT_PER_MINUTE=7 \
   LLM_STREAM_MAX_MS=4000 KNOWLEDGE_TOP_K=2 KNOWLEDGE_MAX_RECORDS=5 USAGE_LEDGER=off AGENT_MAX_STEPS=2 \
   DEFAULT_INSTRUCTIONS="Dev's instructions: answer in one line." \
+  LLM_PROVIDERS="{\"devp\": {\"wire\": \"openai\", \"baseUrl\": \"$LLM_STUB_URL/devp/v1\", \"apiKeySecret\": \"DEV_PROVIDER_KEY\"}}" \
+  LLM_FALLBACKS='[{"provider": "devp", "model": "dev-fallback"}]' DEV_PROVIDER_KEY=$DEV_PROVIDER_KEY \
   scripts/dev.sh >"$STATE/dev/dev.log" 2>&1 &
 STARTED_PIDS+=("$!")
 for _ in $(seq 1 600); do
@@ -112,7 +115,7 @@ fts_integrity() {
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).
 no_secret_in_logs() {
-  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|$ANTHROPIC_API_KEY|$BACKUP_API_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
+  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|$ANTHROPIC_API_KEY|$BACKUP_API_KEY|$DEV_PROVIDER_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
     echo "FAIL: a secret appears in a Worker log under $STATE" >&2
     return 1
   fi

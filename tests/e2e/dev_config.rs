@@ -104,3 +104,34 @@ fn stream_cap_and_top_k_come_from_the_environment() {
     usage.expect(200);
     assert_eq!(usage.body["totals"]["requests"], 0, "{}", usage.raw);
 }
+
+/// `LLM_PROVIDERS`, `LLM_FALLBACKS` and the secret a provider names reach the Worker of
+/// `make dev`: an agent on the environment's provider is called with that provider's key, and
+/// the default assistant falls back to the environment's fallback target.
+#[test]
+fn providers_fallbacks_and_their_secrets_come_from_the_environment() {
+    let ws = Workspace::on(&dev());
+    let key = ws.key();
+    let r = post(
+        &format!("{}/api/settings/agents", dev()),
+        Some(&ws.admin_token),
+        json!({ "name": "On devp", "instructions": "Be brief.", "provider": "devp", "model": "devp-model" }),
+    );
+    r.expect(201);
+    let agent = r.body["id"].as_str().unwrap().to_owned();
+    let tag = unique("devp-");
+    dev_chat(&key, json!({ "message": format!("{tag} hi"), "agentId": agent })).expect(200);
+    let seen = stub::requests(&tag);
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0]["path"].as_str().is_some_and(|p| p.starts_with("/devp/v1/")), "{}", seen[0]);
+    let secret = std::env::var("DEV_PROVIDER_KEY").expect("set by tests/e2e.sh");
+    assert_eq!(seen[0]["authorization"].as_str(), Some(format!("Bearer {secret}").as_str()));
+
+    let tag = unique("devfb-");
+    stub::script(&tag, json!([{ "status": 503 }]));
+    stub::script_at(&tag, "/devp/v1/chat/completions", json!([{ "reply": "from the fallback" }]));
+    let r = dev_chat(&key, json!({ "message": format!("{tag} hi") }));
+    r.expect(200);
+    assert_eq!(r.header("x-llm-provider"), Some("devp"));
+    assert_eq!(r.header("x-llm-model"), Some("dev-fallback"));
+}
