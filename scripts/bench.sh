@@ -4,7 +4,7 @@
 # Started here, all stopped on exit:
 #   - the LLM stand-in (tests/llm_stub.py, through scripts/bench_llm_stub.py);
 #   - the Worker under test: the local runtime of `wrangler dev` without its DevTools inspector
-#     and without watching (scripts/bench_worker.mjs);
+#     and without watching (scripts/dev_worker.mjs --bench);
 #   - for the gateway bench, a second one started the same way, with USAGE_LEDGER=off, for the
 #     scenario that compares chat turns with the usage ledger on and off;
 #   - the same Worker under plain `wrangler dev` with its DevTools inspector, as `INSPECT=1 make
@@ -64,7 +64,7 @@ umask 022
 
 PORT=$(free_port)
 apply_migrations "$STATE/main" "$CONFIG"
-node scripts/bench_worker.mjs "$CONFIG" "$PORT" "$(realpath "$STATE/main")" "$(realpath "$STATE/runtime.vars")" \
+node scripts/dev_worker.mjs "$CONFIG" "$PORT" "$(realpath "$STATE/main")" "$(realpath "$STATE/runtime.vars")" --bench \
   >"$STATE/main/worker.log" 2>&1 &
 STARTED_PIDS+=("$!")
 wait_healthy "http://127.0.0.1:$PORT" "$!" "$STATE/main/worker.log"
@@ -78,8 +78,8 @@ if [[ $SUITES == *gateway* ]]; then
   umask 022
   NO_LEDGER_PORT=$(free_port)
   apply_migrations "$STATE/no-ledger" "$CONFIG"
-  node scripts/bench_worker.mjs "$CONFIG" "$NO_LEDGER_PORT" "$(realpath "$STATE/no-ledger")" \
-    "$(realpath "$STATE/no-ledger.vars")" >"$STATE/no-ledger/worker.log" 2>&1 &
+  node scripts/dev_worker.mjs "$CONFIG" "$NO_LEDGER_PORT" "$(realpath "$STATE/no-ledger")" \
+    "$(realpath "$STATE/no-ledger.vars")" --bench >"$STATE/no-ledger/worker.log" 2>&1 &
   STARTED_PIDS+=("$!")
   wait_healthy "http://127.0.0.1:$NO_LEDGER_PORT" "$!" "$STATE/no-ledger/worker.log"
   NO_LEDGER_URL="http://127.0.0.1:$NO_LEDGER_PORT"
@@ -143,7 +143,7 @@ if [[ $SUITES == *soak* ]]; then
     apply_migrations "$dir" "$CONFIG"
     case $target in
       worker)
-        node scripts/bench_worker.mjs "$CONFIG" "$soak_port" "$(realpath "$dir")" "$(realpath "$STATE/runtime.vars")" \
+        node scripts/dev_worker.mjs "$CONFIG" "$soak_port" "$(realpath "$dir")" "$(realpath "$STATE/runtime.vars")" --bench \
           >"$dir/worker.log" 2>&1 &
         soak_pid=$!
         STARTED_PIDS+=("$soak_pid")

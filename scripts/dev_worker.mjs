@@ -1,24 +1,27 @@
-// The local Worker of `make dev` (and of every Worker scripts/lib.sh starts) when INSPECT=1 is
-// not set: what `wrangler dev` runs (workerd, the ProxyWorker in front of it, local
-// D1/KV/Durable Objects, the config's custom build re-run on changes under its watch_dir), but
-// without the DevTools inspector.
+// The local Worker without wrangler's DevTools inspector: what `wrangler dev` runs (workerd,
+// the ProxyWorker in front of it, local D1/KV/Durable Objects) through wrangler's own API.
+// `make dev` and every Worker scripts/lib.sh starts use it when INSPECT=1 is not set, watching
+// the config's custom build as `wrangler dev` does; `make bench` passes --bench: no watching
+// (the Worker under test must not rebuild or reload during a run) and no per-request log lines.
 //
-// Why: wrangler 4.86 has no flag to turn its inspector off. When it is on, wrangler attaches
+// Why no inspector: wrangler 4.86 has no flag to turn it off. When it is on, wrangler attaches
 // to the Worker's isolate with the Runtime and Network domains enabled, and its
 // InspectorProxyWorker keeps every event it receives until a DevTools client connects, which
 // it never does when nobody debugs: memory grows by tens of kilobytes per request in both
-// workerd processes, without bound (README, "Memory under sustained load"). `INSPECT=1 make dev`
-// runs plain `wrangler dev`, inspector and all, for when you want to debug.
+// workerd processes, without bound (README, "Memory under sustained load"), and every
+// subrequest's events are forwarded to the wrangler process, which triples the storage phases
+// of POST /api/chat locally. `INSPECT=1 make dev` runs plain `wrangler dev`, inspector and all.
 //
-// Usage: node scripts/dev_worker.mjs CONFIG PORT PERSIST_DIR ENV_FILE
+// Usage: node scripts/dev_worker.mjs CONFIG PORT PERSIST_DIR ENV_FILE [--bench]
 // Runs until SIGTERM or SIGINT; logs (the Worker's own lines included) go to stdout.
 import { unstable_startWorker } from "wrangler";
 
-const [config, port, persist, envFile] = process.argv.slice(2);
-if (!envFile) {
-  console.error("usage: node scripts/dev_worker.mjs CONFIG PORT PERSIST_DIR ENV_FILE");
+const [config, port, persist, envFile, mode] = process.argv.slice(2);
+if (!envFile || (mode !== undefined && mode !== "--bench")) {
+  console.error("usage: node scripts/dev_worker.mjs CONFIG PORT PERSIST_DIR ENV_FILE [--bench]");
   process.exit(2);
 }
+const bench = mode === "--bench";
 const worker = await unstable_startWorker({
   config,
   envFiles: [envFile],
@@ -27,9 +30,9 @@ const worker = await unstable_startWorker({
     inspector: false,
     persist,
     // As `wrangler dev`: a changed config restarts the Worker.
-    watch: true,
+    watch: !bench,
     // "log", not "info": the Worker's console.log lines are at this level.
-    logLevel: "log",
+    logLevel: bench ? "info" : "log",
   },
 });
 await worker.ready;
