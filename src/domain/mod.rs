@@ -9,6 +9,7 @@ pub mod base62;
 pub mod chat;
 pub mod config;
 pub mod cursor;
+pub mod embed_token;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
