@@ -11,9 +11,11 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/.bin/esbuild
 export WRANGLER_SEND_METRICS := false
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 
-# The settings page's files and the OpenAPI document are static assets (build/assets, the
-# [assets] of wrangler.toml), staged next to the wasm so both deploy and version together.
-SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock $(wildcard assets/settings/*) openapi.json
+# The settings page, the embed widget and the OpenAPI document are static assets (build/assets,
+# the [assets] of wrangler.toml, with their headers in assets/_headers), staged next to the wasm
+# so both deploy and version together; changing one does not rebuild the wasm.
+SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+ASSETS := $(shell find assets -type f) openapi.json
 
 .PHONY: help setup build dev test lint unit e2e size bench
 
@@ -25,12 +27,18 @@ help:
 setup:
 	@scripts/setup.sh
 
-build: build/index.js
+build: build/index.js build/.assets-staged
 
 build/index.js: $(SOURCES)
 	worker-build --release
-	rm -rf build/assets && mkdir -p build/assets/api && cp -R assets/settings build/assets/settings
+	rm -f build/.assets-staged
+	@$(MAKE) -s build/.assets-staged
+
+build/.assets-staged: $(ASSETS)
+	rm -rf build/assets && mkdir -p build/assets/api
+	cp -R assets/settings assets/embed assets/_headers build/assets/
 	cp openapi.json build/assets/api/openapi.json
+	touch $@
 
 dev: setup build
 	@scripts/dev.sh
@@ -43,6 +51,7 @@ lint:
 
 unit:
 	cargo test --lib
+	node --test tests/js/
 
 size: build
 	@scripts/check_size.sh

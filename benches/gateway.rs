@@ -40,7 +40,17 @@
 //!       p50 difference below that round trip's p50 plus [`FALLBACK_GOAL_MARGIN_MS`]. Every
 //!       response is checked (not timed): 200 with `X-LLM-Provider: default` and
 //!       `X-LLM-Attempts` 1 on the direct side and 2 on the other, so the run measured the
-//!       fallback path.
+//!       fallback path;
+//!   (v) the OpenAI Chat Completions API we serve beside our own, at concurrency 1 and 8: the
+//!       default assistant asked the same question through `POST /api/chat` (a new chat) and
+//!       through our `POST /v1/chat/completions` (`model` [`COMPLETIONS_MODEL`], the question as
+//!       one user message), beside the LiteLLM proxy's and the Portkey gateway's own
+//!       `/v1/chat/completions` (not streamed) and the stand-in called directly, all in front of
+//!       the same stand-in, alternately (see [`COMPLETIONS_ROUNDS`]) and at one scheduled rate
+//!       (see [`COMPLETIONS_LOAD`]). Each side's time added over the stand-in of the same rounds,
+//!       and ours as a multiple of LiteLLM's (the goal: at most [`COMPLETIONS_GOAL`]). A peer
+//!       whose address is not set is left out with a note; a 404 from our route when it is
+//!       first called (the route not there yet) skips (v) with a note instead of failing.
 //!
 //! Load is open-loop at a constant rate (wrk2-style): a short closed-loop pass finds the
 //! throughput, then requests are scheduled at 75% of it and latency is measured from each
@@ -50,12 +60,25 @@
 //!
 //! Started by `scripts/bench.sh`, which brings up the local stack and sets the environment.
 //! `BENCH_REQUESTS` (default 400) sets the requests per scenario and concurrency;
-//! `BENCH_SCENARIOS` (e.g. `de`) runs only the scenarios with those letters.
+//! `BENCH_SCENARIOS` (e.g. `de`) runs only the scenarios with those letters; `im` the dashboards'
+//! (insight reads with an embed token, plain and 304, beside a chat read; minting). The peers
+//! are optional: `PORTKEY_URL` (and `PORTKEY_VERSION`) for (p) and (v), `LITELLM_URL` (and
+//! `LITELLM_MASTER_KEY`, `LITELLM_VERSION`, as `scripts/bench_litellm.sh` prints them) for (v).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::env::{self, Peer, Stack, LITELLM_MODEL};
+use support::http::{
+    agent, call, parse_server_timing, try_call, unpooled_agent, workspace, CallError, REQUEST_TIMEOUT, SETUP_TIMEOUT,
+};
+use support::load::{alternate, closed_loop_rate, open_loop, scheduled_rate, warm_then_rate, LOAD};
+use support::report::{fixed, num, print_head, signed, write_json_file};
+use support::stats::{mean, range, Pcts};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
 /// Concurrencies of the long-chat scenario (e) and of the `wrangler dev` one (w).
@@ -117,14 +140,43 @@ const LONG_TEXT_CHARS: usize = 10_000;
 const LONG_CHAT_REQUESTS: usize = 40;
 /// Requests per connection in each closed-loop pass (there are two before each run) of (e).
 const LONG_CHAT_CALIBRATION: usize = 10;
+/// Concurrencies of the Chat Completions comparison (v).
+const COMPLETIONS_CONCURRENCY: [usize; 2] = [1, 8];
+/// Runs per side of each concurrency of (v), alternated as in (t): each takes
+/// `BENCH_REQUESTS / COMPLETIONS_ROUNDS` requests (at least one per connection).
+const COMPLETIONS_ROUNDS: usize = 8;
+/// The scheduled rate of (v), as a share of what its slowest side sustains in its closed-loop
+/// pass; as in (t), for the same reason.
+const COMPLETIONS_LOAD: f64 = 0.6;
+/// The model of our `/v1/chat/completions` that names the workspace's default assistant.
+const COMPLETIONS_MODEL: &str = "attive-default";
+/// The goal of (v): the time ours adds over the stand-in, p50, at most this multiple of what
+/// LiteLLM adds.
+const COMPLETIONS_GOAL: f64 = 0.75;
+/// The sides of (v), the base of the added times first; in [`COMPLETIONS_KEYS`] order.
+const COMPLETIONS_SIDES: [&str; 5] = [
+    "v) LLM stand-in direct",
+    "v) POST /api/chat (new chat)",
+    "v) POST /v1/chat/completions (ours)",
+    "v) LiteLLM proxy /v1/chat/completions",
+    "v) Portkey gateway /v1/chat/completions",
+];
+/// The sides of (v) in its JSON, and their indexes.
+const COMPLETIONS_KEYS: [&str; 5] = ["standIn", "apiChat", "ours", "litellm", "portkey"];
+/// Indexes of (v)'s sides in [`COMPLETIONS_SIDES`].
+const V_STAND_IN: usize = 0;
+const V_API_CHAT: usize = 1;
+const V_OURS: usize = 2;
+const V_LITELLM: usize = 3;
+const V_PORTKEY: usize = 4;
+/// The question of the new chats of (c), (l), (w) and (v), and of the stand-in's direct body.
+const CHAT_QUESTION: &str = "What are the top deals in our pipeline?";
+/// Where the environment comes from, for a bench started without it.
+const ENV_HINT: &str = "run `make bench`";
 /// The phases of the `Server-Timing` header of `POST /api/chat`, in the order of a turn.
 const PHASES: [&str; 4] = ["auth-read", "rate-limit", "llm", "persist"];
 /// Share of the slowest requests (by service time) the tail breakdown looks at.
 const TAIL: f64 = 0.05;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `make bench`"))
-}
 
 #[derive(Clone)]
 struct Target {
@@ -139,6 +191,50 @@ struct Target {
     /// Requests per connection in each closed-loop pass at most (the long chats can take only
     /// so many); otherwise as many as fit in the pass.
     calibration_cap: usize,
+    /// Whether the last of a body's `messages` is numbered like a `message` (see [`send`]).
+    number_messages: bool,
+}
+
+impl Target {
+    fn new(method: &'static str, url: String, token: Option<&str>, bodies: Vec<Option<Value>>) -> Self {
+        Self {
+            method,
+            url,
+            token: token.map(str::to_owned),
+            headers: Vec::new(),
+            bodies,
+            calibration_cap: usize::MAX,
+            number_messages: false,
+        }
+    }
+
+    fn get(url: String, token: Option<&str>) -> Self {
+        Self::new("GET", url, token, vec![None])
+    }
+
+    fn post(url: String, token: Option<&str>, body: Value) -> Self {
+        Self::new("POST", url, token, vec![Some(body)])
+    }
+
+    /// A POST whose request `i` sends `bodies[i % len]`.
+    fn post_each(url: String, token: Option<&str>, bodies: Vec<Value>) -> Self {
+        Self::new("POST", url, token, bodies.into_iter().map(Some).collect())
+    }
+
+    fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    fn with_calibration_cap(mut self, cap: usize) -> Self {
+        self.calibration_cap = cap;
+        self
+    }
+
+    fn numbering_messages(mut self) -> Self {
+        self.number_messages = true;
+        self
+    }
 }
 
 /// One request as the load generator saw it.
@@ -164,18 +260,9 @@ struct Reply {
     llm: [Option<String>; 3],
 }
 
-fn parse_server_timing(header: &str) -> Vec<(String, f64)> {
-    header
-        .split(',')
-        .filter_map(|metric| {
-            let mut parts = metric.split(';');
-            let name = parts.next()?.trim().to_owned();
-            let dur = parts.find_map(|p| p.trim().strip_prefix("dur="))?.parse::<f64>().ok()?;
-            Some((name, dur))
-        })
-        .collect()
-}
-
+/// Request `index` of a run of `t`. A body's `message` (or, where the target says so, the
+/// content of the last of its `messages`) ends in ` #n`, so that no two requests of a run ask
+/// quite the same.
 fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> Reply {
     let mut req = agent.request(t.method, &t.url);
     if let Some(token) = &t.token {
@@ -187,8 +274,13 @@ fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> Reply {
     let body = t.bodies.get(index % t.bodies.len().max(1)).cloned().flatten();
     let result = match body {
         Some(mut b) => {
+            let numbered = |text: &Value| json!(format!("{} #{n}", text.as_str().unwrap_or("bench")));
             if let Some(msg) = b.get_mut("message") {
-                *msg = json!(format!("{} #{n}", msg.as_str().unwrap_or("bench")));
+                *msg = numbered(msg);
+            } else if t.number_messages {
+                if let Some(last) = b.get_mut("messages").and_then(Value::as_array_mut).and_then(|m| m.last_mut()) {
+                    last["content"] = numbered(&last["content"]);
+                }
             }
             req.set("Content-Type", "application/json").send_string(&b.to_string())
         }
@@ -206,33 +298,12 @@ fn send(agent: &ureq::Agent, t: &Target, index: usize, n: usize) -> Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
-}
-
 /// Closed loop for a moment (at most `calibration_cap` requests per connection): how many
 /// requests per second this target sustains.
 fn calibrate(t: &Target, conns: usize) -> f64 {
-    let window = Duration::from_millis(1500);
-    let start = Instant::now();
-    let done: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..conns)
-            .map(|c| {
-                let t = t.clone();
-                s.spawn(move || {
-                    let a = agent();
-                    let mut n = 0;
-                    while start.elapsed() < window && n < t.calibration_cap {
-                        send(&a, &t, c + n * conns, n);
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    });
-    done as f64 / start.elapsed().as_secs_f64()
+    closed_loop_rate(conns, t.calibration_cap, REQUEST_TIMEOUT, |a, c, n| {
+        send(a, t, c + n * conns, n);
+    })
 }
 
 struct Run {
@@ -247,104 +318,43 @@ struct Run {
     samples: Vec<Sample>,
 }
 
+impl Run {
+    /// The requests of a run (or of runs taken as one) at `rate` that took `seconds`.
+    fn of(rate: f64, seconds: f64, samples: Vec<Sample>) -> Self {
+        let latency = Pcts::of_us(samples.iter().map(|s| s.latency_us));
+        let errors = samples.iter().filter(|s| !s.ok).count();
+        let rps = samples.len() as f64 / seconds.max(f64::MIN_POSITIVE);
+        Run { rate, seconds, rps, p50: latency.p50, p95: latency.p95, p99: latency.p99, errors, samples }
+    }
+
+    fn latency(&self) -> Pcts {
+        Pcts { p50: self.p50, p95: self.p95, p99: self.p99 }
+    }
+}
+
 /// Open loop: `total` requests at `rate` per second over `conns` connections.
 fn run(t: &Target, conns: usize, total: usize, rate: f64) -> Run {
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now() + Duration::from_millis(50);
-    let results: Vec<(Histogram<u64>, Vec<Sample>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..conns)
-            .map(|c| {
-                let t = t.clone();
-                s.spawn(move || {
-                    let a = agent();
-                    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
-                    let mut samples = Vec::new();
-                    let mut i = c;
-                    while i < total {
-                        let scheduled = start + interval * i as u32;
-                        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        let sent = Instant::now();
-                        let Reply { status, timing, llm } = send(&a, &t, i, i);
-                        let done = Instant::now();
-                        let latency_us = done.saturating_duration_since(scheduled).as_micros() as u64;
-                        let _ = hist.record(latency_us.max(1));
-                        samples.push(Sample {
-                            latency_us,
-                            service_us: done.saturating_duration_since(sent).as_micros() as u64,
-                            ok: (200..300).contains(&status),
-                            timing,
-                            llm,
-                        });
-                        i += conns;
-                    }
-                    (hist, samples)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    let (samples, seconds) = open_loop(conns, total, rate, REQUEST_TIMEOUT, |a, i, scheduled| {
+        let sent = Instant::now();
+        let Reply { status, timing, llm } = send(a, t, i, i);
+        let done = Instant::now();
+        Sample {
+            latency_us: done.saturating_duration_since(scheduled).as_micros() as u64,
+            service_us: done.saturating_duration_since(sent).as_micros() as u64,
+            // A 304 is a conditional read that worked.
+            ok: (200..300).contains(&status) || status == 304,
+            timing,
+            llm,
+        }
     });
-    let seconds = start.elapsed().as_secs_f64();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
-    let mut samples = Vec::with_capacity(total);
-    for (h, s) in results {
-        let _ = hist.add(h);
-        samples.extend(s);
-    }
-    let errors = samples.iter().filter(|s| !s.ok).count();
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Run { rate, seconds, rps: total as f64 / seconds, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
+    Run::of(rate, seconds, samples)
 }
 
 /// Runs of one target at one rate taken as one: their requests in one histogram.
 fn merge(runs: Vec<Run>) -> Run {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
     let (rate, seconds) = (runs.first().map_or(0.0, |r| r.rate), runs.iter().map(|r| r.seconds).sum::<f64>());
     let samples: Vec<Sample> = runs.into_iter().flat_map(|r| r.samples).collect();
-    for s in &samples {
-        let _ = hist.record(s.latency_us.max(1));
-    }
-    let errors = samples.iter().filter(|s| !s.ok).count();
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let rps = samples.len() as f64 / seconds.max(f64::MIN_POSITIVE);
-    Run { rate, seconds, rps, p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), errors, samples }
-}
-
-#[derive(Clone, Copy, Default)]
-struct Pcts {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-}
-
-impl Pcts {
-    /// Nearest-rank percentiles.
-    fn of(mut v: Vec<f64>) -> Option<Self> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Some(Self { p50: at(0.5), p95: at(0.95), p99: at(0.99) })
-    }
-
-    fn json(&self) -> Value {
-        json!({ "p50": self.p50, "p95": self.p95, "p99": self.p99 })
-    }
-
-    fn cell(&self) -> String {
-        format!("{} / {} / {}", num(self.p50), num(self.p95), num(self.p99))
-    }
-}
-
-/// Whole numbers without a decimal, anything else with one.
-fn num(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    Run::of(rate, seconds, samples)
 }
 
 fn metric(timing: &[(String, f64)], name: &str) -> Option<f64> {
@@ -399,41 +409,27 @@ fn analyse(samples: &[Sample]) -> Analysis {
     if has_phases {
         names.push("outside".into());
     }
-    let phases = names.iter().filter_map(|n| Some((n.clone(), Pcts::of(values(n, &ok))?))).collect();
-    let service = Pcts::of(ok.iter().map(|s| s.service_us as f64 / 1000.0).collect()).unwrap_or_default();
-    let queue = Pcts::of(ok.iter().map(|s| s.latency_us.saturating_sub(s.service_us) as f64 / 1000.0).collect())
-        .unwrap_or_default();
+    let phases = names.iter().filter_map(|n| Some((n.clone(), Pcts::nearest_rank(values(n, &ok))?))).collect();
+    let service = Pcts::nearest_rank(ok.iter().map(|s| s.service_us as f64 / 1000.0).collect()).unwrap_or_default();
+    let queue =
+        Pcts::nearest_rank(ok.iter().map(|s| s.latency_us.saturating_sub(s.service_us) as f64 / 1000.0).collect())
+            .unwrap_or_default();
 
     let mut by_service = ok.clone();
     by_service.sort_by_key(|s| std::cmp::Reverse(s.service_us));
     let slow = &by_service[..((by_service.len() as f64 * TAIL).ceil() as usize).min(by_service.len())];
-    let mut tail: Vec<(String, f64)> = Pcts::of(slow.iter().map(|s| s.service_us as f64 / 1000.0).collect())
+    let mut tail: Vec<(String, f64)> = Pcts::nearest_rank(slow.iter().map(|s| s.service_us as f64 / 1000.0).collect())
         .map(|p| ("service".into(), p.p50))
         .into_iter()
         .collect();
     if has_phases {
         for n in PHASES.iter().map(|p| p.to_string()).chain(["outside".to_string()]) {
-            if let Some(p) = Pcts::of(values(&n, slow)) {
+            if let Some(p) = Pcts::nearest_rank(values(&n, slow)) {
                 tail.push((n, p.p50));
             }
         }
     }
     Analysis { phases, service, queue, tail: (slow.len(), tail) }
-}
-
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Value {
-    let mut req = agent().request(method, url);
-    if let Some(token) = token {
-        req = req.set("Authorization", &format!("Bearer {token}"));
-    }
-    let resp = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match resp {
-        Ok(r) => r.into_json().unwrap_or(Value::Null),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
 }
 
 /// A chat with `turns` earlier messages (turns / 2 exchanges).
@@ -449,6 +445,14 @@ fn chat_with_history(base: &str, key: &str, turns: usize) -> String {
         );
     }
     id
+}
+
+/// `conns` chats of 20 earlier turns, made side by side.
+fn prepare_chats(base: &str, key: &str, conns: usize) -> Vec<String> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(base, key, 20))).collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 /// `count` chats of [`LONG_CHAT_TURNS`] turns, both sides [`LONG_TEXT_CHARS`] long: the
@@ -505,40 +509,132 @@ fn long_chats(base: &str, stub: &str, key: &str, tag: &str, count: usize) -> Vec
     chats
 }
 
-/// A workspace on the Worker at `base` with one API key per name (no rate limit to speak of).
-fn api_keys<const N: usize>(base: &str, op: &str, names: [&str; N]) -> [String; N] {
-    workspace(base, op, names).1
+/// The origin the bench's embed tokens are minted for (and its requests claim to come from).
+const BENCH_ORIGIN: &str = "https://bench.example.com";
+
+/// What (i) and (m) read and mint with.
+struct Dashboards {
+    key: String,
+    chat_id: String,
+    insight_id: String,
+    etag: String,
+    token: String,
 }
 
-/// [`api_keys`], with the token of the workspace's admin.
-fn workspace<const N: usize>(base: &str, op: &str, names: [&str; N]) -> (String, [String; N]) {
-    let ws = call("POST", &format!("{base}/api/admin/workspaces"), Some(op), Some(json!({ "name": "bench" })));
-    let ws_id = ws["id"].as_str().unwrap_or_default();
-    let admin = call(
+/// A workspace of its own: a chat of 8 messages (what a dashboard's chat read would fetch) and
+/// an insight generated once, its ETag, and an embed token for it (an hour, the longest).
+fn dashboards_fixture(base: &str, op: &str) -> Dashboards {
+    let support::http::Workspace { admin, keys: [key], .. } = workspace(base, op, "bench", ["bench-dashboards"]);
+    let chat_id = chat_with_history(base, &key, 8);
+    let insight = call(
         "POST",
-        &format!("{base}/api/admin/workspaces/{ws_id}/admins"),
-        Some(op),
-        Some(json!({ "name": "Bench", "email": "bench@example.com" })),
+        &format!("{base}/api/settings/insights"),
+        Some(&admin),
+        Some(json!({ "name": "Pipeline risk", "prompt": "What are the top deals in our pipeline?" })),
     );
-    let admin_token = admin["token"].as_str().unwrap_or_default().to_owned();
-    let keys = names.map(|name| {
-        let k = call(
-            "POST",
-            &format!("{base}/api/settings/api-keys"),
-            Some(&admin_token),
-            Some(json!({ "name": name, "rateLimitPerMinute": 100_000 })),
-        );
-        k["key"].as_str().unwrap_or_default().to_owned()
-    });
-    (admin_token, keys)
+    let insight_id = insight["id"].as_str().unwrap_or_default().to_owned();
+    let refreshed =
+        call("POST", &format!("{base}/api/settings/insights/{insight_id}/refresh"), Some(&admin), Some(json!({})));
+    assert_eq!(refreshed["status"], "fresh", "the bench's insight was not generated: {refreshed}");
+    let minted = call(
+        "POST",
+        &format!("{base}/api/embed-tokens"),
+        Some(&key),
+        Some(json!({ "origins": [BENCH_ORIGIN], "insightIds": [insight_id], "ttlSeconds": 3600, "chat": true })),
+    );
+    let token = minted["token"].as_str().unwrap_or_default().to_owned();
+    let read = agent(REQUEST_TIMEOUT)
+        .get(&format!("{base}/api/insights/{insight_id}"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Origin", BENCH_ORIGIN)
+        .call();
+    let etag = match read {
+        Ok(r) => r.header("etag").unwrap_or_default().to_owned(),
+        Err(e) => panic!("reading the bench's insight: {e}"),
+    };
+    assert!(!etag.is_empty(), "the insight read has no ETag");
+    Dashboards { key, chat_id, insight_id, etag, token }
 }
 
+/// (i) an insight read with an embed token, plain and conditional (304), beside a chat read
+/// with the key; (m) minting a token.
+fn dashboard_targets(base: &str, d: &Dashboards) -> Vec<(&'static str, Target)> {
+    let insight = || format!("{base}/api/insights/{}", d.insight_id);
+    let origin = ("Origin", BENCH_ORIGIN.to_owned());
+    vec![
+        (
+            "i) GET /api/chats/{id} (key, 8 messages)",
+            Target::get(format!("{base}/api/chats/{}", d.chat_id), Some(&d.key)),
+        ),
+        (
+            "i) GET /api/insights/{id} (embed token)",
+            Target::get(insight(), Some(&d.token)).with_headers(vec![origin.clone()]),
+        ),
+        (
+            "i) GET /api/insights/{id} (embed token, If-None-Match: 304)",
+            Target::get(insight(), Some(&d.token)).with_headers(vec![origin, ("If-None-Match", d.etag.clone())]),
+        ),
+        (
+            "m) POST /api/embed-tokens",
+            Target::post(
+                format!("{base}/api/embed-tokens"),
+                Some(&d.key),
+                json!({ "origins": [BENCH_ORIGIN], "insightIds": [d.insight_id] }),
+            ),
+        ),
+    ]
+}
+
+/// One scenario at one concurrency, as the tables show it.
 struct Row {
     name: &'static str,
     conns: usize,
     run: Run,
+    /// Its latency p50 minus that of the stand-in called directly, where that is its base.
     over: Option<f64>,
     analysis: Analysis,
+}
+
+impl Row {
+    fn new(name: &'static str, conns: usize, run: Run) -> Self {
+        let analysis = analyse(&run.samples);
+        Row { name, conns, run, over: None, analysis }
+    }
+}
+
+/// The runs of sides that took turns (see [`alternate`]), each side's taken as one, named.
+fn rows_of(runs: Vec<Vec<Run>>, names: impl IntoIterator<Item = &'static str>, conns: usize) -> Vec<Row> {
+    runs.into_iter().zip(names).map(|(runs, name)| Row::new(name, conns, merge(runs))).collect()
+}
+
+/// The p50 differences of the rounds' pairs of runs (`a` − `b`, ms).
+fn round_diffs(a: &[Run], b: &[Run]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a.p50 - b.p50).collect()
+}
+
+/// How the rounds' p50 differences spread: their median, lowest and highest, and in how many
+/// the first side was the slower (as `slower`).
+fn round_summary(diffs: &[f64], slower: &str) -> Value {
+    let rounds = Pcts::nearest_rank(diffs.to_vec()).unwrap_or_default();
+    let (lo, hi) = range(diffs);
+    json!({ "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
+            slower: diffs.iter().filter(|d| **d > 0.0).count() })
+}
+
+/// What each of the sides that take turns sustains in a closed-loop pass, requests per second;
+/// with `warm_up` (before the first concurrency), after a warm-up pass of each.
+fn capacities(targets: &[&Target], conns: usize, warm_up: bool) -> Vec<f64> {
+    if warm_up {
+        for t in targets {
+            let _ = calibrate(t, conns.min(4));
+        }
+    }
+    targets.iter().map(|t| calibrate(t, conns)).collect()
+}
+
+/// The lowest of some numbers.
+fn lowest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// One workload of (l) at one concurrency, with the usage ledger on and off.
@@ -560,76 +656,48 @@ fn ledger_requests(base: &str, admin: &str) -> i64 {
 /// hold the same but for the ledger's rows.
 fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<LedgerPair> {
     let names = ["bench-ledger-new", "bench-ledger-continue"];
-    let (on_admin, [on_new, on_cont]) = workspace(on, op, names);
-    let (off_admin, [off_new, off_cont]) = workspace(off, op, names);
+    let on_ws = workspace(on, op, "bench", names);
+    let off_ws = workspace(off, op, "bench", names);
+    let ([on_new, on_cont], [off_new, off_cont]) = (&on_ws.keys, &off_ws.keys);
     let mut pairs = Vec::new();
     for conns in LEDGER_CONCURRENCY {
         let per_round = requests.div_ceil(LEDGER_ROUNDS).max(conns);
         eprintln!("preparing {conns} chats with 20 earlier turns on each of the two Workers ...");
-        let prepare = |base: &str, key: &str| -> Vec<String> {
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(base, key, 20))).collect();
-                hs.into_iter().filter_map(|h| h.join().ok()).collect()
-            })
-        };
-        let (on_chats, off_chats) = (prepare(on, &on_cont), prepare(off, &off_cont));
+        let (on_chats, off_chats) = (prepare_chats(on, on_cont, conns), prepare_chats(off, off_cont, conns));
         // The comparison is only meaningful if the one Worker counts and the other does not.
-        let counted = (ledger_requests(on, &on_admin), ledger_requests(off, &off_admin));
+        let counted = (ledger_requests(on, &on_ws.admin), ledger_requests(off, &off_ws.admin));
         assert!(
             counted.0 > 0 && counted.1 == 0,
             "the usage ledger should count on {on} and not on {off}: counted {counted:?} requests"
         );
-        let target = |base: &str, key: &str, bodies: Vec<Option<Value>>| Target {
-            method: "POST",
-            url: format!("{base}/api/chat"),
-            token: Some(key.to_owned()),
-            headers: Vec::new(),
-            bodies,
-            calibration_cap: usize::MAX,
+        let target = |base: &str, key: &str, bodies: Vec<Value>| {
+            Target::post_each(format!("{base}/api/chat"), Some(key), bodies)
         };
-        let new_chat = || vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))];
-        let continuing = |chats: &[String]| {
-            chats.iter().map(|id| Some(json!({ "message": "And by region?", "chatId": id }))).collect()
-        };
+        let new_chat = || vec![json!({ "message": CHAT_QUESTION })];
+        let continuing =
+            |chats: &[String]| chats.iter().map(|id| json!({ "message": "And by region?", "chatId": id })).collect();
         let workloads = [
             (
-                "l) POST /api/chat (new chat), ledger on",
-                "l) POST /api/chat (new chat), ledger off",
-                target(on, &on_new, new_chat()),
-                target(off, &off_new, new_chat()),
+                ["l) POST /api/chat (new chat), ledger on", "l) POST /api/chat (new chat), ledger off"],
+                [target(on, on_new, new_chat()), target(off, off_new, new_chat())],
             ),
             (
-                "l) POST /api/chat (20 turns), ledger on",
-                "l) POST /api/chat (20 turns), ledger off",
-                target(on, &on_cont, continuing(&on_chats)),
-                target(off, &off_cont, continuing(&off_chats)),
+                ["l) POST /api/chat (20 turns), ledger on", "l) POST /api/chat (20 turns), ledger off"],
+                [target(on, on_cont, continuing(&on_chats)), target(off, off_cont, continuing(&off_chats))],
             ),
         ];
-        for (on_name, off_name, on_target, off_target) in workloads {
-            let _ = calibrate(&on_target, conns.min(4));
-            let _ = calibrate(&off_target, conns.min(4));
+        for (names, targets) in workloads {
+            let _ = calibrate(&targets[0], conns.min(4));
+            let _ = calibrate(&targets[1], conns.min(4));
             // One rate for both sides: 75% of the mean of what each sustains (the mean rather
             // than the lower one: a stall during one short pass would slow the whole scenario).
-            let rate = ((calibrate(&on_target, conns) + calibrate(&off_target, conns)) / 2.0 * 0.75).max(1.0);
-            eprintln!("{on_name} / off @ {conns}: {rate:.0} req/s scheduled, {LEDGER_ROUNDS} rounds each");
-            let (mut on_runs, mut off_runs) = (Vec::new(), Vec::new());
-            for round in 0..LEDGER_ROUNDS {
-                let on_first = round % 2 == 0;
-                for ledger in [on_first, !on_first] {
-                    if ledger {
-                        on_runs.push(run(&on_target, conns, per_round, rate));
-                    } else {
-                        off_runs.push(run(&off_target, conns, per_round, rate));
-                    }
-                }
-            }
-            let round_diffs = on_runs.iter().zip(&off_runs).map(|(a, b)| a.p50 - b.p50).collect();
-            let row = |name: &'static str, runs: Vec<Run>| {
-                let run = merge(runs);
-                let analysis = analyse(&run.samples);
-                Row { name, conns, run, over: None, analysis }
-            };
-            pairs.push(LedgerPair { on: row(on_name, on_runs), off: row(off_name, off_runs), round_diffs });
+            let rate = scheduled_rate((calibrate(&targets[0], conns) + calibrate(&targets[1], conns)) / 2.0, LOAD);
+            eprintln!("{} / off @ {conns}: {rate:.0} req/s scheduled, {LEDGER_ROUNDS} rounds each", names[0]);
+            // Alternated on, off, off, on, on, off, …
+            let runs = alternate(2, LEDGER_ROUNDS, |i| run(&targets[i], conns, per_round, rate));
+            let round_diffs = round_diffs(&runs[0], &runs[1]);
+            let Ok([on, off]) = <[Row; 2]>::try_from(rows_of(runs, names, conns)) else { unreachable!("two sides") };
+            pairs.push(LedgerPair { on, off, round_diffs });
         }
     }
     pairs
@@ -675,7 +743,7 @@ fn script_tool_step(stub: &str, tag: &str, tool_step: bool) {
 /// Scenario (t): in a workspace of its own with [`TOOL_STEP_DEALS`] deals, an agent without
 /// tools and one with `query_records`, asked the same question; see the module's comment.
 fn tool_step_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec<ToolStepSet> {
-    let (admin, [key]) = workspace(base, op, ["bench-tools"]);
+    let support::http::Workspace { admin, keys: [key], .. } = workspace(base, op, "bench", ["bench-tools"]);
     eprintln!("t) importing {TOOL_STEP_DEALS} deals ...");
     let deals: Vec<Value> = (0..TOOL_STEP_DEALS).map(tool_step_deal).collect();
     for batch in deals.chunks(500) {
@@ -731,27 +799,18 @@ fn tool_step_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Ve
         script_all();
         let targets: Vec<Target> = sides
             .iter()
-            .map(|(agent_id, letter, _)| Target {
-                method: "POST",
-                url: format!("{base}/api/chat"),
-                token: Some(key.clone()),
-                headers: Vec::new(),
-                bodies: tags(*letter)
-                    .map(|tag| Some(json!({ "message": format!("{tag} {TOOL_STEP_QUESTION}"), "agentId": agent_id })))
-                    .collect(),
-                calibration_cap: usize::MAX,
+            .map(|(agent_id, letter, _)| {
+                let bodies = tags(*letter)
+                    .map(|tag| json!({ "message": format!("{tag} {TOOL_STEP_QUESTION}"), "agentId": agent_id }))
+                    .collect();
+                Target::post_each(format!("{base}/api/chat"), Some(&key), bodies)
             })
             .collect();
-        // Warm up (the isolate and the statements of both sides) before the first concurrency only.
-        if conns == TOOL_STEP_CONCURRENCY[0] {
-            for t in &targets {
-                let _ = calibrate(t, conns.min(4));
-            }
-        }
-        // One rate for both sides, from what the slower (the tool step, with two model calls)
-        // sustains, so that neither runs at its capacity.
-        let capacity: Vec<f64> = targets.iter().map(|t| calibrate(t, conns)).collect();
-        let rate = (capacity.iter().copied().fold(f64::INFINITY, f64::min) * TOOL_STEP_LOAD).max(1.0);
+        // Warmed up (the isolate and the statements of both sides) before the first concurrency
+        // only. One rate for both sides, from what the slower (the tool step, with two model
+        // calls) sustains, so that neither runs at its capacity.
+        let capacity = capacities(&targets.iter().collect::<Vec<_>>(), conns, conns == TOOL_STEP_CONCURRENCY[0]);
+        let rate = scheduled_rate(lowest(&capacity), TOOL_STEP_LOAD);
         // The script again: every connection's turns start with the tool call, whatever the
         // closed-loop passes left behind.
         script_all();
@@ -760,26 +819,9 @@ fn tool_step_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Ve
              scheduled, {TOOL_STEP_ROUNDS} rounds each",
             capacity[0], capacity[1]
         );
-        let mut runs: Vec<Vec<Run>> = (0..targets.len()).map(|_| Vec::new()).collect();
-        for round in 0..TOOL_STEP_ROUNDS {
-            let mut order: Vec<usize> = (0..targets.len()).collect();
-            if round % 2 == 1 {
-                order.reverse();
-            }
-            for i in order {
-                runs[i].push(run(&targets[i], conns, per_round, rate));
-            }
-        }
-        let round_diffs = runs[1].iter().zip(&runs[0]).map(|(s, n)| s.p50 - n.p50).collect();
-        let sides = runs
-            .into_iter()
-            .zip(TOOL_STEP_SIDES)
-            .map(|(runs, name)| {
-                let run = merge(runs);
-                let analysis = analyse(&run.samples);
-                Row { name, conns, run, over: None, analysis }
-            })
-            .collect();
+        let runs = alternate(targets.len(), TOOL_STEP_ROUNDS, |i| run(&targets[i], conns, per_round, rate));
+        let round_diffs = round_diffs(&runs[1], &runs[0]);
+        let sides = rows_of(runs, TOOL_STEP_SIDES, conns);
         sets.push(ToolStepSet { sides, capacity, round_diffs });
     }
     sets
@@ -814,62 +856,23 @@ fn stub_requests(stub: &str, tag: &str) -> Vec<Value> {
     call("GET", &format!("{stub}/_stub/requests?tag={tag}"), None, None).as_array().cloned().unwrap_or_default()
 }
 
-/// Scenario (o): in a workspace of its own, an agent on `default` and one on `flaky` (whose
-/// every request the stand-in answers 503 at once) falling back to `default` with the same
-/// model, asked the same question, and the stand-in called directly with the body the first
-/// one sends it; see the module's comment.
-fn fallback_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec<FallbackSet> {
-    let (admin, [key]) = workspace(base, op, ["bench-fallback"]);
-    let make_agent = |name: &str, routing: Value| -> String {
-        let mut body = json!({ "name": name, "instructions": FALLBACK_INSTRUCTIONS, "model": FALLBACK_MODEL });
-        for (k, v) in routing.as_object().into_iter().flatten() {
-            body[k] = v.clone();
-        }
-        let resp = agent()
-            .post(&format!("{base}/api/settings/agents"))
-            .set("Authorization", &format!("Bearer {admin}"))
-            .send_json(body);
-        match resp {
-            Ok(r) => {
-                let a: Value = r.into_json().unwrap_or(Value::Null);
-                a["id"].as_str().unwrap_or_else(|| panic!("creating agent {name}: {a}")).to_owned()
-            }
-            Err(ureq::Error::Status(code, r)) => panic!(
-                "creating agent {name}: {code} {} (the bench Worker's LLM_PROVIDERS, set in scripts/bench.sh, \
-                 should define `{FALLBACK_PROVIDER}`)",
-                r.into_string().unwrap_or_default()
-            ),
-            Err(e) => panic!("creating agent {name}: {e}"),
-        }
-    };
-    let direct = make_agent("bench-direct", json!({ "provider": "default" }));
-    let fallback = make_agent(
-        "bench-fallback",
-        json!({ "provider": FALLBACK_PROVIDER, "fallbacks": [{ "provider": "default", "model": FALLBACK_MODEL }] }),
-    );
-    // Both sides' messages carry a tag of the same length; the stand-in answers every request
-    // of the fallback side's tag that comes to the `flaky` path 503 at once, for good.
-    let tags = ["[bench o a]", "[bench o b]"];
-    let scenario = json!({ "tag": tags[1], "path": FALLBACK_PATH, "steps": [{ "status": 503 }], "cycle": true });
-    call("POST", &format!("{stub}/_stub/scenario"), None, Some(scenario));
-    let message = |side: usize, extra: &str| format!("{} {extra}{FALLBACK_QUESTION}", tags[side]);
-
-    // One turn of each side, checked: the run measures what it says only if the direct side
-    // is answered by `default` in one request and the other goes to `flaky` (503) and then to
-    // `default`. The direct side's request to the stand-in is kept: the stand-in side sends it.
+/// (o)'s check before its runs: one turn of each side (agent ids `agents`, messages from
+/// `message`). The run measures what it says only if the direct side is answered by `default`
+/// in one request and the other goes to `flaky` (503) and then to `default`. Returns the direct
+/// side's request to the stand-in, which the stand-in side sends.
+fn fallback_checked_turns(
+    base: &str,
+    stub: &str,
+    key: &str,
+    agents: [&str; 2],
+    message: impl Fn(usize, &str) -> String,
+) -> Value {
     let mut upstream_body = Value::Null;
-    for (side, agent_id) in [&direct, &fallback].into_iter().enumerate() {
+    for (side, agent_id) in agents.into_iter().enumerate() {
         let mark = format!("bench-o-check-{side}");
         let body = json!({ "message": message(side, &format!("{mark} ")), "agentId": agent_id });
-        let t = Target {
-            method: "POST",
-            url: format!("{base}/api/chat"),
-            token: Some(key.clone()),
-            headers: Vec::new(),
-            bodies: vec![Some(body)],
-            calibration_cap: usize::MAX,
-        };
-        let reply = send(&agent(), &t, 0, 0);
+        let t = Target::post(format!("{base}/api/chat"), Some(key), body);
+        let reply = send(&agent(REQUEST_TIMEOUT), &t, 0, 0);
         assert_eq!(
             (reply.status, reply.llm.clone()),
             (200, fallback_expected(side)),
@@ -891,294 +894,475 @@ fn fallback_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec
         user["content"] = json!(format!("{} #0", message(0, "")));
     }
     assert!(upstream_body["messages"].is_array(), "o) the direct side's request to the stand-in: {upstream_body}");
+    upstream_body
+}
+
+/// (o)'s check after the runs of one concurrency, not timed: every response of each side must
+/// have taken the path it stands for. Per side: its responses, and how many answered so.
+fn fallback_checked_responses(sides: &[Row], conns: usize, upstream_bytes: usize) -> Vec<(usize, usize)> {
+    let checked: Vec<(usize, usize)> = sides
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let want = fallback_expected(i);
+            (r.run.samples.len(), r.run.samples.iter().filter(|s| s.ok && s.llm == want).count())
+        })
+        .collect();
+    eprintln!(
+        "o) @ {conns}: X-LLM-Attempts 1 from default on {} of {} direct answers, X-LLM-Attempts 2 from default on \
+         {} of {} answers after a failed primary, {} of {} stand-in round trips answered ({upstream_bytes} bytes each)",
+        checked[0].1, checked[0].0, checked[1].1, checked[1].0, checked[2].1, checked[2].0
+    );
+    for (i, (side, &(total, good))) in sides.iter().zip(&checked).enumerate() {
+        let wrong = side.run.samples.iter().find(|s| !(s.ok && s.llm == fallback_expected(i)));
+        assert_eq!(
+            good,
+            total,
+            "o) {} @ {conns}: every response should be 200 with X-LLM-Provider/Model/Attempts {:?}; one was {:?}",
+            side.name,
+            fallback_expected(i),
+            wrong.map(|s| (s.ok, &s.llm)),
+        );
+    }
+    checked
+}
+
+/// Scenario (o): in a workspace of its own, an agent on `default` and one on `flaky` (whose
+/// every request the stand-in answers 503 at once) falling back to `default` with the same
+/// model, asked the same question, and the stand-in called directly with the body the first
+/// one sends it; see the module's comment.
+fn fallback_comparison(base: &str, stub: &str, op: &str, requests: usize) -> Vec<FallbackSet> {
+    let support::http::Workspace { admin, keys: [key], .. } = workspace(base, op, "bench", ["bench-fallback"]);
+    let make_agent = |name: &str, routing: Value| -> String {
+        let mut body = json!({ "name": name, "instructions": FALLBACK_INSTRUCTIONS, "model": FALLBACK_MODEL });
+        for (k, v) in routing.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let url = format!("{base}/api/settings/agents");
+        match try_call(&unpooled_agent(SETUP_TIMEOUT), "POST", &url, Some(&admin), Some(&body)) {
+            Ok(a) => a["id"].as_str().unwrap_or_else(|| panic!("creating agent {name}: {a}")).to_owned(),
+            Err(CallError::Status(code, text)) => panic!(
+                "creating agent {name}: {code} {text} (the bench Worker's LLM_PROVIDERS, set in scripts/bench.sh, \
+                 should define `{FALLBACK_PROVIDER}`)"
+            ),
+            Err(e) => panic!("creating agent {name}: {e}"),
+        }
+    };
+    let direct = make_agent("bench-direct", json!({ "provider": "default" }));
+    let fallback = make_agent(
+        "bench-fallback",
+        json!({ "provider": FALLBACK_PROVIDER, "fallbacks": [{ "provider": "default", "model": FALLBACK_MODEL }] }),
+    );
+    // Both sides' messages carry a tag of the same length; the stand-in answers every request
+    // of the fallback side's tag that comes to the `flaky` path 503 at once, for good.
+    let tags = ["[bench o a]", "[bench o b]"];
+    let scenario = json!({ "tag": tags[1], "path": FALLBACK_PATH, "steps": [{ "status": 503 }], "cycle": true });
+    call("POST", &format!("{stub}/_stub/scenario"), None, Some(scenario));
+    let message = |side: usize, extra: &str| format!("{} {extra}{FALLBACK_QUESTION}", tags[side]);
+
+    let upstream_body = fallback_checked_turns(base, stub, &key, [&direct, &fallback], message);
     let upstream_bytes = upstream_body.to_string().len();
 
     let mut sets = Vec::new();
     for conns in FALLBACK_CONCURRENCY {
         let per_round = requests.div_ceil(FALLBACK_ROUNDS).max(conns);
-        let chat = |side: usize, agent_id: &str| Target {
-            method: "POST",
-            url: format!("{base}/api/chat"),
-            token: Some(key.clone()),
-            headers: Vec::new(),
-            bodies: vec![Some(json!({ "message": message(side, ""), "agentId": agent_id }))],
-            calibration_cap: usize::MAX,
+        let chat = |side: usize, agent_id: &str| {
+            let body = json!({ "message": message(side, ""), "agentId": agent_id });
+            Target::post(format!("{base}/api/chat"), Some(&key), body)
         };
         let targets = [
             chat(0, &direct),
             chat(1, &fallback),
-            Target {
-                method: "POST",
-                url: format!("{stub}/v1/chat/completions"),
-                token: None,
-                headers: Vec::new(),
-                bodies: vec![Some(upstream_body.clone())],
-                calibration_cap: usize::MAX,
-            },
+            Target::post(format!("{stub}/v1/chat/completions"), None, upstream_body.clone()),
         ];
-        if conns == FALLBACK_CONCURRENCY[0] {
-            for t in &targets {
-                let _ = calibrate(t, conns.min(4));
-            }
-        }
         // One rate for all three, from what the slower chat side (the fallback, two model
         // calls) sustains, as in (t).
-        let capacity: Vec<f64> = targets.iter().map(|t| calibrate(t, conns)).collect();
-        let rate = (capacity[0].min(capacity[1]) * FALLBACK_LOAD).max(1.0);
+        let capacity = capacities(&targets.iter().collect::<Vec<_>>(), conns, conns == FALLBACK_CONCURRENCY[0]);
+        let rate = scheduled_rate(capacity[0].min(capacity[1]), FALLBACK_LOAD);
         eprintln!(
             "o) agent turns direct / after a failed primary / stand-in @ {conns}: closed loop {:.0} / {:.0} / {:.0} \
              req/s; {rate:.0} req/s scheduled, {FALLBACK_ROUNDS} rounds each",
             capacity[0], capacity[1], capacity[2]
         );
-        let mut runs: Vec<Vec<Run>> = (0..targets.len()).map(|_| Vec::new()).collect();
-        for round in 0..FALLBACK_ROUNDS {
-            let mut order: Vec<usize> = (0..targets.len()).collect();
-            if round % 2 == 1 {
-                order.reverse();
-            }
-            for i in order {
-                runs[i].push(run(&targets[i], conns, per_round, rate));
-            }
-        }
-        let round_diffs = runs[1].iter().zip(&runs[0]).map(|(f, d)| f.p50 - d.p50).collect();
-        let sides: Vec<Row> = runs
-            .into_iter()
-            .zip(FALLBACK_SIDES)
-            .map(|(runs, name)| {
-                let run = merge(runs);
-                let analysis = analyse(&run.samples);
-                Row { name, conns, run, over: None, analysis }
-            })
-            .collect();
-        // Not timed: every response of each side must have taken the path it stands for.
-        let checked: Vec<(usize, usize)> = sides
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let want = fallback_expected(i);
-                (r.run.samples.len(), r.run.samples.iter().filter(|s| s.ok && s.llm == want).count())
-            })
-            .collect();
-        eprintln!(
-            "o) @ {conns}: X-LLM-Attempts 1 from default on {} of {} direct answers, X-LLM-Attempts 2 from default on \
-             {} of {} answers after a failed primary, {} of {} stand-in round trips answered ({upstream_bytes} bytes each)",
-            checked[0].1, checked[0].0, checked[1].1, checked[1].0, checked[2].1, checked[2].0
-        );
-        for (i, (side, &(total, good))) in sides.iter().zip(&checked).enumerate() {
-            let wrong = side.run.samples.iter().find(|s| !(s.ok && s.llm == fallback_expected(i)));
-            assert_eq!(
-                good,
-                total,
-                "o) {} @ {conns}: every response should be 200 with X-LLM-Provider/Model/Attempts {:?}; one was {:?}",
-                side.name,
-                fallback_expected(i),
-                wrong.map(|s| (s.ok, &s.llm)),
-            );
-        }
+        let runs = alternate(targets.len(), FALLBACK_ROUNDS, |i| run(&targets[i], conns, per_round, rate));
+        let round_diffs = round_diffs(&runs[1], &runs[0]);
+        let sides = rows_of(runs, FALLBACK_SIDES, conns);
+        let checked = fallback_checked_responses(&sides, conns, upstream_bytes);
         sets.push(FallbackSet { sides, capacity, round_diffs, checked, upstream_bytes });
     }
     sets
 }
 
-fn main() {
-    let base = env("ATTIVE_BASE_URL");
-    let stub = env("LLM_STUB_URL");
-    let op = env("ATTIVE_ADMIN_TOKEN");
-    let portkey = std::env::var("PORTKEY_URL").ok().filter(|u| !u.is_empty());
-    let portkey_version = std::env::var("PORTKEY_VERSION").unwrap_or_default();
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
-    // BENCH_SCENARIOS=de runs only (d) and (e), say; all by default.
-    let only = std::env::var("BENCH_SCENARIOS").ok().filter(|s| !s.is_empty());
-    let wanted =
-        |name: &str| only.as_ref().is_none_or(|letters| name.chars().next().is_some_and(|c| letters.contains(c)));
+/// One concurrency of (v): the sides measured, each with its index in [`COMPLETIONS_SIDES`].
+struct CompletionsSet {
+    sides: Vec<(usize, Row)>,
+    /// What each side sustained in its closed-loop pass, requests per second.
+    capacity: Vec<f64>,
+}
 
-    let [key_new, key_cont, key_long, key_list] =
-        api_keys(&base, &op, ["bench-new", "bench-continue", "bench-long", "bench-list"]);
-    let wrangler_dev = std::env::var("ATTIVE_WRANGLER_DEV_URL").ok().filter(|u| !u.is_empty());
-    let key_dev = wrangler_dev.as_ref().map(|url| {
-        let [key] = api_keys(url, &op, ["bench-new"]);
-        key
-    });
+/// What (v) came to.
+struct Completions {
+    /// Why it did not run: the body of our route's 404 when first called.
+    skipped: Option<String>,
+    /// The sides left out, and why.
+    notes: Vec<String>,
+    sets: Vec<CompletionsSet>,
+}
 
-    let no_ledger = std::env::var("ATTIVE_NO_LEDGER_URL").ok().filter(|u| !u.is_empty());
-
-    let direct_body = json!({ "model": "bench", "messages": [{ "role": "system", "content": "You are terse." }, { "role": "user", "content": "What are the top deals in our pipeline?" }] });
-    let started = Instant::now();
-    let mut ledger = match &no_ledger {
-        Some(off) if wanted("l") => ledger_comparison(&base, off, &op, requests),
-        _ => Vec::new(),
+/// The answer to one request of `t` (its first body as it is), not timed.
+fn fetch_json(t: &Target) -> Result<Value, CallError> {
+    let mut req = agent(REQUEST_TIMEOUT).request(t.method, &t.url);
+    if let Some(token) = &t.token {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (name, value) in &t.headers {
+        req = req.set(name, value);
+    }
+    let resp = match t.bodies.first().cloned().flatten() {
+        Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
+        None => req.call(),
     };
-    // (t) next: a workspace of its own, so it finds no more than its own chats and deals.
-    let mut tool_steps = if wanted("t") { tool_step_comparison(&base, &stub, &op, requests) } else { Vec::new() };
-    // (o) too: its two agents and the stand-in's script for them in a workspace of its own.
-    let mut fallbacks = if wanted("o") { fallback_comparison(&base, &stub, &op, requests) } else { Vec::new() };
-    let mut rows: Vec<Row> = Vec::new();
-    for conns in CONCURRENCY {
-        let chats: Vec<String> = if wanted("d") {
-            eprintln!("preparing {conns} chats with 20 earlier turns ...");
-            std::thread::scope(|s| {
-                let hs: Vec<_> = (0..conns).map(|_| s.spawn(|| chat_with_history(&base, &key_cont, 20))).collect();
-                hs.into_iter().filter_map(|h| h.join().ok()).collect()
-            })
-        } else {
-            Vec::new()
-        };
-        let long: Vec<String> = if wanted("e") && LONG_CHAT_CONCURRENCY.contains(&conns) {
-            let per_conn = (requests.div_ceil(conns) + 2 * LONG_CHAT_CALIBRATION).div_ceil(LONG_CHAT_REQUESTS);
-            let t = Instant::now();
-            eprintln!("preparing {} long chats ({conns} connections × {per_conn}) ...", conns * per_conn);
-            let ids = long_chats(&base, &stub, &key_long, &format!("[bench long chat c{conns}]"), conns * per_conn);
-            eprintln!("  ready in {:.0} s", t.elapsed().as_secs_f64());
-            ids
-        } else {
-            Vec::new()
-        };
-        let continue_body = |id: &String| Some(json!({ "message": "And by region?", "chatId": id }));
-        let mut targets = vec![(
-            "a) LLM stand-in direct",
-            Target {
-                method: "POST",
-                url: format!("{stub}/v1/chat/completions"),
-                token: None,
-                headers: Vec::new(),
-                bodies: vec![Some(direct_body.clone())],
-                calibration_cap: usize::MAX,
-            },
-        )];
-        if let Some(pk) = &portkey {
-            targets.push((
-                "p) Portkey gateway → stand-in",
-                Target {
-                    method: "POST",
-                    url: format!("{pk}/v1/chat/completions"),
-                    token: None,
-                    headers: vec![
-                        ("x-portkey-provider", "openai".into()),
-                        ("x-portkey-custom-host", format!("{stub}/v1")),
-                    ],
-                    bodies: vec![Some(direct_body.clone())],
-                    calibration_cap: usize::MAX,
-                },
-            ));
-        }
-        targets.extend([
-            (
-                "b) GET /api/health",
-                Target {
-                    method: "GET",
-                    url: format!("{base}/api/health"),
-                    token: None,
-                    headers: Vec::new(),
-                    bodies: vec![None],
-                    calibration_cap: usize::MAX,
-                },
-            ),
-            (
-                "f) GET /api/chats (no LLM, no D1 write)",
-                Target {
-                    method: "GET",
-                    url: format!("{base}/api/chats?limit=5"),
-                    token: Some(key_list.clone()),
-                    headers: Vec::new(),
-                    bodies: vec![None],
-                    calibration_cap: usize::MAX,
-                },
-            ),
-            (
-                "c) POST /api/chat (new chat)",
-                Target {
-                    method: "POST",
-                    url: format!("{base}/api/chat"),
-                    token: Some(key_new.clone()),
-                    headers: Vec::new(),
-                    bodies: vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))],
-                    calibration_cap: usize::MAX,
-                },
-            ),
-            (
-                "d) POST /api/chat (20 turns)",
-                Target {
-                    method: "POST",
-                    url: format!("{base}/api/chat"),
-                    token: Some(key_cont.clone()),
-                    headers: Vec::new(),
-                    bodies: chats.iter().map(continue_body).collect(),
-                    calibration_cap: usize::MAX,
-                },
-            ),
-        ]);
-        if !long.is_empty() {
-            targets.push((
-                "e) POST /api/chat (long chat)",
-                Target {
-                    method: "POST",
-                    url: format!("{base}/api/chat"),
-                    token: Some(key_long.clone()),
-                    headers: Vec::new(),
-                    bodies: long.iter().map(continue_body).collect(),
-                    calibration_cap: LONG_CHAT_CALIBRATION,
-                },
-            ));
-        }
-        if let (Some(url), Some(key)) = (&wrangler_dev, &key_dev) {
-            if WRANGLER_DEV_CONCURRENCY.contains(&conns) {
-                targets.push((
-                    "w) POST /api/chat (new chat), wrangler dev",
-                    Target {
-                        method: "POST",
-                        url: format!("{url}/api/chat"),
-                        token: Some(key.clone()),
-                        headers: Vec::new(),
-                        bodies: vec![Some(json!({ "message": "What are the top deals in our pipeline?" }))],
-                        calibration_cap: usize::MAX,
-                    },
-                ));
-            }
-        }
-        let mut direct_p50 = 0.0;
-        for (name, target) in targets.into_iter().filter(|(name, _)| wanted(name)) {
-            // Warm up the isolate, the connections and the caches of this scenario.
-            let _ = calibrate(&target, conns.min(4));
-            let rate = (calibrate(&target, conns) * 0.75).max(1.0);
-            eprintln!("{name} @ {conns}: {rate:.0} req/s scheduled");
-            let r = run(&target, conns, requests, rate);
-            if name.starts_with("a)") {
-                direct_p50 = r.p50;
-            }
-            let over = (!name.starts_with("a)") && !name.starts_with("b)") && !name.starts_with("f)"))
-                .then_some(r.p50 - direct_p50);
-            let analysis = analyse(&r.samples);
-            rows.push(Row { name, conns, run: r, over, analysis });
-        }
+    match resp {
+        Ok(r) => Ok(r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(code, r)) => Err(CallError::Status(code, r.into_string().unwrap_or_default())),
+        Err(e) => Err(CallError::Transport(e.to_string())),
     }
-    // (l) ran first, but its rows come last in the tables, each pair with its own (a) as the base.
-    for pair in &mut ledger {
-        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == pair.on.conns).map(|r| r.run.p50);
-        pair.on.over = direct.map(|d| pair.on.run.p50 - d);
-        pair.off.over = direct.map(|d| pair.off.run.p50 - d);
-    }
-    for set in &mut tool_steps {
-        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == set.sides[0].conns).map(|r| r.run.p50);
-        for side in &mut set.sides {
-            side.over = direct.map(|d| side.run.p50 - d);
-        }
-    }
-    for set in &mut fallbacks {
-        let direct = rows.iter().find(|r| r.name.starts_with("a)") && r.conns == set.sides[0].conns).map(|r| r.run.p50);
-        for side in set.sides.iter_mut().take(2) {
-            side.over = direct.map(|d| side.run.p50 - d);
-        }
-    }
-    let all: Vec<&Row> = rows
-        .iter()
-        .chain(ledger.iter().flat_map(|p| [&p.on, &p.off]))
-        .chain(tool_steps.iter().flat_map(|t| t.sides.iter()))
-        .chain(fallbacks.iter().flat_map(|f| f.sides.iter()))
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
+}
 
-    println!("\n| scenario | conc | req/s | p50 ms | p95 ms | p99 ms | errors | p50 over (a) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+/// Ends the bench unless `answer` is an OpenAI `chat.completion` with text.
+fn check_completion(side: &str, answer: &Value) {
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+    assert!(
+        answer["object"] == "chat.completion" && !text.is_empty(),
+        "{side}: the answer should be a chat.completion with text: {answer}"
+    );
+}
+
+/// Whether a 404's body is OpenAI's `model_not_found`: the route is there, the model is not.
+fn is_model_not_found(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| v["error"]["code"] == "model_not_found")
+}
+
+/// The Portkey gateway's `/v1/chat/completions`, sending `body` on to the stand-in.
+fn portkey_target(peer: &Peer, stub: &str, body: &Value) -> Target {
+    Target::post(format!("{}/v1/chat/completions", peer.url), None, body.clone())
+        .with_headers(vec![("x-portkey-provider", "openai".into()), ("x-portkey-custom-host", format!("{stub}/v1"))])
+}
+
+/// Scenario (v): in a workspace of its own, the default assistant through `POST /api/chat` and
+/// through our `POST /v1/chat/completions`, the LiteLLM proxy and the Portkey gateway where
+/// their addresses are set, and the stand-in called directly with the body of (a) (the peers
+/// get the same); see the module's comment.
+fn completions_comparison(cfg: &Config, direct_body: &Value) -> Completions {
+    let Stack { base, stub, op } = &cfg.stack;
+    let [key] = workspace(base, op, "bench", ["bench-completions"]).keys;
+    let ours = Target::post(
+        format!("{base}/v1/chat/completions"),
+        Some(&key),
+        json!({ "model": COMPLETIONS_MODEL, "messages": [{ "role": "user", "content": CHAT_QUESTION }] }),
+    )
+    .numbering_messages();
+    // Called once first, not timed. A 404 other than OpenAI's `model_not_found` (which would
+    // mean the route is there) says this Worker has no such route (yet).
+    match fetch_json(&ours) {
+        Ok(answer) => check_completion(COMPLETIONS_SIDES[V_OURS], &answer),
+        Err(CallError::Status(404, body)) if !is_model_not_found(&body) => {
+            eprintln!("v) POST /v1/chat/completions answered 404 ({}): (v) is skipped", body.trim());
+            return Completions { skipped: Some(body), notes: Vec::new(), sets: Vec::new() };
+        }
+        Err(e) => panic!("v) POST {base}/v1/chat/completions (model {COMPLETIONS_MODEL}): {e}"),
+    }
+    let mut sides: Vec<(usize, Target)> = vec![
+        (V_STAND_IN, Target::post(format!("{stub}/v1/chat/completions"), None, direct_body.clone())),
+        (V_API_CHAT, Target::post(format!("{base}/api/chat"), Some(&key), json!({ "message": CHAT_QUESTION }))),
+        (V_OURS, ours),
+    ];
+    let mut notes = Vec::new();
+    match &cfg.litellm {
+        Some(peer) => {
+            let mut body = direct_body.clone();
+            body["model"] = json!(LITELLM_MODEL);
+            let url = format!("{}/v1/chat/completions", peer.url);
+            sides.push((V_LITELLM, Target::post(url, peer.key.as_deref(), body)));
+        }
+        None => notes
+            .push("LITELLM_URL is not set: the LiteLLM proxy is left out (scripts/bench_litellm.sh starts it)".into()),
+    }
+    match &cfg.portkey {
+        Some(peer) => sides.push((V_PORTKEY, portkey_target(peer, stub, direct_body))),
+        None => notes.push("PORTKEY_URL is not set: the Portkey gateway is left out".into()),
+    }
+    for note in &notes {
+        eprintln!("v) {note}");
+    }
+    // The peers too answer what they should, checked once, not timed.
+    for (i, t) in sides.iter().filter(|(i, _)| [V_LITELLM, V_PORTKEY].contains(i)) {
+        let answer = fetch_json(t).unwrap_or_else(|e| panic!("{}: POST {}: {e}", COMPLETIONS_SIDES[*i], t.url));
+        check_completion(COMPLETIONS_SIDES[*i], &answer);
+    }
+
+    let targets: Vec<&Target> = sides.iter().map(|(_, t)| t).collect();
+    let mut sets = Vec::new();
+    for conns in COMPLETIONS_CONCURRENCY {
+        let per_round = cfg.requests.div_ceil(COMPLETIONS_ROUNDS).max(conns);
+        // One rate for all, from what the slowest side sustains, as in (t).
+        let capacity = capacities(&targets, conns, conns == COMPLETIONS_CONCURRENCY[0]);
+        let rate = scheduled_rate(lowest(&capacity), COMPLETIONS_LOAD);
+        let closed: Vec<String> = capacity.iter().map(|c| format!("{c:.0}")).collect();
+        eprintln!(
+            "v) {} sides @ {conns}: closed loop {} req/s; {rate:.0} req/s scheduled, {COMPLETIONS_ROUNDS} rounds each",
+            sides.len(),
+            closed.join(" / ")
+        );
+        let runs = alternate(targets.len(), COMPLETIONS_ROUNDS, |i| run(targets[i], conns, per_round, rate));
+        let mut rows = rows_of(runs, sides.iter().map(|(i, _)| COMPLETIONS_SIDES[*i]), conns);
+        // The base of the added time: the stand-in called directly in the same rounds.
+        let floor = rows[0].run.p50;
+        for r in rows.iter_mut().skip(1) {
+            r.over = Some(r.run.p50 - floor);
+        }
+        sets.push(CompletionsSet { sides: sides.iter().map(|(i, _)| *i).zip(rows).collect(), capacity });
+    }
+    Completions { skipped: None, notes, sets }
+}
+
+/// The environment of a run (see the module's comment).
+struct Config {
+    stack: Stack,
+    portkey: Option<Peer>,
+    litellm: Option<Peer>,
+    /// The same Worker under plain `wrangler dev`, for (w).
+    wrangler_dev: Option<String>,
+    /// The same Worker with `USAGE_LEDGER=off`, for (l).
+    no_ledger: Option<String>,
+    requests: usize,
+    /// `BENCH_SCENARIOS`: the letters of the scenarios to run (`de` runs only (d) and (e),
+    /// say); all without it.
+    only: Option<String>,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        Self {
+            stack: Stack::from_env(ENV_HINT),
+            portkey: Peer::portkey(),
+            litellm: Peer::litellm(),
+            wrangler_dev: env::optional("ATTIVE_WRANGLER_DEV_URL"),
+            no_ledger: env::optional("ATTIVE_NO_LEDGER_URL"),
+            requests: env::requests(400),
+            only: env::optional("BENCH_SCENARIOS"),
+        }
+    }
+
+    /// Whether the scenario named `name` (its letter first) runs.
+    fn wanted(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|letters| name.chars().next().is_some_and(|c| letters.contains(c)))
+    }
+
+    fn portkey_version(&self) -> &str {
+        self.portkey.as_ref().map_or("", |p| &p.version)
+    }
+
+    fn litellm_version(&self) -> &str {
+        self.litellm.as_ref().map_or("", |p| &p.version)
+    }
+}
+
+/// The API keys of the scenarios measured at every concurrency, all in one workspace, and
+/// that of (w) on the `wrangler dev` Worker.
+struct Keys {
+    new: String,
+    cont: String,
+    long: String,
+    list: String,
+    dev: Option<String>,
+}
+
+impl Keys {
+    fn create(cfg: &Config) -> Self {
+        let Stack { base, op, .. } = &cfg.stack;
+        let names = ["bench-new", "bench-continue", "bench-long", "bench-list"];
+        let [new, cont, long, list] = workspace(base, op, "bench", names).keys;
+        let dev = cfg.wrangler_dev.as_ref().map(|url| {
+            let [key] = workspace(url, op, "bench", ["bench-new"]).keys;
+            key
+        });
+        Keys { new, cont, long, list, dev }
+    }
+}
+
+/// What (a), (p) and the peers of (v) send the stand-in.
+fn direct_body() -> Value {
+    json!({ "model": "bench", "messages": [
+        { "role": "system", "content": "You are terse." }, { "role": "user", "content": CHAT_QUESTION },
+    ] })
+}
+
+/// The scenarios measured one after the other at concurrency `conns`, with what they need made
+/// here: the chats (d) and (e) continue.
+fn main_targets(
+    cfg: &Config,
+    keys: &Keys,
+    conns: usize,
+    dashboards: Option<&Dashboards>,
+) -> Vec<(&'static str, Target)> {
+    let Stack { base, stub, .. } = &cfg.stack;
+    let chats: Vec<String> = if cfg.wanted("d") {
+        eprintln!("preparing {conns} chats with 20 earlier turns ...");
+        prepare_chats(base, &keys.cont, conns)
+    } else {
+        Vec::new()
+    };
+    let long: Vec<String> = if cfg.wanted("e") && LONG_CHAT_CONCURRENCY.contains(&conns) {
+        let per_conn = (cfg.requests.div_ceil(conns) + 2 * LONG_CHAT_CALIBRATION).div_ceil(LONG_CHAT_REQUESTS);
+        let t = Instant::now();
+        eprintln!("preparing {} long chats ({conns} connections × {per_conn}) ...", conns * per_conn);
+        let ids = long_chats(base, stub, &keys.long, &format!("[bench long chat c{conns}]"), conns * per_conn);
+        eprintln!("  ready in {:.0} s", t.elapsed().as_secs_f64());
+        ids
+    } else {
+        Vec::new()
+    };
+    let continuing =
+        |ids: &[String]| ids.iter().map(|id| json!({ "message": "And by region?", "chatId": id })).collect::<Vec<_>>();
+    let chat = format!("{base}/api/chat");
+    let new_chat = || json!({ "message": CHAT_QUESTION });
+
+    let direct_body = direct_body();
+    let mut targets = vec![(
+        "a) LLM stand-in direct",
+        Target::post(format!("{stub}/v1/chat/completions"), None, direct_body.clone()),
+    )];
+    if let Some(peer) = &cfg.portkey {
+        targets.push(("p) Portkey gateway → stand-in", portkey_target(peer, stub, &direct_body)));
+    }
+    targets.extend([
+        ("b) GET /api/health", Target::get(format!("{base}/api/health"), None)),
+        ("f) GET /api/chats (no LLM, no D1 write)", Target::get(format!("{base}/api/chats?limit=5"), Some(&keys.list))),
+        ("c) POST /api/chat (new chat)", Target::post(chat.clone(), Some(&keys.new), new_chat())),
+        ("d) POST /api/chat (20 turns)", Target::post_each(chat.clone(), Some(&keys.cont), continuing(&chats))),
+    ]);
+    if let Some(d) = dashboards {
+        targets.extend(dashboard_targets(base, d));
+    }
+    if !long.is_empty() {
+        let target = Target::post_each(chat, Some(&keys.long), continuing(&long));
+        targets.push(("e) POST /api/chat (long chat)", target.with_calibration_cap(LONG_CHAT_CALIBRATION)));
+    }
+    if let (Some(url), Some(key)) = (&cfg.wrangler_dev, &keys.dev) {
+        if WRANGLER_DEV_CONCURRENCY.contains(&conns) {
+            let target = Target::post(format!("{url}/api/chat"), Some(key), new_chat());
+            targets.push(("w) POST /api/chat (new chat), wrangler dev", target));
+        }
+    }
+    targets
+}
+
+/// The scenarios whose latency is not compared with that of the stand-in (a).
+const WITHOUT_LLM: [&str; 5] = ["a)", "b)", "f)", "i)", "m)"];
+
+/// The run at one concurrency: each wanted scenario in turn, warmed up, at 75% of what its
+/// closed-loop pass sustained.
+fn measure_at(cfg: &Config, conns: usize, targets: Vec<(&'static str, Target)>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut direct_p50 = 0.0;
+    for (name, target) in targets.into_iter().filter(|(name, _)| cfg.wanted(name)) {
+        // Warm up the isolate, the connections and the caches of this scenario.
+        let rate = warm_then_rate(conns, |c| calibrate(&target, c));
+        eprintln!("{name} @ {conns}: {rate:.0} req/s scheduled");
+        let mut row = Row::new(name, conns, run(&target, conns, cfg.requests, rate));
+        if name.starts_with("a)") {
+            direct_p50 = row.run.p50;
+        }
+        row.over = (!WITHOUT_LLM.iter().any(|p| name.starts_with(p))).then_some(row.run.p50 - direct_p50);
+        rows.push(row);
+    }
+    rows
+}
+
+/// Everything a run measured.
+struct Measured {
+    /// The scenarios measured at every concurrency (see [`CONCURRENCY`]).
+    rows: Vec<Row>,
+    ledger: Vec<LedgerPair>,
+    tool_steps: Vec<ToolStepSet>,
+    fallbacks: Vec<FallbackSet>,
+    /// (v), when wanted.
+    completions: Option<Completions>,
+    seconds: f64,
+}
+
+impl Measured {
+    /// The scenarios in their order: those of (l) first, then (t), (o), the others and (v).
+    fn run(cfg: &Config, keys: &Keys) -> Self {
+        let Stack { base, stub, op } = &cfg.stack;
+        let started = Instant::now();
+        // (l) first, while the two Workers' databases hold the same.
+        let ledger = match &cfg.no_ledger {
+            Some(off) if cfg.wanted("l") => ledger_comparison(base, off, op, cfg.requests),
+            _ => Vec::new(),
+        };
+        // (t) next: a workspace of its own, so it finds no more than its own chats and deals.
+        let tool_steps = if cfg.wanted("t") { tool_step_comparison(base, stub, op, cfg.requests) } else { Vec::new() };
+        // (o) too: its two agents and the stand-in's script for them in a workspace of its own.
+        let fallbacks = if cfg.wanted("o") { fallback_comparison(base, stub, op, cfg.requests) } else { Vec::new() };
+        // (i) and (m): a workspace with a chat and an insight, read and minted for.
+        let dashboards = (cfg.wanted("i") || cfg.wanted("m")).then(|| dashboards_fixture(base, op));
+        let mut rows: Vec<Row> = Vec::new();
+        for conns in CONCURRENCY {
+            let targets = main_targets(cfg, keys, conns, dashboards.as_ref());
+            rows.extend(measure_at(cfg, conns, targets));
+        }
+        // (v) last, in a workspace of its own, so the others find the database as before it.
+        let completions = cfg.wanted("v").then(|| completions_comparison(cfg, &direct_body()));
+        let mut measured = Measured { rows, ledger, tool_steps, fallbacks, completions, seconds: 0.0 };
+        measured.compare_with_direct();
+        measured.seconds = started.elapsed().as_secs_f64();
+        measured
+    }
+
+    /// (l), (t) and (o) ran first, but their rows come last in the tables, each with the (a)
+    /// of its concurrency as the base of `over` (for (o), its chat sides only).
+    fn compare_with_direct(&mut self) {
+        let rows = &self.rows;
+        let direct =
+            |conns: usize| rows.iter().find(|r| r.name.starts_with("a)") && r.conns == conns).map(|r| r.run.p50);
+        let sides = self.ledger.iter_mut().flat_map(|p| [&mut p.on, &mut p.off]);
+        let sides = sides.chain(self.tool_steps.iter_mut().flat_map(|t| t.sides.iter_mut()));
+        let sides = sides.chain(self.fallbacks.iter_mut().flat_map(|f| f.sides.iter_mut().take(2)));
+        for side in sides {
+            side.over = direct(side.conns).map(|d| side.run.p50 - d);
+        }
+    }
+
+    /// Every row, in the order of the tables.
+    fn all(&self) -> Vec<&Row> {
+        let completions =
+            self.completions.iter().flat_map(|c| c.sets.iter().flat_map(|s| s.sides.iter().map(|(_, r)| r)));
+        self.rows
+            .iter()
+            .chain(self.ledger.iter().flat_map(|p| [&p.on, &p.off]))
+            .chain(self.tool_steps.iter().flat_map(|t| t.sides.iter()))
+            .chain(self.fallbacks.iter().flat_map(|f| f.sides.iter()))
+            .chain(completions)
+            .collect()
+    }
+}
+
+/// The percentiles of `Server-Timing` metric `name` of a row, if its answers carried it.
+fn phase(r: &Row, name: &str) -> Option<Pcts> {
+    r.analysis.phases.iter().find(|(n, _)| n == name).map(|(_, p)| *p)
+}
+
+/// `p50 / p95 / p99` of a JSON percentile object, one decimal each (`–` where missing).
+fn triple(v: &Value) -> String {
+    format!("{} / {} / {}", fixed(&v["p50"]), fixed(&v["p95"]), fixed(&v["p99"]))
+}
+
+/// The main table: every row's latency and its p50 over (a).
+fn print_overview(all: &[&Row]) {
+    println!();
+    print_head("scenario | conc | req/s | p50 ms | p95 ms | p99 ms | errors | p50 over (a)", "lrrrrrrr");
     for Row { name, conns, run: r, over, .. } in all.iter().copied() {
         let over = over.map_or("".to_owned(), |o| format!("{o:+.1}"));
         println!(
@@ -1186,33 +1370,37 @@ fn main() {
             r.rps, r.p50, r.p95, r.p99, r.errors
         );
     }
+}
 
+/// The phases of the rows whose answers carried an `llm` phase (chat turns).
+fn print_server_timing(all: &[&Row]) {
     println!("\nServer-Timing of POST /api/chat, p50 / p95 / p99 (ms; `outside` = service time minus the timed");
     println!("phases: Worker CPU, local runtime, loopback; `d1`/`do` = round trips per request, p50):\n");
-    println!("| scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | do |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for Row { name, conns, analysis: a, .. } in
-        all.iter().copied().filter(|r| r.analysis.phases.iter().any(|(n, _)| n == "llm"))
-    {
-        let get = |k: &str| a.phases.iter().find(|(n, _)| n == k).map(|(_, p)| *p).unwrap_or_default();
+    print_head("scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | do", "lrrrrrrrrr");
+    for r in all.iter().copied().filter(|r| phase(r, "llm").is_some()) {
+        let get = |k: &str| phase(r, k).unwrap_or_default();
         println!(
-            "| {name} | {conns} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.conns,
             get("auth-read").cell(),
             get("rate-limit").cell(),
             get("llm").cell(),
             get("persist").cell(),
             get("outside").cell(),
-            a.service.cell(),
+            r.analysis.service.cell(),
             num(get("d1").p50),
             num(get("do").p50),
         );
     }
+}
 
+/// Service time and queueing of every row, and what its slowest requests spent their time on.
+fn print_tail(all: &[&Row]) {
     println!("\nTail breakdown (ms): service time = from send to response; queueing = latency minus service");
     println!("time (waiting behind earlier requests of the connection); then the medians, over the slowest");
     println!("{:.0}% of requests by service time, of the service time and of each phase:\n", TAIL * 100.0);
-    println!("| scenario | conc | service p50 / p95 / p99 | queueing p50 / p95 / p99 | slowest: n | service | auth-read | rate-limit | llm | persist | outside |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    print_head("scenario | conc | service p50 / p95 / p99 | queueing p50 / p95 / p99 | slowest: n | service | auth-read | rate-limit | llm | persist | outside", "lrrrrrrrrrr");
     for Row { name, conns, analysis: a, .. } in all.iter().copied() {
         let (n, tail) = &a.tail;
         let get = |k: &str| tail.iter().find(|(m, _)| m == k).map_or(String::new(), |(_, v)| num(*v));
@@ -1228,10 +1416,12 @@ fn main() {
             get("outside"),
         );
     }
+}
 
-    // Overheads over (a), on two bases: the latency p50 of the main table, and the service-time
-    // p50, which leaves out what each scenario waited behind its own earlier requests (at the
-    // thousands of requests per second of (a), the load generator's own scheduling adds some).
+/// Overheads over (a), on two bases: the latency p50 of the main table, and the service-time
+/// p50, which leaves out what each scenario waited behind its own earlier requests (at the
+/// thousands of requests per second of (a), the load generator's own scheduling adds some).
+fn portkey_comparison(rows: &[Row]) -> Vec<Value> {
     let find = |prefix: &str, conns: usize| rows.iter().find(|r| r.name.starts_with(prefix) && r.conns == conns);
     let latency: fn(&Row) -> f64 = |r| r.run.p50;
     let service: fn(&Row) -> f64 = |r| r.analysis.service.p50;
@@ -1252,108 +1442,114 @@ fn main() {
             }
         }
     }
-    if !comparison.is_empty() {
-        println!(
-            "\nOverhead over the stand-in called directly (a), ms: Portkey {portkey_version} (p) vs ours (c), and"
-        );
-        println!("ours under plain `wrangler dev` (w) where measured:\n");
-        println!("| conc | basis | direct (a) | Portkey (p) | Portkey over | ours (c) | ours over | ours / Portkey | (w) over | (w) / Portkey |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.1}×"));
-        let plus = |v: &Value| v.as_f64().map_or(String::new(), |o| format!("{o:+.1}"));
-        for c in &comparison {
-            let ms = |k: &str| c[k].as_f64().unwrap_or_default();
-            println!(
-                "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.1} | {:+.1} | {} | {} | {} |",
-                c["concurrency"],
-                c["basis"].as_str().unwrap_or_default(),
-                ms("directMs"),
-                ms("portkeyMs"),
-                ms("portkeyOverMs"),
-                ms("oursMs"),
-                ms("oursOverMs"),
-                times(&c["ratio"]),
-                plus(&c["wranglerDevOverMs"]),
-                if c["wranglerDevOverMs"].is_null() { String::new() } else { times(&c["wranglerDevRatio"]) },
-            );
-        }
-    }
+    comparison
+}
 
-    let ledger_report: Vec<Value> = ledger
+fn print_portkey(comparison: &[Value], portkey_version: &str) {
+    if comparison.is_empty() {
+        return;
+    }
+    println!("\nOverhead over the stand-in called directly (a), ms: Portkey {portkey_version} (p) vs ours (c), and");
+    println!("ours under plain `wrangler dev` (w) where measured:\n");
+    print_head("conc | basis | direct (a) | Portkey (p) | Portkey over | ours (c) | ours over | ours / Portkey | (w) over | (w) / Portkey", "rlrrrrrrrr");
+    let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.1}×"));
+    let plus = |v: &Value| v.as_f64().map_or(String::new(), |o| format!("{o:+.1}"));
+    for c in comparison {
+        let ms = |k: &str| c[k].as_f64().unwrap_or_default();
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:+.1} | {:.1} | {:+.1} | {} | {} | {} |",
+            c["concurrency"],
+            c["basis"].as_str().unwrap_or_default(),
+            ms("directMs"),
+            ms("portkeyMs"),
+            ms("portkeyOverMs"),
+            ms("oursMs"),
+            ms("oursOverMs"),
+            times(&c["ratio"]),
+            plus(&c["wranglerDevOverMs"]),
+            if c["wranglerDevOverMs"].is_null() { String::new() } else { times(&c["wranglerDevRatio"]) },
+        );
+    }
+}
+
+/// (l): each workload and concurrency, its two sides and how far apart they land.
+fn ledger_report(ledger: &[LedgerPair]) -> Vec<Value> {
+    ledger
         .iter()
         .map(|LedgerPair { on, off, round_diffs }| {
             let side = |r: &Row| {
-                let phase = |k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| p.json());
                 json!({
                     "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99, "errors": r.run.errors,
-                    "serviceP50Ms": r.analysis.service.p50, "persistMs": phase("persist"),
-                    "persistMeanMs": mean_metric(&r.run.samples, "persist"), "d1RoundTrips": phase("d1"),
+                    "serviceP50Ms": r.analysis.service.p50, "persistMs": phase(r, "persist").map(|p| p.json()),
+                    "persistMeanMs": mean_metric(&r.run.samples, "persist"),
+                    "d1RoundTrips": phase(r, "d1").map(|p| p.json()),
                 })
             };
             let diff = on.run.p50 - off.run.p50;
-            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
-            let (lo, hi) =
-                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
             json!({
                 "workload": on.name.trim_start_matches("l) ").trim_end_matches(", ledger on"),
                 "concurrency": on.conns, "scheduledRate": on.run.rate, "on": side(on), "off": side(off),
                 "p50DiffMs": diff, "p50DiffPct": 100.0 * diff / off.run.p50, "roundP50DiffsMs": round_diffs,
-                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
-                    "onSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+                "roundP50Diff": round_summary(round_diffs, "onSlower"),
             })
         })
-        .collect();
-    if !ledger_report.is_empty() {
-        println!("\nUsage ledger on vs off (l): the workloads of (c) and (d) against the Worker with the ledger on");
-        println!("and against one with USAGE_LEDGER=off, {LEDGER_ROUNDS} runs a side alternated (on, off, off, on, …)");
-        println!("at one scheduled rate; latency ms; Δ = on − off; Δ per round = the p50 differences of the");
-        println!("rounds' pairs of runs: median (lowest … highest), and in how many rounds the ledger side was");
-        println!("the slower (how far apart the two sides land by chance); persist and d1 (round trips) from");
-        println!("Server-Timing, whose phases are whole milliseconds (hence the mean):\n");
-        println!("| scenario | conc | p50 / p95 on | p50 / p95 off | Δ p50 | Δ p50 % | Δ p50 per round | on slower | service p50 on / off | persist p50 on / off | persist mean on / off | d1 on / off |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for l in &ledger_report {
-            let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
-            let (on, off) = (&l["on"], &l["off"]);
-            let round = |k: &str| l["roundP50Diff"][k].as_f64().unwrap_or_default();
-            println!(
-                "| {} | {} | {} / {} | {} / {} | {:+.1} | {:+.1}% | {:+.1} ({:+.1} … {:+.1}) | {} of {} | {} / {} | {} / {} | {} / {} | {} / {} |",
-                l["workload"].as_str().unwrap_or_default(),
-                l["concurrency"],
-                f(&on["p50Ms"]),
-                f(&on["p95Ms"]),
-                f(&off["p50Ms"]),
-                f(&off["p95Ms"]),
-                l["p50DiffMs"].as_f64().unwrap_or_default(),
-                l["p50DiffPct"].as_f64().unwrap_or_default(),
-                round("medianMs"),
-                round("lowestMs"),
-                round("highestMs"),
-                l["roundP50Diff"]["onSlower"],
-                LEDGER_ROUNDS,
-                f(&on["serviceP50Ms"]),
-                f(&off["serviceP50Ms"]),
-                f(&on["persistMs"]["p50"]),
-                f(&off["persistMs"]["p50"]),
-                f(&on["persistMeanMs"]),
-                f(&off["persistMeanMs"]),
-                f(&on["d1RoundTrips"]["p50"]),
-                f(&off["d1RoundTrips"]["p50"]),
-            );
-        }
-    }
+        .collect()
+}
 
-    // (t): each side, then the differences (tool step − no tools). The phases' means add up to
-    // the service time's mean: the step's Δ splits into the second model call (llm), the tool
-    // (validation, D1 statement, rendering: in outside) and storing its trace (persist).
-    let tool_step_report: Vec<Value> = tool_steps
+fn print_ledger(report: &[Value]) {
+    if report.is_empty() {
+        return;
+    }
+    println!("\nUsage ledger on vs off (l): the workloads of (c) and (d) against the Worker with the ledger on");
+    println!("and against one with USAGE_LEDGER=off, {LEDGER_ROUNDS} runs a side alternated (on, off, off, on, …)");
+    println!("at one scheduled rate; latency ms; Δ = on − off; Δ per round = the p50 differences of the");
+    println!("rounds' pairs of runs: median (lowest … highest), and in how many rounds the ledger side was");
+    println!("the slower (how far apart the two sides land by chance); persist and d1 (round trips) from");
+    println!("Server-Timing, whose phases are whole milliseconds (hence the mean):\n");
+    print_head("scenario | conc | p50 / p95 on | p50 / p95 off | Δ p50 | Δ p50 % | Δ p50 per round | on slower | service p50 on / off | persist p50 on / off | persist mean on / off | d1 on / off", "lrrrrrrrrrrr");
+    for l in report {
+        let f = fixed;
+        let (on, off) = (&l["on"], &l["off"]);
+        let round = |k: &str| l["roundP50Diff"][k].as_f64().unwrap_or_default();
+        println!(
+            "| {} | {} | {} / {} | {} / {} | {:+.1} | {:+.1}% | {:+.1} ({:+.1} … {:+.1}) | {} of {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+            l["workload"].as_str().unwrap_or_default(),
+            l["concurrency"],
+            f(&on["p50Ms"]),
+            f(&on["p95Ms"]),
+            f(&off["p50Ms"]),
+            f(&off["p95Ms"]),
+            l["p50DiffMs"].as_f64().unwrap_or_default(),
+            l["p50DiffPct"].as_f64().unwrap_or_default(),
+            round("medianMs"),
+            round("lowestMs"),
+            round("highestMs"),
+            l["roundP50Diff"]["onSlower"],
+            LEDGER_ROUNDS,
+            f(&on["serviceP50Ms"]),
+            f(&off["serviceP50Ms"]),
+            f(&on["persistMs"]["p50"]),
+            f(&off["persistMs"]["p50"]),
+            f(&on["persistMeanMs"]),
+            f(&off["persistMeanMs"]),
+            f(&on["d1RoundTrips"]["p50"]),
+            f(&off["d1RoundTrips"]["p50"]),
+        );
+    }
+}
+
+/// (t): each side, then the differences (tool step − no tools). The phases' means add up to
+/// the service time's mean: the step's Δ splits into the second model call (llm), the tool
+/// (validation, D1 statement, rendering: in outside) and storing its trace (persist).
+fn tool_step_report(tool_steps: &[ToolStepSet]) -> Vec<Value> {
+    tool_steps
         .iter()
         .map(|ToolStepSet { sides, capacity, round_diffs }| {
-            let phase = |r: &Row, k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| *p);
-            let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-            let outside_mean = |r: &Row| mean(r.run.samples.iter().filter(|s| s.ok).filter_map(outside_ms).collect());
-            let service_mean =
-                |r: &Row| mean(r.run.samples.iter().filter(|s| s.ok).map(|s| s.service_us as f64 / 1000.0).collect());
+            let ok_ms = |r: &Row, of: fn(&Sample) -> Option<f64>| -> Vec<f64> {
+                r.run.samples.iter().filter(|s| s.ok).filter_map(of).collect()
+            };
+            let outside_mean = |r: &Row| mean(&ok_ms(r, outside_ms));
+            let service_mean = |r: &Row| mean(&ok_ms(r, |s| Some(s.service_us as f64 / 1000.0)));
             let side = |r: &Row, capacity: f64| {
                 json!({
                     "scenario": r.name, "requests": r.run.samples.len(), "errors": r.run.errors,
@@ -1370,9 +1566,6 @@ fn main() {
             };
             let (plain, step) = (&sides[0], &sides[1]);
             let sub = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
-            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
-            let (lo, hi) =
-                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
             json!({
                 "concurrency": plain.conns, "scheduledRate": plain.run.rate,
                 "noTools": side(plain, capacity[0]), "oneToolStep": side(step, capacity[1]),
@@ -1389,85 +1582,90 @@ fn main() {
                     "closedLoopRpsPct": 100.0 * (capacity[1] - capacity[0]) / capacity[0],
                 },
                 "roundP50DiffsMs": round_diffs,
-                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
-                    "stepSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+                "roundP50Diff": round_summary(round_diffs, "stepSlower"),
             })
         })
-        .collect();
-    if !tool_step_report.is_empty() {
-        let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
-        let d = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:+.1}"));
-        let cell = |v: &Value| format!("{} / {} / {}", f(&v["p50"]), f(&v["p95"]), f(&v["p99"]));
-        println!(
-            "\nOne tool step (t): new chats with an agent in a workspace of {TOOL_STEP_DEALS} deals, without tools and"
-        );
-        println!("with one query_records step, {TOOL_STEP_ROUNDS} runs a side alternated at one scheduled rate (req/s: closed");
-        println!("loop, then as run); ms, p50 / p95 / p99 for latency, service time and queueing; llm, persist");
-        println!("(whole ms: mean in brackets), outside (service time minus the timed phases, mean in");
-        println!("brackets: here also the tool's validation, D1 statement and rendering) and d1 (round trips");
-        println!("the Worker counts) from Server-Timing, p50:\n");
-        println!("| scenario | conc | req/s | latency | service | queueing | llm | persist | outside | d1 | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for t in &tool_step_report {
-            for s in [&t["noTools"], &t["oneToolStep"]] {
-                println!(
-                    "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} |",
-                    s["scenario"].as_str().unwrap_or_default(),
-                    t["concurrency"],
-                    s["closedLoopRps"].as_f64().unwrap_or_default(),
-                    s["rps"].as_f64().unwrap_or_default(),
-                    f(&s["p50Ms"]),
-                    f(&s["p95Ms"]),
-                    f(&s["p99Ms"]),
-                    cell(&s["serviceMs"]),
-                    cell(&s["queueingMs"]),
-                    f(&s["llmMs"]["p50"]),
-                    f(&s["llmMeanMs"]),
-                    f(&s["persistMs"]["p50"]),
-                    f(&s["persistMeanMs"]),
-                    f(&s["outsideMs"]["p50"]),
-                    f(&s["outsideMeanMs"]),
-                    f(&s["d1RoundTrips"]["p50"]),
-                    s["errors"],
-                );
-            }
-        }
-        println!("\nAdded cost of one tool step, ms (Δ = with the step − without tools): latency p50, its share,");
-        println!("and per round (the p50 differences of the rounds' pairs of runs: median, lowest … highest, in");
-        println!("how many rounds the step side was the slower); latency p95; service time p50 and mean, the");
-        println!("mean's split into llm (the second model call), persist and outside (the tool itself); and");
-        println!("what the step takes off the closed-loop throughput:\n");
-        println!("| conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | step slower | Δ p95 | Δ service p50 | Δ service mean | Δ llm | Δ persist | Δ outside | Δ closed-loop req/s |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for t in &tool_step_report {
-            let (c, round) = (&t["stepCost"], &t["roundP50Diff"]);
+        .collect()
+}
+
+fn print_tool_step(report: &[Value]) {
+    if report.is_empty() {
+        return;
+    }
+    let (f, d) = (fixed, signed);
+    println!(
+        "\nOne tool step (t): new chats with an agent in a workspace of {TOOL_STEP_DEALS} deals, without tools and"
+    );
+    println!(
+        "with one query_records step, {TOOL_STEP_ROUNDS} runs a side alternated at one scheduled rate (req/s: closed"
+    );
+    println!("loop, then as run); ms, p50 / p95 / p99 for latency, service time and queueing; llm, persist");
+    println!("(whole ms: mean in brackets), outside (service time minus the timed phases, mean in");
+    println!("brackets: here also the tool's validation, D1 statement and rendering) and d1 (round trips");
+    println!("the Worker counts) from Server-Timing, p50:\n");
+    print_head(
+        "scenario | conc | req/s | latency | service | queueing | llm | persist | outside | d1 | errors",
+        "lrrrrrrrrrr",
+    );
+    for t in report {
+        for s in [&t["noTools"], &t["oneToolStep"]] {
             println!(
-                "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {TOOL_STEP_ROUNDS} | {} | {} | {} | {} | {} | {} | {}% |",
+                "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} |",
+                s["scenario"].as_str().unwrap_or_default(),
                 t["concurrency"],
-                t["scheduledRate"].as_f64().unwrap_or_default(),
-                d(&c["p50Ms"]),
-                d(&c["p50Pct"]),
-                d(&round["medianMs"]),
-                d(&round["lowestMs"]),
-                d(&round["highestMs"]),
-                round["stepSlower"],
-                d(&c["p95Ms"]),
-                d(&c["serviceP50Ms"]),
-                d(&c["serviceMeanMs"]),
-                d(&c["llmMeanMs"]),
-                d(&c["persistMeanMs"]),
-                d(&c["outsideMeanMs"]),
-                d(&c["closedLoopRpsPct"]),
+                s["closedLoopRps"].as_f64().unwrap_or_default(),
+                s["rps"].as_f64().unwrap_or_default(),
+                f(&s["p50Ms"]),
+                f(&s["p95Ms"]),
+                f(&s["p99Ms"]),
+                triple(&s["serviceMs"]),
+                triple(&s["queueingMs"]),
+                f(&s["llmMs"]["p50"]),
+                f(&s["llmMeanMs"]),
+                f(&s["persistMs"]["p50"]),
+                f(&s["persistMeanMs"]),
+                f(&s["outsideMs"]["p50"]),
+                f(&s["outsideMeanMs"]),
+                f(&s["d1RoundTrips"]["p50"]),
+                s["errors"],
             );
         }
     }
+    println!("\nAdded cost of one tool step, ms (Δ = with the step − without tools): latency p50, its share,");
+    println!("and per round (the p50 differences of the rounds' pairs of runs: median, lowest … highest, in");
+    println!("how many rounds the step side was the slower); latency p95; service time p50 and mean, the");
+    println!("mean's split into llm (the second model call), persist and outside (the tool itself); and");
+    println!("what the step takes off the closed-loop throughput:\n");
+    print_head("conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | step slower | Δ p95 | Δ service p50 | Δ service mean | Δ llm | Δ persist | Δ outside | Δ closed-loop req/s", "rrrrrrrrrrrrr");
+    for t in report {
+        let (c, round) = (&t["stepCost"], &t["roundP50Diff"]);
+        println!(
+            "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {TOOL_STEP_ROUNDS} | {} | {} | {} | {} | {} | {} | {}% |",
+            t["concurrency"],
+            t["scheduledRate"].as_f64().unwrap_or_default(),
+            d(&c["p50Ms"]),
+            d(&c["p50Pct"]),
+            d(&round["medianMs"]),
+            d(&round["lowestMs"]),
+            d(&round["highestMs"]),
+            round["stepSlower"],
+            d(&c["p95Ms"]),
+            d(&c["serviceP50Ms"]),
+            d(&c["serviceMeanMs"]),
+            d(&c["llmMeanMs"]),
+            d(&c["persistMeanMs"]),
+            d(&c["outsideMeanMs"]),
+            d(&c["closedLoopRpsPct"]),
+        );
+    }
+}
 
-    // (o): each side, then what the failed primary costs (fallback − direct) against one
-    // stand-in round trip measured at the same concurrency and rate.
-    let fallback_report: Vec<Value> = fallbacks
+/// (o): each side, then what the failed primary costs (fallback − direct) against one
+/// stand-in round trip measured at the same concurrency and rate.
+fn fallback_report(fallbacks: &[FallbackSet]) -> Vec<Value> {
+    fallbacks
         .iter()
         .map(|FallbackSet { sides, capacity, round_diffs, checked, upstream_bytes }| {
-            let phase = |r: &Row, k: &str| r.analysis.phases.iter().find(|(n, _)| n == k).map(|(_, p)| p.json());
             let side = |i: usize| {
                 let r = &sides[i];
                 let [provider, model, attempts] = fallback_expected(i);
@@ -1476,7 +1674,7 @@ fn main() {
                     "closedLoopRps": capacity[i], "rps": r.run.rps,
                     "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99,
                     "serviceMs": r.analysis.service.json(), "queueingMs": r.analysis.queue.json(),
-                    "llmMs": phase(r, "llm"), "llmMeanMs": mean_metric(&r.run.samples, "llm"),
+                    "llmMs": phase(r, "llm").map(|p| p.json()), "llmMeanMs": mean_metric(&r.run.samples, "llm"),
                     "headersChecked": { "responses": checked[i].0, "asExpected": checked[i].1,
                         "expected": { "provider": provider, "model": model, "attempts": attempts } },
                 })
@@ -1485,9 +1683,6 @@ fn main() {
             let sub = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
             let cost = failed.run.p50 - direct.run.p50;
             let limit = stand_in.run.p50 + FALLBACK_GOAL_MARGIN_MS;
-            let rounds = Pcts::of(round_diffs.clone()).unwrap_or_default();
-            let (lo, hi) =
-                round_diffs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
             json!({
                 "concurrency": direct.conns, "scheduledRate": direct.run.rate, "standInBodyBytes": upstream_bytes,
                 "direct": side(0), "afterFailedPrimary": side(1), "standInRoundTrip": side(2),
@@ -1497,95 +1692,254 @@ fn main() {
                     "llmMeanMs": sub(mean_metric(&failed.run.samples, "llm"), mean_metric(&direct.run.samples, "llm")),
                 },
                 "roundP50DiffsMs": round_diffs,
-                "roundP50Diff": { "medianMs": rounds.p50, "lowestMs": lo, "highestMs": hi,
-                    "fallbackSlower": round_diffs.iter().filter(|d| **d > 0.0).count() },
+                "roundP50Diff": round_summary(round_diffs, "fallbackSlower"),
                 "goal": { "standInP50Ms": stand_in.run.p50, "marginMs": FALLBACK_GOAL_MARGIN_MS, "limitMs": limit,
                     "met": cost < limit },
             })
         })
-        .collect();
-    if !fallback_report.is_empty() {
-        let f = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
-        let d = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:+.1}"));
-        let cell = |v: &Value| format!("{} / {} / {}", f(&v["p50"]), f(&v["p95"]), f(&v["p99"]));
-        println!("\nA failed primary before a healthy fallback (o): new chats with an agent on `default`, answered");
-        println!("directly, and with one on `{FALLBACK_PROVIDER}` (the stand-in answers it 503 at once, every time) falling back");
-        println!("to `default` with the same model; and one stand-in round trip: the stand-in called directly with");
-        println!(
-            "the body the Worker sends it ({} bytes). {FALLBACK_ROUNDS} runs a side alternated at one scheduled rate",
-            fallback_report[0]["standInBodyBytes"]
-        );
-        println!("(req/s: closed loop, then as run); ms, p50 / p95 / p99; llm from Server-Timing, p50 (mean);");
-        println!("headers: responses with the X-LLM-Provider / Model / Attempts the side must have, of all:\n");
-        println!("| scenario | conc | req/s | latency | service | llm | headers | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for o in &fallback_report {
-            for s in [&o["direct"], &o["afterFailedPrimary"], &o["standInRoundTrip"]] {
-                let h = &s["headersChecked"];
-                let expected = &h["expected"];
-                let headers = if expected["attempts"].is_null() {
-                    format!("{} of {} (200)", h["asExpected"], h["responses"])
-                } else {
-                    format!(
-                        "{} of {} ({}, attempts {})",
-                        h["asExpected"],
-                        h["responses"],
-                        expected["provider"].as_str().unwrap_or_default(),
-                        expected["attempts"].as_str().unwrap_or_default()
-                    )
-                };
-                println!(
-                    "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} ({}) | {headers} | {} |",
-                    s["scenario"].as_str().unwrap_or_default(),
-                    o["concurrency"],
-                    s["closedLoopRps"].as_f64().unwrap_or_default(),
-                    s["rps"].as_f64().unwrap_or_default(),
-                    f(&s["p50Ms"]),
-                    f(&s["p95Ms"]),
-                    f(&s["p99Ms"]),
-                    cell(&s["serviceMs"]),
-                    f(&s["llmMs"]["p50"]),
-                    f(&s["llmMeanMs"]),
-                    s["errors"],
-                );
-            }
-        }
-        println!("\nCost of the failed primary, ms (Δ = after a failed primary − direct): latency p50, its share,");
-        println!("per round (median, lowest … highest, in how many rounds the fallback side was the slower), p95;");
-        println!("service time p50; the llm phase's mean; and the goal: Δ p50 < the stand-in round trip's latency");
-        println!("p50 (measured in the same rounds) + {FALLBACK_GOAL_MARGIN_MS} ms:\n");
-        println!("| conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | fallback slower | Δ p95 | Δ service p50 | Δ llm mean | stand-in p50 / p95 | goal: Δ p50 < | goal |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-        for o in &fallback_report {
-            let (c, round, goal) = (&o["failedPrimaryCost"], &o["roundP50Diff"], &o["goal"]);
+        .collect()
+}
+
+fn print_fallback(report: &[Value]) {
+    if report.is_empty() {
+        return;
+    }
+    let (f, d) = (fixed, signed);
+    println!("\nA failed primary before a healthy fallback (o): new chats with an agent on `default`, answered");
+    println!("directly, and with one on `{FALLBACK_PROVIDER}` (the stand-in answers it 503 at once, every time) falling back");
+    println!("to `default` with the same model; and one stand-in round trip: the stand-in called directly with");
+    println!(
+        "the body the Worker sends it ({} bytes). {FALLBACK_ROUNDS} runs a side alternated at one scheduled rate",
+        report[0]["standInBodyBytes"]
+    );
+    println!("(req/s: closed loop, then as run); ms, p50 / p95 / p99; llm from Server-Timing, p50 (mean);");
+    println!("headers: responses with the X-LLM-Provider / Model / Attempts the side must have, of all:\n");
+    print_head("scenario | conc | req/s | latency | service | llm | headers | errors", "lrrrrrrr");
+    for o in report {
+        for s in [&o["direct"], &o["afterFailedPrimary"], &o["standInRoundTrip"]] {
+            let h = &s["headersChecked"];
+            let expected = &h["expected"];
+            let headers = if expected["attempts"].is_null() {
+                format!("{} of {} (200)", h["asExpected"], h["responses"])
+            } else {
+                format!(
+                    "{} of {} ({}, attempts {})",
+                    h["asExpected"],
+                    h["responses"],
+                    expected["provider"].as_str().unwrap_or_default(),
+                    expected["attempts"].as_str().unwrap_or_default()
+                )
+            };
             println!(
-                "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {FALLBACK_ROUNDS} | {} | {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} ({}) | {headers} | {} |",
+                s["scenario"].as_str().unwrap_or_default(),
                 o["concurrency"],
-                o["scheduledRate"].as_f64().unwrap_or_default(),
-                d(&c["p50Ms"]),
-                d(&c["p50Pct"]),
-                d(&round["medianMs"]),
-                d(&round["lowestMs"]),
-                d(&round["highestMs"]),
-                round["fallbackSlower"],
-                d(&c["p95Ms"]),
-                d(&c["serviceP50Ms"]),
-                d(&c["llmMeanMs"]),
-                f(&o["standInRoundTrip"]["p50Ms"]),
-                f(&o["standInRoundTrip"]["p95Ms"]),
-                f(&goal["limitMs"]),
-                if goal["met"].as_bool().unwrap_or(false) { "met" } else { "not met" },
+                s["closedLoopRps"].as_f64().unwrap_or_default(),
+                s["rps"].as_f64().unwrap_or_default(),
+                f(&s["p50Ms"]),
+                f(&s["p95Ms"]),
+                f(&s["p99Ms"]),
+                triple(&s["serviceMs"]),
+                f(&s["llmMs"]["p50"]),
+                f(&s["llmMeanMs"]),
+                s["errors"],
             );
         }
     }
+    println!("\nCost of the failed primary, ms (Δ = after a failed primary − direct): latency p50, its share,");
+    println!("per round (median, lowest … highest, in how many rounds the fallback side was the slower), p95;");
+    println!("service time p50; the llm phase's mean; and the goal: Δ p50 < the stand-in round trip's latency");
+    println!("p50 (measured in the same rounds) + {FALLBACK_GOAL_MARGIN_MS} ms:\n");
+    print_head("conc | req/s | Δ p50 | Δ p50 % | Δ p50 per round | fallback slower | Δ p95 | Δ service p50 | Δ llm mean | stand-in p50 / p95 | goal: Δ p50 < | goal", "rrrrrrrrrrrl");
+    for o in report {
+        let (c, round, goal) = (&o["failedPrimaryCost"], &o["roundP50Diff"], &o["goal"]);
+        println!(
+            "| {} | {:.0} | {} | {}% | {} ({} … {}) | {} of {FALLBACK_ROUNDS} | {} | {} | {} | {} / {} | {} | {} |",
+            o["concurrency"],
+            o["scheduledRate"].as_f64().unwrap_or_default(),
+            d(&c["p50Ms"]),
+            d(&c["p50Pct"]),
+            d(&round["medianMs"]),
+            d(&round["lowestMs"]),
+            d(&round["highestMs"]),
+            round["fallbackSlower"],
+            d(&c["p95Ms"]),
+            d(&c["serviceP50Ms"]),
+            d(&c["llmMeanMs"]),
+            f(&o["standInRoundTrip"]["p50Ms"]),
+            f(&o["standInRoundTrip"]["p95Ms"]),
+            f(&goal["limitMs"]),
+            if goal["met"].as_bool().unwrap_or(false) { "met" } else { "not met" },
+        );
+    }
+}
 
-    let raw: u64 = std::env::var("BENCH_WASM_RAW").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let gz: u64 = std::env::var("BENCH_WASM_GZIP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
-    println!("Measured in {elapsed:.0} s, {requests} requests per scenario and concurrency");
-
-    let report: Vec<Value> = all
+/// (v): per concurrency, each side (`null` for one left out), its time added over the
+/// stand-in side of the same rounds, and ours as a multiple of LiteLLM's.
+fn completions_report(completions: &Completions) -> Vec<Value> {
+    completions
+        .sets
         .iter()
+        .map(|CompletionsSet { sides, capacity }| {
+            let floor = &sides[0].1;
+            let added_p50 =
+                |index: usize| sides.iter().find(|(i, _)| *i == index).map(|(_, r)| r.run.p50 - floor.run.p50);
+            let litellm = added_p50(V_LITELLM);
+            // A ratio only means something while LiteLLM adds measurable time (as for Portkey in
+            // the overhead table: below half a millisecond it is within the noise of the floor).
+            let ratio = |added: f64| litellm.filter(|l| *l >= 0.5).map(|l| added / l);
+            let mut by_key: serde_json::Map<String, Value> =
+                COMPLETIONS_KEYS.iter().map(|k| (k.to_string(), Value::Null)).collect();
+            for ((i, r), capacity) in sides.iter().zip(capacity) {
+                let based = *i != V_STAND_IN;
+                let added = r.run.p50 - floor.run.p50;
+                by_key.insert(
+                    COMPLETIONS_KEYS[*i].to_owned(),
+                    json!({
+                        "scenario": r.name, "requests": r.run.samples.len(), "errors": r.run.errors,
+                        "closedLoopRps": capacity, "rps": r.run.rps,
+                        "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99,
+                        "serviceMs": r.analysis.service.json(), "queueingMs": r.analysis.queue.json(),
+                        "addedMs": based.then(|| r.run.latency().minus(&floor.run.latency()).json()),
+                        "addedServiceP50Ms": based.then_some(r.analysis.service.p50 - floor.analysis.service.p50),
+                        "addedOverLitellm": if based { ratio(added) } else { None },
+                    }),
+                );
+            }
+            let ours = added_p50(V_OURS);
+            let ours_ratio = ours.and_then(ratio);
+            json!({
+                "concurrency": floor.conns, "scheduledRate": floor.run.rate, "sides": by_key,
+                "oursOverLitellm": {
+                    "oursAddedP50Ms": ours, "litellmAddedP50Ms": litellm, "ratio": ours_ratio,
+                    "goal": COMPLETIONS_GOAL, "met": ours_ratio.map(|r| r <= COMPLETIONS_GOAL),
+                },
+            })
+        })
+        .collect()
+}
+
+fn print_completions(completions: &Completions, report: &[Value], cfg: &Config) {
+    if completions.skipped.is_some() {
+        println!("\nv) skipped: /v1/chat/completions not available");
+        return;
+    }
+    if report.is_empty() {
+        return;
+    }
+    println!("\nThe OpenAI Chat Completions API (v): the default assistant asked the same question as a new chat");
+    println!(
+        "(POST /api/chat) and through our POST /v1/chat/completions (model {COMPLETIONS_MODEL}, the question as one"
+    );
+    let present = |key: &str| report.iter().any(|v| !v["sides"][key].is_null());
+    let peers: Vec<String> =
+        [("litellm", "LiteLLM", cfg.litellm_version()), ("portkey", "Portkey", cfg.portkey_version())]
+            .into_iter()
+            .filter(|(key, ..)| present(key))
+            .map(|(_, name, version)| format!("{name} {version}").trim_end().to_owned())
+            .collect();
+    println!("user message) and the stand-in called directly, all in front of the same stand-in;");
+    if !peers.is_empty() {
+        println!("beside them the /v1/chat/completions (not streamed) of {};", peers.join(" and "));
+    }
+    println!(
+        "{COMPLETIONS_ROUNDS} runs a side alternated at one scheduled rate (req/s: closed loop, then as run); ms,"
+    );
+    println!("p50 / p95 / p99; added = each percentile minus the same one of the stand-in side (service: its");
+    println!("p50); × LiteLLM = added p50 / LiteLLM's added p50:\n");
+    for note in &completions.notes {
+        println!("v) {note}");
+    }
+    if !completions.notes.is_empty() {
+        println!();
+    }
+    print_head("scenario | conc | req/s | latency | service | added | added service | × LiteLLM | errors", "lrrrrrrrr");
+    for v in report {
+        for s in COMPLETIONS_KEYS.iter().map(|k| &v["sides"][k]).filter(|s| !s.is_null()) {
+            let added = if s["addedMs"].is_null() {
+                String::new()
+            } else {
+                let a = &s["addedMs"];
+                format!("{} / {} / {}", signed(&a["p50"]), signed(&a["p95"]), signed(&a["p99"]))
+            };
+            let times = s["addedOverLitellm"].as_f64().map_or(String::new(), |r| format!("{r:.2}×"));
+            println!(
+                "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {added} | {} | {times} | {} |",
+                s["scenario"].as_str().unwrap_or_default(),
+                v["concurrency"],
+                s["closedLoopRps"].as_f64().unwrap_or_default(),
+                s["rps"].as_f64().unwrap_or_default(),
+                fixed(&s["p50Ms"]),
+                fixed(&s["p95Ms"]),
+                fixed(&s["p99Ms"]),
+                triple(&s["serviceMs"]),
+                if s["addedServiceP50Ms"].is_null() { String::new() } else { signed(&s["addedServiceP50Ms"]) },
+                s["errors"],
+            );
+        }
+    }
+    print_ours_over_litellm(report);
+}
+
+/// The line of (v)'s goal: the time ours adds as a multiple of what LiteLLM adds, at each
+/// concurrency.
+fn print_ours_over_litellm(report: &[Value]) {
+    let ours = "Ours (POST /v1/chat/completions) over LiteLLM";
+    if v_litellm_missing(report) {
+        println!("\n{ours}: not measured (LITELLM_URL is not set).");
+        return;
+    }
+    let at = |v: &Value| format!("c={}", v["concurrency"]);
+    let parts: Vec<String> = report
+        .iter()
+        .map(|v| {
+            let o = &v["oursOverLitellm"];
+            let ratio = o["ratio"].as_f64().map_or("n/a".to_owned(), |r| format!("{r:.2}×"));
+            let (a, b) = (signed(&o["oursAddedP50Ms"]), signed(&o["litellmAddedP50Ms"]));
+            format!("{ratio} at {} ({a} vs {b} ms)", at(v))
+        })
+        .collect();
+    let verdicts: Vec<String> = report
+        .iter()
+        .map(|v| {
+            let verdict = match v["oursOverLitellm"]["met"].as_bool() {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "n/a",
+            };
+            format!("{verdict} at {}", at(v))
+        })
+        .collect();
+    println!(
+        "\n{ours}, time added over the stand-in, latency p50: {}; goal ≤ {COMPLETIONS_GOAL}×: {}.",
+        parts.join(", "),
+        verdicts.join(", ")
+    );
+}
+
+/// Whether (v) ran without LiteLLM.
+fn v_litellm_missing(report: &[Value]) -> bool {
+    report.iter().all(|v| v["sides"]["litellm"].is_null())
+}
+
+/// (v)'s part of the JSON results.
+fn completions_json(cfg: &Config, completions: Option<&Completions>, report: Vec<Value>) -> Value {
+    let skipped = completions
+        .and_then(|c| c.skipped.as_ref())
+        .map(|body| json!({ "reason": "/v1/chat/completions not available", "status": 404, "body": body }));
+    json!({
+        "concurrency": COMPLETIONS_CONCURRENCY, "rounds": COMPLETIONS_ROUNDS, "load": COMPLETIONS_LOAD,
+        "model": COMPLETIONS_MODEL, "goalRatio": COMPLETIONS_GOAL,
+        "litellmVersion": cfg.litellm_version(), "portkeyVersion": cfg.portkey_version(),
+        "measured": !report.is_empty(), "skipped": skipped,
+        "notes": completions.map_or(&[][..], |c| &c.notes[..]),
+        "comparison": report,
+    })
+}
+
+/// Every row as the JSON results list them.
+fn results_json(all: &[&Row], requests: usize) -> Vec<Value> {
+    all.iter()
         .copied()
         .map(|Row { name, conns, run: r, over, analysis: a }| {
             json!({
@@ -1599,29 +1953,59 @@ fn main() {
                 },
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The tables, then the JSON results (to `BENCH_OUTPUT`).
+fn report(cfg: &Config, m: &Measured) {
+    let all = m.all();
+    print_overview(&all);
+    print_server_timing(&all);
+    print_tail(&all);
+    let comparison = portkey_comparison(&m.rows);
+    print_portkey(&comparison, cfg.portkey_version());
+    let ledger = ledger_report(&m.ledger);
+    print_ledger(&ledger);
+    let tool_step = tool_step_report(&m.tool_steps);
+    print_tool_step(&tool_step);
+    let fallback = fallback_report(&m.fallbacks);
+    print_fallback(&fallback);
+    let completions = m.completions.as_ref().map(completions_report).unwrap_or_default();
+    if let Some(c) = &m.completions {
+        print_completions(c, &completions, cfg);
+    }
+
+    let raw: u64 = env::parsed("BENCH_WASM_RAW", 0);
+    let gz: u64 = env::parsed("BENCH_WASM_GZIP", 0);
+    println!("\nDeployable wasm: {} KiB raw, {} KiB gzip", raw / 1024, gz / 1024);
+    println!("Measured in {:.0} s, {} requests per scenario and concurrency", m.seconds, cfg.requests);
+
     let out = json!({
-        "requestsPerScenario": requests, "seconds": elapsed, "results": report,
-        "portkey": { "version": portkey_version, "overhead": comparison },
+        "requestsPerScenario": cfg.requests, "seconds": m.seconds, "results": results_json(&all, cfg.requests),
+        "portkey": { "version": cfg.portkey_version(), "overhead": comparison },
         "longChat": { "turns": LONG_CHAT_TURNS, "chars": LONG_TEXT_CHARS, "requestsPerChat": LONG_CHAT_REQUESTS },
         "wasmBytes": { "raw": raw, "gzip": gz },
-        "usageLedger": { "concurrency": LEDGER_CONCURRENCY, "rounds": LEDGER_ROUNDS, "comparison": ledger_report },
+        "usageLedger": { "concurrency": LEDGER_CONCURRENCY, "rounds": LEDGER_ROUNDS, "comparison": ledger },
         "toolStep": {
             "concurrency": TOOL_STEP_CONCURRENCY, "rounds": TOOL_STEP_ROUNDS, "deals": TOOL_STEP_DEALS,
             "load": TOOL_STEP_LOAD,
-            "comparison": tool_step_report,
+            "comparison": tool_step,
         },
         "fallback": {
             "concurrency": FALLBACK_CONCURRENCY, "rounds": FALLBACK_ROUNDS, "load": FALLBACK_LOAD,
             "provider": FALLBACK_PROVIDER, "model": FALLBACK_MODEL, "goalMarginMs": FALLBACK_GOAL_MARGIN_MS,
-            "comparison": fallback_report,
+            "comparison": fallback,
         },
+        "chatCompletions": completions_json(cfg, m.completions.as_ref(), completions),
     });
-    if let Ok(path) = std::env::var("BENCH_OUTPUT") {
-        if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default()) {
-            eprintln!("could not write {path}: {e}");
-        } else {
-            println!("JSON: {path}");
-        }
+    if let Some(path) = env::optional("BENCH_OUTPUT") {
+        write_json_file(&path, &out);
     }
+}
+
+fn main() {
+    let cfg = Config::from_env();
+    let keys = Keys::create(&cfg);
+    let measured = Measured::run(&cfg, &keys);
+    report(&cfg, &measured);
 }

@@ -35,10 +35,18 @@
 //! (c)): `cargo bench --bench knowledge`, about a minute here. `BENCH_RECORDS=10000` and
 //! `BENCH_REQUESTS=40` make a quick run.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::env::{self, Stack};
+use support::http::{call_on, parse_server_timing, unpooled_agent, workspace, Workspace, REQUEST_TIMEOUT};
+use support::load::{closed_loop_rate, open_loop, warm_then_rate};
+use support::report::{print_head, write_json};
+use support::stats::{mean, Pcts};
 
 const DEFAULT_RECORDS: usize = 50_000;
 const BATCH: usize = 500;
@@ -52,54 +60,7 @@ const QUESTION: &str = "Summarize recent customer feedback about onboarding";
 /// What B full may add to A's search p50 and p95 over B deleted.
 const NEIGHBOUR_BUDGET_MS: f64 = 3.0;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: see the header of benches/knowledge.rs"))
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(timeout).build()
-}
-
-/// For the setup calls: a new connection each time. The local runtime closes a connection that
-/// sat idle through a long request (an upsert into B takes 10 s), and a pooled one it closed
-/// fails the next request with a reset.
-fn setup_agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(timeout).max_idle_connections(0).build()
-}
-
-/// What the local runtime's proxy (wrangler's ProxyWorker, in front of the Worker) answers
-/// when its fetch to the Worker fails (wrangler 4.86 then takes the Worker for restarted). It
-/// keeps a GET instead, until the next request comes in: a GET can hang. Seen here about once
-/// in a few thousand requests, more often after long ones.
-const PROXY_RESTARTED: &str = "Your worker restarted mid-request";
-
-/// A setup call that must succeed; its JSON answer. A refusal of the local proxy is retried
-/// (the Worker never saw that request), and so is a GET or PUT that failed on the way (both
-/// idempotent here: an upsert sent twice comes back `unchanged`; and a retried GET also frees
-/// one the proxy kept).
-fn call(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Value {
-    for attempt in 1.. {
-        let req = agent.request(method, url).set("Authorization", &format!("Bearer {token}"));
-        let resp = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
-            None => req.call(),
-        };
-        match resp {
-            Ok(r) => return r.into_json().unwrap_or(Value::Null),
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                if code == 503 && text.starts_with(PROXY_RESTARTED) && attempt < 3 {
-                    eprintln!("  {method} {url}: the local proxy answered 503 ({PROXY_RESTARTED}); again");
-                    continue;
-                }
-                panic!("{method} {url}: {code} {text}")
-            }
-            Err(e) if (method == "GET" || method == "PUT") && attempt < 3 => eprintln!("  {method} {url}: {e}; again"),
-            Err(e) => panic!("{method} {url}: {e}"),
-        }
-    }
-    unreachable!("the loop returns or panics")
-}
+const ENV_HINT: &str = "see the header of benches/knowledge.rs";
 
 /// splitmix64: the same records on every run, without a dependency.
 struct Rng(u64);
@@ -228,83 +189,24 @@ fn records(rng: &mut Rng, prefix: &str, from: usize, count: usize) -> Vec<Value>
     (from..from + count).map(|i| record(rng, prefix, i)).collect()
 }
 
-/// A workspace with its admin token and an API key (limit out of the way).
-struct Workspace {
-    id: String,
-    admin: String,
-    key: String,
-}
-
-fn workspace(base: &str, op: &str, name: &str) -> Workspace {
-    let a = setup_agent(Duration::from_secs(60));
-    let ws = call(&a, "POST", &format!("{base}/api/admin/workspaces"), op, Some(&json!({ "name": name })));
-    let id = ws["id"].as_str().unwrap_or_default().to_owned();
-    let admin = call(
-        &a,
-        "POST",
-        &format!("{base}/api/admin/workspaces/{id}/admins"),
-        op,
-        Some(&json!({ "name": "Bench", "email": "bench@example.com" })),
-    );
-    let admin = admin["token"].as_str().unwrap_or_default().to_owned();
-    let key = call(
-        &a,
-        "POST",
-        &format!("{base}/api/settings/api-keys"),
-        &admin,
-        Some(&json!({ "name": name, "rateLimitPerMinute": 100_000 })),
-    );
-    Workspace { id, admin, key: key["key"].as_str().unwrap_or_default().to_owned() }
-}
-
 /// One write of up to 500 records; its time (ms). Every record must be written.
 fn put(agent: &ureq::Agent, base: &str, admin: &str, batch: Vec<Value>) -> f64 {
     let n = batch.len();
     let t = Instant::now();
-    let answer = call(
+    let answer = call_on(
         agent,
         "PUT",
         &format!("{base}/api/settings/knowledge/records"),
-        admin,
+        Some(admin),
         Some(&json!({ "records": batch })),
     );
     let ms = t.elapsed().as_secs_f64() * 1000.0;
-    // `unchanged` only when a retry resent records that had been written (see `call`).
+    // `unchanged` only when a retry resent records that had been written (see `try_call`).
     let written = answer["results"]
         .as_array()
         .map_or(0, |r| r.iter().filter(|x| x["status"] == "created" || x["status"] == "unchanged").count());
     assert_eq!(written, n, "every record of a fresh import is created: {answer}");
     ms
-}
-
-#[derive(Clone, Copy, Default)]
-struct Pcts {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-}
-
-impl Pcts {
-    /// Percentiles (ms) of µs values, through an HDR histogram like every latency here.
-    fn of(values: impl Iterator<Item = u64>) -> Self {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
-        for v in values {
-            let _ = h.record(v.max(1));
-        }
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Self { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99) }
-    }
-
-    fn of_ms(values: &[f64]) -> Self {
-        Self::of(values.iter().map(|v| (v * 1000.0) as u64))
-    }
-
-    fn json(&self) -> Value {
-        json!({ "p50": self.p50, "p95": self.p95, "p99": self.p99 })
-    }
 }
 
 /// A request of a measured series.
@@ -336,13 +238,10 @@ fn send(agent: &ureq::Agent, r: &Req) -> (bool, Option<f64>, Option<usize>) {
     };
     match result {
         Ok(resp) => {
-            let auth_read = resp.header("server-timing").and_then(|h| {
-                h.split(',').find_map(|m| {
-                    let mut parts = m.split(';');
-                    (parts.next()?.trim() == "auth-read")
-                        .then(|| parts.find_map(|p| p.trim().strip_prefix("dur=")?.parse().ok()))?
-                })
-            });
+            let auth_read = resp
+                .header("server-timing")
+                .and_then(|h| parse_server_timing(h).into_iter().find(|(name, _)| name == "auth-read"))
+                .map(|(_, dur)| dur);
             let body: Value = resp.into_json().unwrap_or(Value::Null);
             (true, auth_read, body["sources"].as_array().map(Vec::len))
         }
@@ -356,36 +255,22 @@ fn send(agent: &ureq::Agent, r: &Req) -> (bool, Option<f64>, Option<usize>) {
 
 /// Closed loop for a moment, one connection: requests per second over the alternating series.
 fn calibrate(reqs: &[Req]) -> f64 {
-    let a = agent(Duration::from_secs(30));
-    let start = Instant::now();
-    let mut n = 0;
-    while start.elapsed() < Duration::from_millis(1500) {
-        send(&a, &reqs[n % reqs.len()]);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    closed_loop_rate(1, usize::MAX, REQUEST_TIMEOUT, |a, _, n| {
+        send(a, &reqs[n % reqs.len()]);
+    })
 }
 
 /// Open loop on one connection: `per_target` requests of each of `reqs`, alternating, at 75%
 /// of the closed-loop throughput.
 fn measure(reqs: &[Req], per_target: usize) -> Vec<Sample> {
-    let _ = calibrate(reqs); // warm up
-    let rate = (calibrate(reqs) * 0.75).max(1.0);
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let a = agent(Duration::from_secs(60));
-    let start = Instant::now() + Duration::from_millis(50);
-    (0..per_target * reqs.len())
-        .map(|i| {
-            let scheduled = start + interval * i as u32;
-            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            let target = i % reqs.len();
-            let (ok, auth_read, sources) = send(&a, &reqs[target]);
-            let latency_us = scheduled.elapsed().as_micros() as u64;
-            Sample { target, latency_us, ok, auth_read, sources }
-        })
-        .collect()
+    let rate = warm_then_rate(1, |_| calibrate(reqs));
+    let (samples, _) = open_loop(1, per_target * reqs.len(), rate, Duration::from_secs(60), |a, i, scheduled| {
+        let target = i % reqs.len();
+        let (ok, auth_read, sources) = send(a, &reqs[target]);
+        let latency_us = scheduled.elapsed().as_micros() as u64;
+        Sample { target, latency_us, ok, auth_read, sources }
+    });
+    samples
 }
 
 /// What one series of a run came to.
@@ -404,7 +289,7 @@ fn series(samples: &[Sample], target: usize) -> Series {
     let mut sources: Vec<usize> = ok.iter().filter_map(|s| s.sources).collect();
     sources.sort_unstable();
     Series {
-        latency: Pcts::of(ok.iter().map(|s| s.latency_us)),
+        latency: Pcts::of_us(ok.iter().map(|s| s.latency_us)),
         auth_read: Pcts::of_ms(&auth),
         sources_p50: sources.get(sources.len() / 2).map_or(0.0, |&n| n as f64),
         errors: mine.len() - ok.len(),
@@ -412,62 +297,50 @@ fn series(samples: &[Sample], target: usize) -> Series {
     }
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
+fn series_json(s: &Series) -> Value {
+    json!({ "requests": s.requests, "errors": s.errors, "latencyMs": s.latency.json(),
+            "authReadMs": s.auth_read.json(), "sourcesP50": s.sources_p50 })
 }
 
 fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
 }
 
-fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| secs.to_string(), |t| t.format("%Y%m%dT%H%M%SZ").to_string())
+/// Records per second of writes of [`BATCH`] records that took `ms` each.
+fn records_per_second(ms: &[f64]) -> f64 {
+    (ms.len() * BATCH) as f64 / (ms.iter().sum::<f64>() / 1000.0)
 }
 
-fn write_json(name: &str, out: &Value) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
-    let path = format!("{dir}/{name}-{}.json", timestamp());
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(out).unwrap_or_default()));
-    match written {
-        Ok(()) => println!("JSON: {path}"),
-        Err(e) => eprintln!("could not write {path}: {e}"),
+/// A workspace named `name` with an API key of the same name.
+fn workspace_named(stack: &Stack, name: &str) -> Workspace<1> {
+    workspace(&stack.base, &stack.op, name, [name])
+}
+
+/// B's import: each request's time (ms) and the seconds of the whole.
+struct Import {
+    put_ms: Vec<f64>,
+    seconds: f64,
+}
+
+impl Import {
+    fn first(&self) -> &[f64] {
+        &self.put_ms[..IMPORT_REQUESTS]
+    }
+
+    fn last(&self) -> &[f64] {
+        &self.put_ms[self.put_ms.len() - IMPORT_REQUESTS..]
     }
 }
 
-fn main() {
-    let base = env("ATTIVE_BASE_URL");
-    let op = env("ATTIVE_ADMIN_TOKEN");
-    let _ = env("LLM_STUB_URL"); // the Worker's provider: must be up for (b)
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let big: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
-    let big = big.div_ceil(BATCH).max(IMPORT_REQUESTS + DELETE_REQUESTS) * BATCH;
-    let started = Instant::now();
-    // Setup calls of a 50,000-record workspace can take long; they are timed, not limited.
-    let slow = setup_agent(Duration::from_secs(600));
-
-    let a = workspace(&base, &op, "bench-knowledge-a");
-    let b = workspace(&base, &op, "bench-knowledge-b");
-    let e = workspace(&base, &op, "bench-knowledge-empty");
-    put(&slow, &base, &a.admin, records(&mut Rng(1), "a", 0, SMALL_WORKSPACE));
-
-    let search_a = [Req {
-        method: "GET",
-        url: format!("{base}/api/settings/knowledge/search?q={}", QUESTION.replace(' ', "+")),
-        token: a.admin.clone(),
-        body: None,
-    }];
-    eprintln!("c) A's search, B not filled yet ...");
-    let c_before = series(&measure(&search_a, requests), 0);
-
+/// (a) and the setup of (b) and (c): `big` records into B in requests of [`BATCH`], one at a
+/// time, then checked.
+fn import(slow: &ureq::Agent, base: &str, b: &Workspace<1>, big: usize) -> Import {
     eprintln!("a) + setup: importing {big} records into B in requests of {BATCH} ...");
     let mut rng = Rng(2);
     let import_started = Instant::now();
     let mut put_ms: Vec<f64> = Vec::new();
     for r in 0..big / BATCH {
-        put_ms.push(put(&slow, &base, &b.admin, records(&mut rng, "b", r * BATCH, BATCH)));
+        put_ms.push(put(slow, base, &b.admin, records(&mut rng, "b", r * BATCH, BATCH)));
         if (r + 1) % 10 == 0 {
             eprintln!(
                 "  {} records in {:.0} s (last request {:.0} ms)",
@@ -477,26 +350,23 @@ fn main() {
             );
         }
     }
-    let import_s = import_started.elapsed().as_secs_f64();
-    let first = &put_ms[..IMPORT_REQUESTS];
-    let last = &put_ms[put_ms.len() - IMPORT_REQUESTS..];
-    let quick = setup_agent(Duration::from_secs(30));
-    let stats = call(&quick, "GET", &format!("{base}/api/settings/knowledge/stats"), &b.admin, None);
+    let seconds = import_started.elapsed().as_secs_f64();
+    let quick = unpooled_agent(REQUEST_TIMEOUT);
+    let stats = call_on(&quick, "GET", &format!("{base}/api/settings/knowledge/stats"), Some(&b.admin), None);
     assert_eq!(stats["total"].as_u64(), Some(big as u64), "B holds every record: {stats}");
+    Import { put_ms, seconds }
+}
 
-    eprintln!("b) chat, B ({big} records) and E (none) alternating ...");
-    let chat = |key: &str| Req {
-        method: "POST",
-        url: format!("{base}/api/chat"),
-        token: key.to_owned(),
-        body: Some(json!({ "message": QUESTION })),
-    };
-    let chat_samples = measure(&[chat(&b.key), chat(&e.key)], requests);
-    let (chat_b, chat_e) = (series(&chat_samples, 0), series(&chat_samples, 1));
+/// B's deletion: each delete request's time (ms), then the workspace's with what was left.
+struct Deletion {
+    delete_ms: Vec<f64>,
+    workspace_ms: f64,
+    left: usize,
+}
 
-    eprintln!("c) A's search with B full ...");
-    let c_full = series(&measure(&search_a, requests), 0);
-
+/// [`DELETE_REQUESTS`] batches of B's records deleted one by one, then workspace B.
+fn delete_b(slow: &ureq::Agent, stack: &Stack, b: &Workspace<1>, big: usize) -> Deletion {
+    let Stack { base, op, .. } = stack;
     eprintln!("deleting B's records ...");
     let mut delete_ms = Vec::new();
     let mut rng = Rng(2); // the same records again: their kinds and external ids
@@ -506,11 +376,11 @@ fn main() {
             .map(|rec| json!({ "kind": rec["kind"], "externalId": rec["externalId"] }))
             .collect();
         let t = Instant::now();
-        let answer = call(
-            &slow,
+        let answer = call_on(
+            slow,
             "POST",
             &format!("{base}/api/settings/knowledge/records/delete"),
-            &b.admin,
+            Some(&b.admin),
             Some(&json!({ "records": keys })),
         );
         delete_ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -522,43 +392,38 @@ fn main() {
         slow.delete(&format!("{base}/api/admin/workspaces/{}", b.id)).set("Authorization", &format!("Bearer {op}"));
     let status = req.call().map(|r| r.status()).unwrap_or_else(|e| panic!("DELETE workspace B: {e}"));
     assert_eq!(status, 204, "workspace B deleted");
-    let ws_delete_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let left = big - DELETE_REQUESTS * BATCH;
+    Deletion { delete_ms, workspace_ms: t.elapsed().as_secs_f64() * 1000.0, left: big - DELETE_REQUESTS * BATCH }
+}
 
-    eprintln!("c) A's search with B deleted ...");
-    let c_after = series(&measure(&search_a, requests), 0);
-    // A and E go too, so that a later run on the same state starts from the same database.
-    for ws in [&a, &e] {
-        let _ = slow
-            .delete(&format!("{base}/api/admin/workspaces/{}", ws.id))
-            .set("Authorization", &format!("Bearer {op}"))
-            .call();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-
-    // ---- report ----
-    let import_rps = |ms: &[f64]| (ms.len() * BATCH) as f64 / (ms.iter().sum::<f64>() / 1000.0);
+fn print_import(big: usize, import: &Import) {
     println!("\n(a) Import: PUT /api/settings/knowledge/records, {BATCH} records per request, one at a time:\n");
-    println!("| requests | workspace held before | records/s | ms per request: mean | p50 | max |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    print_head("requests | workspace held before | records/s | ms per request: mean | p50 | max", "lrrrrr");
     let import_row = |label: &str, held: usize, ms: &[f64]| {
         println!(
             "| {label} | {held} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            import_rps(ms),
-            mean(ms),
+            records_per_second(ms),
+            mean(ms).unwrap_or_default(),
             Pcts::of_ms(ms).p50,
             max(ms)
         );
     };
-    import_row(&format!("(a) first {IMPORT_REQUESTS}"), 0, first);
-    import_row(&format!("last {IMPORT_REQUESTS} of B's import"), big - IMPORT_REQUESTS * BATCH, last);
-    import_row(&format!("all {} of B's import", put_ms.len()), 0, &put_ms);
-    println!("\nSetup: B's {big} records imported in {import_s:.1} s ({:.0} records/s).", big as f64 / import_s);
+    import_row(&format!("(a) first {IMPORT_REQUESTS}"), 0, import.first());
+    import_row(&format!("last {IMPORT_REQUESTS} of B's import"), big - IMPORT_REQUESTS * BATCH, import.last());
+    import_row(&format!("all {} of B's import", import.put_ms.len()), 0, &import.put_ms);
+    println!(
+        "\nSetup: B's {big} records imported in {:.1} s ({:.0} records/s).",
+        import.seconds,
+        big as f64 / import.seconds
+    );
+}
 
+fn print_chat(big: usize, chat_b: &Series, chat_e: &Series) {
     println!("\n(b) POST /api/chat (JSON) \"{QUESTION}\", concurrency 1, B and E alternating; ms:\n");
-    println!("| workspace | records | requests | p50 | p95 | auth-read p50 | auth-read p95 | sources p50 | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, held, s) in [("B", big, &chat_b), ("E (empty)", 0, &chat_e)] {
+    print_head(
+        "workspace | records | requests | p50 | p95 | auth-read p50 | auth-read p95 | sources p50 | errors",
+        "lrrrrrrrr",
+    );
+    for (name, held, s) in [("B", big, chat_b), ("E (empty)", 0, chat_e)] {
         println!(
             "| {name} | {held} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
             s.requests, s.latency.p50, s.latency.p95, s.auth_read.p50, s.auth_read.p95, s.sources_p50, s.errors
@@ -571,21 +436,22 @@ fn main() {
         chat_b.auth_read.p50 - chat_e.auth_read.p50,
         chat_b.auth_read.p95 - chat_e.auth_read.p95
     );
+}
 
+/// (c)'s table and verdicts; what B full adds at p50 and p95 over B deleted and over B not
+/// filled yet.
+fn print_neighbour(big: usize, [before, full, after]: [&Series; 3], deletion: &Deletion) -> ([f64; 2], [f64; 2]) {
     println!("\n(c) A's GET /api/settings/knowledge/search (A holds {SMALL_WORKSPACE} records), concurrency 1; ms:\n");
-    println!("| B | requests | p50 | p95 | p99 | errors |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, s) in [
-        ("not filled yet".to_owned(), &c_before),
-        (format!("full ({big} records)"), &c_full),
-        ("deleted".to_owned(), &c_after),
-    ] {
+    print_head("B | requests | p50 | p95 | p99 | errors", "lrrrrr");
+    for (name, s) in
+        [("not filled yet".to_owned(), before), (format!("full ({big} records)"), full), ("deleted".to_owned(), after)]
+    {
         println!(
             "| {name} | {} | {:.1} | {:.1} | {:.1} | {} |",
             s.requests, s.latency.p50, s.latency.p95, s.latency.p99, s.errors
         );
     }
-    let (d50, d95) = (c_full.latency.p50 - c_after.latency.p50, c_full.latency.p95 - c_after.latency.p95);
+    let (d50, d95) = (full.latency.p50 - after.latency.p50, full.latency.p95 - after.latency.p95);
     let verdict = |d: f64| if d <= NEIGHBOUR_BUDGET_MS { "within" } else { "over" };
     println!(
         "\nB full adds {d50:+.1} ms at p50 ({} the {NEIGHBOUR_BUDGET_MS} ms target) and {d95:+.1} ms at p95 ({}) over B deleted.",
@@ -594,32 +460,88 @@ fn main() {
     );
     // B deleted is not quite B never filled: the full-text index keeps what deleted rows left
     // in it until its segments are merged. So the same against A before B was filled, too.
-    let (b50, b95) = (c_full.latency.p50 - c_before.latency.p50, c_full.latency.p95 - c_before.latency.p95);
+    let (b50, b95) = (full.latency.p50 - before.latency.p50, full.latency.p95 - before.latency.p95);
     println!(
         "Against B not filled yet: {b50:+.1} ms at p50 ({}) and {b95:+.1} ms at p95 ({}).",
         verdict(b50),
         verdict(b95)
     );
+    let Deletion { delete_ms, workspace_ms, left } = deletion;
     println!(
         "Deleting B: {DELETE_REQUESTS} × POST …/records/delete of {BATCH} keys, ms per request mean {:.0} / max {:.0} \
-         ({:.0} records/s); then DELETE /api/admin/workspaces/{{id}} with {left} records left: {ws_delete_ms:.0} ms.",
-        mean(&delete_ms),
-        max(&delete_ms),
-        (delete_ms.len() * BATCH) as f64 / (delete_ms.iter().sum::<f64>() / 1000.0)
+         ({:.0} records/s); then DELETE /api/admin/workspaces/{{id}} with {left} records left: {workspace_ms:.0} ms.",
+        mean(delete_ms).unwrap_or_default(),
+        max(delete_ms),
+        records_per_second(delete_ms)
     );
+    ([d50, d95], [b50, b95])
+}
+
+fn main() {
+    let stack = Stack::from_env(ENV_HINT); // the stand-in is the Worker's provider: must be up for (b)
+    let base = &stack.base;
+    let requests = env::requests(200);
+    let big: usize = env::parsed("BENCH_RECORDS", DEFAULT_RECORDS);
+    let big = big.div_ceil(BATCH).max(IMPORT_REQUESTS + DELETE_REQUESTS) * BATCH;
+    let started = Instant::now();
+    // Setup calls of a 50,000-record workspace can take long; they are timed, not limited.
+    let slow = unpooled_agent(Duration::from_secs(600));
+
+    let a = workspace_named(&stack, "bench-knowledge-a");
+    let b = workspace_named(&stack, "bench-knowledge-b");
+    let e = workspace_named(&stack, "bench-knowledge-empty");
+    put(&slow, base, &a.admin, records(&mut Rng(1), "a", 0, SMALL_WORKSPACE));
+
+    let search_a = [Req {
+        method: "GET",
+        url: format!("{base}/api/settings/knowledge/search?q={}", QUESTION.replace(' ', "+")),
+        token: a.admin.clone(),
+        body: None,
+    }];
+    eprintln!("c) A's search, B not filled yet ...");
+    let c_before = series(&measure(&search_a, requests), 0);
+
+    let import = import(&slow, base, &b, big);
+
+    eprintln!("b) chat, B ({big} records) and E (none) alternating ...");
+    let chat = |key: &str| Req {
+        method: "POST",
+        url: format!("{base}/api/chat"),
+        token: key.to_owned(),
+        body: Some(json!({ "message": QUESTION })),
+    };
+    let chat_samples = measure(&[chat(&b.keys[0]), chat(&e.keys[0])], requests);
+    let (chat_b, chat_e) = (series(&chat_samples, 0), series(&chat_samples, 1));
+
+    eprintln!("c) A's search with B full ...");
+    let c_full = series(&measure(&search_a, requests), 0);
+
+    let deletion = delete_b(&slow, &stack, &b, big);
+
+    eprintln!("c) A's search with B deleted ...");
+    let c_after = series(&measure(&search_a, requests), 0);
+    // A and E go too, so that a later run on the same state starts from the same database.
+    for ws in [&a, &e] {
+        let _ = slow
+            .delete(&format!("{base}/api/admin/workspaces/{}", ws.id))
+            .set("Authorization", &format!("Bearer {}", stack.op))
+            .call();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    print_import(big, &import);
+    print_chat(big, &chat_b, &chat_e);
+    let ([d50, d95], [b50, b95]) = print_neighbour(big, [&c_before, &c_full, &c_after], &deletion);
     println!("Measured in {elapsed:.0} s, {requests} requests per series");
 
-    let series_json = |s: &Series| {
-        json!({ "requests": s.requests, "errors": s.errors, "latencyMs": s.latency.json(),
-                "authReadMs": s.auth_read.json(), "sourcesP50": s.sources_p50 })
-    };
+    let (first, last) = (import.first(), import.last());
     let out = json!({
         "requestsPerSeries": requests, "seconds": elapsed, "batch": BATCH, "question": QUESTION,
         "import": {
-            "first": { "requests": IMPORT_REQUESTS, "recordsPerSecond": import_rps(first), "msPerRequest": first },
+            "first": { "requests": IMPORT_REQUESTS, "recordsPerSecond": records_per_second(first), "msPerRequest": first },
             "last": { "requests": IMPORT_REQUESTS, "heldBefore": big - IMPORT_REQUESTS * BATCH,
-                      "recordsPerSecond": import_rps(last), "msPerRequest": last },
-            "all": { "records": big, "seconds": import_s, "msPerRequest": put_ms },
+                      "recordsPerSecond": records_per_second(last), "msPerRequest": last },
+            "all": { "records": big, "seconds": import.seconds, "msPerRequest": import.put_ms },
         },
         "chat": { "full": { "records": big, "series": series_json(&chat_b) }, "empty": series_json(&chat_e),
                   "addedMs": { "p50": chat_b.latency.p50 - chat_e.latency.p50, "p95": chat_b.latency.p95 - chat_e.latency.p95 },
@@ -630,8 +552,8 @@ fn main() {
             "before": series_json(&c_before), "full": series_json(&c_full), "deleted": series_json(&c_after),
             "addedMs": { "p50": d50, "p95": d95 }, "addedOverNotFilledMs": { "p50": b50, "p95": b95 },
             "budgetMs": NEIGHBOUR_BUDGET_MS,
-            "delete": { "requests": DELETE_REQUESTS, "msPerRequest": delete_ms, "workspaceDeleteMs": ws_delete_ms,
-                        "recordsLeftForWorkspaceDelete": left },
+            "delete": { "requests": DELETE_REQUESTS, "msPerRequest": deletion.delete_ms,
+                        "workspaceDeleteMs": deletion.workspace_ms, "recordsLeftForWorkspaceDelete": deletion.left },
         },
     });
     write_json("knowledge", &out);

@@ -35,10 +35,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::sync::Barrier;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::env::{self, Peer, Stack, LITELLM_MODEL};
+use support::http::{agent, call, workspace, REQUEST_TIMEOUT};
+use support::load::{closed_loop_rate, open_loop, warm_then_rate};
+use support::report::{print_head, write_json};
+use support::stats::Pcts;
 
 const CONCURRENCY: [usize; 2] = [1, 8];
 /// Pieces of the scripted answer of (a)–(c).
@@ -54,56 +62,10 @@ const PACED_TAG: &str = "[bench-stream-paced]";
 const PACED_CHUNKS: usize = 20;
 const PACED_DELAY_MS: u64 = 500;
 const DEFAULT_LEVELS: [usize; 4] = [50, 100, 200, 400];
-/// Rounds each target's streams of (a)–(c) are split into (see `main`).
+/// Rounds each target's streams of (a)–(c) are split into (see [`measure`]).
 const ROUNDS: usize = 4;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: see the header of benches/streaming.rs"))
-}
-
-fn optional_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(timeout).build()
-}
-
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Value {
-    let mut req = agent(Duration::from_secs(60)).request(method, url);
-    if let Some(token) = token {
-        req = req.set("Authorization", &format!("Bearer {token}"));
-    }
-    let resp = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match resp {
-        Ok(r) => r.into_json().unwrap_or(Value::Null),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
-}
-
-/// A workspace with an admin and one API key whose limit never gets in the way.
-fn api_key(base: &str, op: &str) -> String {
-    let ws =
-        call("POST", &format!("{base}/api/admin/workspaces"), Some(op), Some(json!({ "name": "bench-streaming" })));
-    let ws_id = ws["id"].as_str().unwrap_or_default();
-    let admin = call(
-        "POST",
-        &format!("{base}/api/admin/workspaces/{ws_id}/admins"),
-        Some(op),
-        Some(json!({ "name": "Bench", "email": "bench@example.com" })),
-    );
-    let token = admin["token"].as_str().unwrap_or_default();
-    let key = call(
-        "POST",
-        &format!("{base}/api/settings/api-keys"),
-        Some(token),
-        Some(json!({ "name": "bench-streaming", "rateLimitPerMinute": 100_000 })),
-    );
-    key["key"].as_str().unwrap_or_default().to_owned()
-}
+const ENV_HINT: &str = "see the header of benches/streaming.rs";
 
 /// Which event syntax a target streams.
 #[derive(Clone, Copy, PartialEq)]
@@ -218,25 +180,9 @@ fn stream_once(agent: &ureq::Agent, t: &Target) -> Streamed {
 
 /// Closed loop for a moment: how many streams per second this target completes.
 fn calibrate(t: &Target, conns: usize) -> f64 {
-    let window = Duration::from_millis(1500);
-    let start = Instant::now();
-    let done: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..conns)
-            .map(|_| {
-                s.spawn(|| {
-                    let a = agent(Duration::from_secs(30));
-                    let mut n = 0;
-                    while start.elapsed() < window {
-                        stream_once(&a, t);
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    });
-    done as f64 / start.elapsed().as_secs_f64()
+    closed_loop_rate(conns, usize::MAX, REQUEST_TIMEOUT, |a, _, _| {
+        stream_once(a, t);
+    })
 }
 
 /// One stream of an open-loop run, in µs.
@@ -248,40 +194,6 @@ struct Sample {
     service_first_us: u64,
     service_end_us: u64,
     error: Option<String>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Pcts {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-}
-
-impl Pcts {
-    /// Percentiles (ms) of µs values, through an HDR histogram like every latency here.
-    fn of(values: impl Iterator<Item = u64>) -> Self {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
-        for v in values {
-            let _ = h.record(v.max(1));
-        }
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Self { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99) }
-    }
-
-    fn json(&self) -> Value {
-        json!({ "p50": self.p50, "p95": self.p95, "p99": self.p99 })
-    }
-
-    fn cell(&self) -> String {
-        format!("{:.1} / {:.1} / {:.1}", self.p50, self.p95, self.p99)
-    }
-
-    fn minus(&self, other: &Self) -> Self {
-        Self { p50: self.p50 - other.p50, p95: self.p95 - other.p95, p99: self.p99 - other.p99 }
-    }
 }
 
 struct Row {
@@ -301,42 +213,20 @@ struct Row {
 /// Open loop: `total` streams at `rate` per second over `conns` connections; the samples and
 /// the seconds they took.
 fn run(t: &Target, conns: usize, total: usize, rate: f64) -> (Vec<Sample>, f64) {
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now() + Duration::from_millis(50);
-    let samples: Vec<Sample> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..conns)
-            .map(|c| {
-                s.spawn(move || {
-                    let a = agent(Duration::from_secs(30));
-                    let mut out = Vec::new();
-                    let mut i = c;
-                    while i < total {
-                        let scheduled = start + interval * i as u32;
-                        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        let sent = Instant::now();
-                        let r = stream_once(&a, t);
-                        let done = Instant::now();
-                        let us = |from: Instant, to: Option<Instant>| {
-                            to.unwrap_or(done).saturating_duration_since(from).as_micros() as u64
-                        };
-                        out.push(Sample {
-                            first_us: us(scheduled, r.first),
-                            end_us: us(scheduled, r.end),
-                            service_first_us: us(sent, r.first),
-                            service_end_us: us(sent, r.end),
-                            error: r.error,
-                        });
-                        i += conns;
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).flatten().collect()
-    });
-    (samples, start.elapsed().as_secs_f64())
+    open_loop(conns, total, rate, REQUEST_TIMEOUT, |a, _, scheduled| {
+        let sent = Instant::now();
+        let r = stream_once(a, t);
+        let done = Instant::now();
+        let us =
+            |from: Instant, to: Option<Instant>| to.unwrap_or(done).saturating_duration_since(from).as_micros() as u64;
+        Sample {
+            first_us: us(scheduled, r.first),
+            end_us: us(scheduled, r.end),
+            service_first_us: us(sent, r.first),
+            service_end_us: us(sent, r.end),
+            error: r.error,
+        }
+    })
 }
 
 fn row(t: &Target, conns: usize, rate: f64, samples: &[Sample], seconds: f64) -> Row {
@@ -347,10 +237,10 @@ fn row(t: &Target, conns: usize, rate: f64, samples: &[Sample], seconds: f64) ->
         conns,
         rate,
         rps: samples.len() as f64 / seconds,
-        first: Pcts::of(ok.iter().map(|s| s.first_us)),
-        end: Pcts::of(ok.iter().map(|s| s.end_us)),
-        service_first: Pcts::of(ok.iter().map(|s| s.service_first_us)),
-        service_end: Pcts::of(ok.iter().map(|s| s.service_end_us)),
+        first: Pcts::of_us(ok.iter().map(|s| s.first_us)),
+        end: Pcts::of_us(ok.iter().map(|s| s.end_us)),
+        service_first: Pcts::of_us(ok.iter().map(|s| s.service_first_us)),
+        service_end: Pcts::of_us(ok.iter().map(|s| s.service_end_us)),
         errors: samples.len() - ok.len(),
         failures,
     }
@@ -422,47 +312,15 @@ fn open_streams(t: &Target, n: usize) -> Level {
         done: ok.len(),
         errors,
         peak_open: peak as usize,
-        first: Pcts::of(ok.iter().filter_map(|(sent, r)| since(*sent, r.first))),
-        end: Pcts::of(ok.iter().filter_map(|(sent, r)| since(*sent, r.end))),
+        first: Pcts::of_us(ok.iter().filter_map(|(sent, r)| since(*sent, r.first))),
+        end: Pcts::of_us(ok.iter().filter_map(|(sent, r)| since(*sent, r.end))),
         seconds,
     }
 }
 
-fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map_or_else(|| secs.to_string(), |t| t.format("%Y%m%dT%H%M%SZ").to_string())
-}
-
-fn write_json(name: &str, out: &Value) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
-    let path = format!("{dir}/{name}-{}.json", timestamp());
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(out).unwrap_or_default()));
-    match written {
-        Ok(()) => println!("JSON: {path}"),
-        Err(e) => eprintln!("could not write {path}: {e}"),
-    }
-}
-
-fn main() {
-    let base = env("ATTIVE_BASE_URL");
-    let stub = env("LLM_STUB_URL");
-    let op = env("ATTIVE_ADMIN_TOKEN");
-    let litellm = optional_env("LITELLM_URL").map(|url| (url, optional_env("LITELLM_MASTER_KEY")));
-    let litellm_version = optional_env("LITELLM_VERSION").unwrap_or_default();
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let levels: Vec<usize> = optional_env("BENCH_OPEN_STREAMS")
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| DEFAULT_LEVELS.to_vec());
-
-    let scenario = |tag: &str, step: Value| {
-        call("POST", &format!("{stub}/_stub/scenario"), None, Some(json!({ "tag": tag, "steps": [step] })));
-    };
-    scenario(FAST_TAG, json!({ "chunks": vec![CHUNK_TEXT; CHUNKS], "chunk_delay_ms": 0 }));
-    scenario(PACED_TAG, json!({ "chunks": vec![CHUNK_TEXT; PACED_CHUNKS], "chunk_delay_ms": PACED_DELAY_MS }));
-    let key = api_key(&base, &op);
-
+/// The targets of (a)–(c), in the order they take turns, and the paced one of (d).
+fn targets(stack: &Stack, litellm: Option<&Peer>, key: &str) -> (Vec<Target>, Target) {
+    let Stack { base, stub, .. } = stack;
     // (a) and (c) get the body the Worker sends the provider (usage asked for too), so the
     // stand-in does the same work for all three.
     let question = format!("{FAST_TAG} Stream fifty tokens, please.");
@@ -480,12 +338,12 @@ fn main() {
         proto: Proto::OpenAi,
         expect_chars: CHUNKS * CHUNK_TEXT.len(),
     }];
-    if let Some((url, master_key)) = &litellm {
+    if let Some(peer) = litellm {
         targets.push(Target {
             name: "c) LiteLLM proxy → stand-in",
-            url: format!("{url}/v1/chat/completions"),
-            token: master_key.clone(),
-            body: openai_body("stub"),
+            url: format!("{}/v1/chat/completions", peer.url),
+            token: peer.key.clone(),
+            body: openai_body(LITELLM_MODEL),
             proto: Proto::OpenAi,
             expect_chars: CHUNKS * CHUNK_TEXT.len(),
         });
@@ -495,21 +353,30 @@ fn main() {
     targets.push(Target {
         name: "b) POST /api/chat stream",
         url: format!("{base}/api/chat"),
-        token: Some(key.clone()),
+        token: Some(key.to_owned()),
         body: json!({ "message": question, "stream": true }),
         proto: Proto::Attive,
         expect_chars: CHUNKS * CHUNK_TEXT.len(),
     });
+    let paced = Target {
+        name: "d) open streams",
+        url: format!("{base}/api/chat"),
+        token: Some(key.to_owned()),
+        body: json!({ "message": format!("{PACED_TAG} Stream slowly."), "stream": true }),
+        proto: Proto::Attive,
+        expect_chars: PACED_CHUNKS * CHUNK_TEXT.len(),
+    };
+    (targets, paced)
+}
 
-    let started = Instant::now();
+/// (a)–(c) at each concurrency: a row per target and concurrency.
+fn measure(targets: &[Target], requests: usize) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
         let rates: Vec<f64> = targets
             .iter()
             .map(|t| {
-                // Warm up the isolate, the connections and the caches of this target.
-                let _ = calibrate(t, conns.min(4));
-                let rate = (calibrate(t, conns) * 0.75).max(1.0);
+                let rate = warm_then_rate(conns, |c| calibrate(t, c));
                 eprintln!("{} @ {conns}: {rate:.0} streams/s scheduled", t.name);
                 rate
             })
@@ -534,45 +401,48 @@ fn main() {
             rows.push(r);
         }
     }
+    rows
+}
 
-    let paced = Target {
-        name: "d) open streams",
-        url: format!("{base}/api/chat"),
-        token: Some(key),
-        body: json!({ "message": format!("{PACED_TAG} Stream slowly."), "stream": true }),
-        proto: Proto::Attive,
-        expect_chars: PACED_CHUNKS * CHUNK_TEXT.len(),
-    };
+/// (d): the levels in turn, up to the first with errors.
+fn open_levels(paced: &Target, levels: &[usize]) -> Vec<Level> {
     let mut open: Vec<Level> = Vec::new();
-    for &n in &levels {
+    for &n in levels {
         eprintln!("d) {n} streams at once ...");
-        let level = open_streams(&paced, n);
+        let level = open_streams(paced, n);
         let failed = level.done < level.streams;
         open.push(level);
         if failed {
             break; // the next level would only fail more
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    open
+}
 
+fn print_rows(rows: &[Row]) {
     println!("\nStreams of {CHUNKS} chunks, open-loop at 75% of the closed-loop throughput; ms from each");
     println!("stream's scheduled time (service = from its send), p50 / p95 / p99:\n");
-    println!("| target | conc | streams/s | first content | end | service: first content | service: end | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
+    print_head(
+        "target | conc | streams/s | first content | end | service: first content | service: end | errors",
+        "lrrrrrrr",
+    );
+    for r in rows {
         println!(
             "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             r.name,
             r.conns,
             r.rps,
-            r.first.cell(),
-            r.end.cell(),
-            r.service_first.cell(),
-            r.service_end.cell(),
+            r.first.cell_fixed(),
+            r.end.cell_fixed(),
+            r.service_first.cell_fixed(),
+            r.service_end.cell_fixed(),
             r.errors
         );
     }
+}
 
+/// The time (b) and (c) add over (a), and the ratio of the two, per concurrency and basis.
+fn added_over_direct(rows: &[Row]) -> Vec<Value> {
     let find = |prefix: &str, conns: usize| rows.iter().find(|r| r.name.starts_with(prefix) && r.conns == conns);
     // Two bases: from the scheduled time (what a caller at that rate waits, queueing included,
     // as `benches/gateway.rs` reports) and from the send (the path alone, which a slow spell of
@@ -601,11 +471,14 @@ fn main() {
             }));
         }
     }
+    added
+}
+
+fn print_added(added: &[Value], litellm_version: &str) {
     println!("\nTime added over the stand-in called directly (a), ms, p50 / p95 / p99 (each percentile minus");
     println!("the same percentile of (a)), from the scheduled time and from the send; the ratio is ours /");
     println!("LiteLLM {litellm_version} (goal for first content ≤ 0.75):\n");
-    println!("| conc | from | ours: first delta | ours: done | LiteLLM: first content | LiteLLM: [DONE] | ratio first p50 | ratio first p95 | ratio end p50 |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    print_head("conc | from | ours: first delta | ours: done | LiteLLM: first content | LiteLLM: [DONE] | ratio first p50 | ratio first p95 | ratio end p50", "rlrrrrrrr");
     let cell = |v: &Value| {
         if v.is_null() {
             "n/a".to_owned()
@@ -615,7 +488,7 @@ fn main() {
         }
     };
     let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.2}"));
-    for a in &added {
+    for a in added {
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a["concurrency"],
@@ -629,14 +502,16 @@ fn main() {
             times(&a["ratioEndP50"]),
         );
     }
+}
 
+/// (d)'s table and verdict; the highest level without errors.
+fn print_open(open: &[Level], levels: &[usize]) -> Option<usize> {
     println!(
         "\nd) Streams open at once through one local Worker, each {PACED_CHUNKS} chunks {PACED_DELAY_MS} ms apart"
     );
     println!("(ms from its send, p50 / p95 / p99; peak = most streams between first delta and done at one instant):\n");
-    println!("| streams | done | errors | peak open | first delta | done | level took s |");
-    println!("|---:|---:|---|---:|---:|---:|---:|");
-    for l in &open {
+    print_head("streams | done | errors | peak open | first delta | done | level took s", "rrlrrrr");
+    for l in open {
         let errors = if l.errors.is_empty() {
             "0".to_owned()
         } else {
@@ -647,8 +522,8 @@ fn main() {
             l.streams,
             l.done,
             l.peak_open,
-            l.first.cell(),
-            l.end.cell(),
+            l.first.cell_fixed(),
+            l.end.cell_fixed(),
             l.seconds
         );
     }
@@ -657,6 +532,35 @@ fn main() {
         Some(n) => println!("\nHighest level with no errors: {n} concurrent streams (levels tried: {levels:?})"),
         None => println!("\nNo level completed without errors (levels tried: {levels:?})"),
     }
+    held
+}
+
+fn main() {
+    let stack = Stack::from_env(ENV_HINT);
+    let litellm = Peer::litellm();
+    let litellm_version = litellm.as_ref().map(|p| p.version.clone()).unwrap_or_default();
+    let requests = env::requests(200);
+    let levels: Vec<usize> = env::optional("BENCH_OPEN_STREAMS")
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| DEFAULT_LEVELS.to_vec());
+
+    let scenario = |tag: &str, step: Value| {
+        call("POST", &format!("{}/_stub/scenario", stack.stub), None, Some(json!({ "tag": tag, "steps": [step] })));
+    };
+    scenario(FAST_TAG, json!({ "chunks": vec![CHUNK_TEXT; CHUNKS], "chunk_delay_ms": 0 }));
+    scenario(PACED_TAG, json!({ "chunks": vec![CHUNK_TEXT; PACED_CHUNKS], "chunk_delay_ms": PACED_DELAY_MS }));
+    let [key] = workspace(&stack.base, &stack.op, "bench-streaming", ["bench-streaming"]).keys;
+    let (targets, paced) = targets(&stack, litellm.as_ref(), &key);
+
+    let started = Instant::now();
+    let rows = measure(&targets, requests);
+    let open = open_levels(&paced, &levels);
+    let elapsed = started.elapsed().as_secs_f64();
+
+    print_rows(&rows);
+    let added = added_over_direct(&rows);
+    print_added(&added, &litellm_version);
+    let held = print_open(&open, &levels);
     println!("Measured in {elapsed:.0} s, {requests} streams per target and concurrency");
 
     let out = json!({

@@ -57,7 +57,7 @@ umask 077
 # gateway bench's scenario (o) scripts to answer 503 at once, every time (its agents fall back
 # from it to `default`). Every Worker of the run gets it, so all compare alike.
 {
-  printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\n' "$ADMIN_TOKEN" "$LLM_STUB_URL"
+  printf 'ADMIN_TOKEN=%s\nLLM_BASE_URL=%s/v1\nEMBED_TOKEN_SECRET=%s\n' "$ADMIN_TOKEN" "$LLM_STUB_URL" "$(random_secret)"
   printf "LLM_PROVIDERS='%s'\n" "{\"flaky\": {\"wire\": \"openai\", \"baseUrl\": \"$LLM_STUB_URL/flaky/v1\"}}"
 } >"$STATE/runtime.vars"
 umask 022
@@ -113,17 +113,20 @@ export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://
 export ATTIVE_NO_LEDGER_URL="$NO_LEDGER_URL"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
-[[ $SUITES == *gateway* ]] && cargo bench --quiet --bench gateway
-
-# Streaming: ours against the stand-in streaming 50 chunks, with the LiteLLM proxy as the peer
-# (installed into .tools/ on the first run only: about 750 MB), then how many open streams one
-# Worker holds. Knowledge: import throughput, retrieval with 50,000 records, noisy neighbours.
-if [[ $SUITES == *streaming* ]]; then
+# The LiteLLM proxy, the peer of the gateway's scenario (v) (the same OpenAI API through three
+# gateways) and of the streaming bench (installed into .tools/ on the first run only: about
+# 750 MB).
+if [[ $SUITES == *gateway* || $SUITES == *streaming* ]]; then
   eval "$(scripts/bench_litellm.sh "$LLM_STUB_URL" "$STATE/litellm")"
   STARTED_PIDS+=("$LITELLM_PID")
   export LITELLM_URL LITELLM_MASTER_KEY LITELLM_VERSION
-  cargo bench --quiet --bench streaming
 fi
+[[ $SUITES == *gateway* ]] && cargo bench --quiet --bench gateway
+
+# Streaming: ours against the stand-in streaming 50 chunks, with LiteLLM as the peer, then how
+# many open streams one Worker holds. Knowledge: import throughput, retrieval with 50,000
+# records, noisy neighbours.
+if [[ $SUITES == *streaming* ]]; then cargo bench --quiet --bench streaming; fi
 if [[ $SUITES == *knowledge* ]]; then cargo bench --quiet --bench knowledge; fi
 
 # Soak: SOAK_SECONDS of mixed traffic at c=8 against a Worker of its own (fresh state, so the

@@ -2,7 +2,8 @@
 # `make dev`: the LLM stand-in (unless LLM_BASE_URL is set) and the Worker on
 # 127.0.0.1:${PORT:-8787}, with local D1, KV and Durable Objects persisted under .state/dev
 # (DEV_STATE picks another folder). Every variable of the README's configuration table that is
-# set in the environment reaches the Worker. The first start also creates a demo workspace,
+# set in the environment reaches the Worker. The Cron Trigger runs every minute, as deployed.
+# The first start also creates a demo workspace,
 # its admin and an API key. The Worker runs without wrangler's DevTools inspector, whose
 # memory grows with every request; INSPECT=1 runs plain `wrangler dev` with it, on
 # INSPECTOR_PORT (default 9229).
@@ -17,17 +18,23 @@ if [ "${INSPECT:-}" = 1 ]; then
 fi
 mkdir -p "$STATE"
 
-# The operator token: from the environment, else the one generated into .dev.vars once.
-if [ -z "${ADMIN_TOKEN:-}" ]; then
-  if [ -f .dev.vars ] && grep -q '^ADMIN_TOKEN=' .dev.vars; then
-    ADMIN_TOKEN=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars | head -n1)
+# dev_secret NAME VALUE: NAME from the environment, else the one generated into .dev.vars
+# once (VALUE), so restarts reuse it.
+dev_secret() {
+  local name=$1 fresh=$2
+  if [ -n "${!name:-}" ]; then return 0; fi
+  if [ -f .dev.vars ] && grep -q "^$name=" .dev.vars; then
+    printf -v "$name" '%s' "$(sed -n "s/^$name=//p" .dev.vars | head -n1)"
   else
-    ADMIN_TOKEN="op_$(random_secret)"
-    echo "ADMIN_TOKEN=$ADMIN_TOKEN" >>.dev.vars
+    printf -v "$name" '%s' "$fresh"
+    echo "$name=$fresh" >>.dev.vars
     chmod 600 .dev.vars
-    echo "Generated an operator ADMIN_TOKEN into .dev.vars"
+    echo "Generated $name into .dev.vars"
   fi
-fi
+}
+# The operator token, and the secret embed tokens are signed with.
+dev_secret ADMIN_TOKEN "op_$(random_secret)"
+dev_secret EMBED_TOKEN_SECRET "$(random_secret)"
 
 if [ -z "${LLM_BASE_URL:-}" ] && [ "${LLM:-}" = local ]; then
   # A real small model instead of the stand-in (installed into .tools/ on first use).
@@ -44,11 +51,16 @@ elif [ -z "${LLM_BASE_URL:-}" ]; then
 fi
 
 VARS="$STATE/runtime.vars"
-export ADMIN_TOKEN LLM_BASE_URL
+export ADMIN_TOKEN LLM_BASE_URL EMBED_TOKEN_SECRET
 write_runtime_vars "$VARS"
 
 serve "$STATE" "$PORT" "$VARS"
 BASE="http://127.0.0.1:$PORT"
+
+# The Cron Trigger, as production runs it: once a minute (locally through /__scheduled;
+# TICK_SECONDS changes the interval, e.g. for a test that runs the job itself).
+(while sleep "${TICK_SECONDS:-60}"; do curl -s -o /dev/null "$BASE/__scheduled?cron=*+*+*+*+*" || true; done) &
+STARTED_PIDS+=("$!")
 
 python3 scripts/bootstrap_demo.py "$BASE" "$ADMIN_TOKEN" "$STATE/demo.json"
 if [ "${INSPECT:-}" = 1 ]; then

@@ -29,6 +29,9 @@ const worker = await unstable_startWorker({
     server: { hostname: "127.0.0.1", port: Number(port) },
     inspector: false,
     persist,
+    // `GET /__scheduled` runs the Cron Trigger's handler, as `wrangler dev --test-scheduled`
+    // does: `make dev` calls it every minute, the tests when they need a run.
+    testScheduled: true,
     // As `wrangler dev`: a changed config restarts the Worker.
     watch: !bench,
     // "log", not "info": the Worker's console.log lines are at this level.

@@ -20,7 +20,7 @@ random_secret() {
 # one that is set in the environment to the Worker; keep this list and the table in step.
 CONFIG_VARS=(LLM_BASE_URL LLM_MODEL LLM_TIMEOUT_MS LLM_STREAM_MAX_MS CONTEXT_TOKEN_BUDGET RATE_LIMIT_PER_MINUTE
   DEFAULT_INSTRUCTIONS KNOWLEDGE_TOP_K KNOWLEDGE_MAX_RECORDS USAGE_LEDGER AGENT_MAX_STEPS ADMIN_TOKEN LLM_API_KEY
-  LLM_PROVIDERS LLM_FALLBACKS)
+  LLM_PROVIDERS LLM_FALLBACKS EMBED_TOKEN_SECRET EMBED_TOKEN_SECRET_PREVIOUS INSIGHTS_PER_TICK)
 
 # The secrets LLM_PROVIDERS names (each provider's "apiKeySecret"), so `make dev` passes them
 # too. Nothing when LLM_PROVIDERS is unset or not JSON (the Worker then says what is wrong).
@@ -86,7 +86,7 @@ start_worker() {
   dir=$(realpath "$1")
   vars=$(realpath "$3")
   if [ "${INSPECT:-}" = 1 ]; then
-    wrangler dev --local --ip 127.0.0.1 --port "$port" --inspector-port "${INSPECTOR_PORT:-$(free_port)}" \
+    wrangler dev --local --test-scheduled --ip 127.0.0.1 --port "$port" --inspector-port "${INSPECTOR_PORT:-$(free_port)}" \
       --config "$config" --persist-to "$dir" --env-file "$vars" --show-interactive-dev-session=false \
       >"$dir/worker.log" 2>&1 &
   else

@@ -48,6 +48,14 @@ if [ "${1:-}" = "--test-tools" ] && ! .tools/venv/bin/schemathesis --version 2>/
   .tools/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# The official OpenAI Python SDK, which the tests drive /v1 with, unmodified (the npm one is in
+# package.json).
+OPENAI_PYTHON_VERSION=3.60.0
+if [ "${1:-}" = "--test-tools" ] && ! .tools/venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('openai') != sys.argv[1])" "$OPENAI_PYTHON_VERSION" 2>/dev/null; then
+  echo "setup: installing the openai Python package $OPENAI_PYTHON_VERSION into .tools/venv"
+  .tools/venv/bin/pip install --quiet --disable-pip-version-check "openai==$OPENAI_PYTHON_VERSION"
+fi
+
 # The browser test of the settings page drives Debian's Chromium (no browser download).
 if [ "${1:-}" = "--test-tools" ] && ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing Debian's chromium for the browser test"

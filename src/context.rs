@@ -83,26 +83,35 @@ impl Cx {
         headers.push((name, value));
     }
 
-    /// The configuration, read from the environment once per isolate (vars and secrets only
-    /// change with a new deployment, which starts new isolates).
+    /// The configuration (see [`config_of`]).
     pub fn config(&self) -> ApiResult<Config> {
-        thread_local! {
-            static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
-        }
-        if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
-            return Ok(config);
-        }
-        let config =
-            Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.secret(name)))?;
-        CONFIG.with(|c| {
-            let _ = c.set(config.clone());
-        });
-        Ok(config)
+        config_of(&self.env)
     }
 
     pub fn secret(&self, name: &str) -> Option<String> {
-        self.env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.trim().is_empty())
+        secret_of(&self.env, name)
     }
+}
+
+/// The configuration, read from the environment once per isolate (vars and secrets only
+/// change with a new deployment, which starts new isolates).
+pub fn config_of(env: &Env) -> ApiResult<Config> {
+    thread_local! {
+        static CONFIG: std::cell::OnceCell<Config> = const { std::cell::OnceCell::new() };
+    }
+    if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
+        return Ok(config);
+    }
+    let config =
+        Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()).or_else(|| secret_of(env, name)))?;
+    CONFIG.with(|c| {
+        let _ = c.set(config.clone());
+    });
+    Ok(config)
+}
+
+fn secret_of(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.trim().is_empty())
 }
 
 /// Runs `f` and says how long it took in milliseconds (for `Server-Timing`). Workers clocks

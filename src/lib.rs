@@ -10,20 +10,28 @@
 //!   and the streaming transport; between `http` and `storage`/`upstream`.
 //! - `upstream`: the LLM over `fetch`.
 //! - `rate_limiter`: the per-key Durable Object.
+//! - `scheduled`: the Cron Trigger's run (insights that are due).
 
 mod context;
 pub mod domain;
 pub mod http;
 mod rate_limiter;
+mod scheduled;
 mod storage;
 mod turn;
 mod upstream;
 
 pub use rate_limiter::RateLimiter;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(http::handle(req, env, ctx).await)
+}
+
+/// The Cron Trigger (`[triggers]` in wrangler.toml): insights that are due.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    scheduled::tick(&env).await;
 }

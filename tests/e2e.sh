@@ -15,8 +15,13 @@ start_llm_stub "$STATE"
 ADMIN_TOKEN="op_$(random_secret)"
 LLM_API_KEY="sk-test-$(random_secret)"
 # Short deadlines keep the fault tests fast.
+# Embed tokens: the current secret and the previous one (a rotation under way); the tests sign
+# tokens with the previous one, and with one the Worker does not know.
+EMBED_TOKEN_SECRET="embed-$(random_secret)"
+EMBED_TOKEN_SECRET_PREVIOUS="embed-previous-$(random_secret)"
 ADMIN_TOKEN=$ADMIN_TOKEN LLM_API_KEY=$LLM_API_KEY LLM_BASE_URL=$LLM_STUB_URL/v1 LLM_MODEL=stub-default-model \
   LLM_TIMEOUT_MS=3000 DEFAULT_INSTRUCTIONS="You are the default Attive test assistant." \
+  EMBED_TOKEN_SECRET=$EMBED_TOKEN_SECRET EMBED_TOKEN_SECRET_PREVIOUS=$EMBED_TOKEN_SECRET_PREVIOUS \
   write_runtime_vars "$STATE/main/runtime.vars"
 umask 077
 # Degraded Workers: one as an operator who configured nothing (no D1, no Durable Object,
@@ -77,6 +82,7 @@ DEV_STATE=$STATE/dev PORT=$DEV_PORT ADMIN_TOKEN=$ADMIN_TOKEN LLM_BASE_URL=$LLM_S
   DEFAULT_INSTRUCTIONS="Dev's instructions: answer in one line." \
   LLM_PROVIDERS="{\"devp\": {\"wire\": \"openai\", \"baseUrl\": \"$LLM_STUB_URL/devp/v1\", \"apiKeySecret\": \"DEV_PROVIDER_KEY\"}}" \
   LLM_FALLBACKS='[{"provider": "devp", "model": "dev-fallback"}]' DEV_PROVIDER_KEY=$DEV_PROVIDER_KEY \
+  INSIGHTS_PER_TICK=3 TICK_SECONDS=3600 \
   scripts/dev.sh >"$STATE/dev/dev.log" 2>&1 &
 STARTED_PIDS+=("$!")
 for _ in $(seq 1 600); do
@@ -87,7 +93,7 @@ done
 grep -q "is running at" "$STATE/dev/dev.log" || { echo "make dev did not start:" >&2; tail -30 "$STATE/dev/dev.log" >&2; exit 1; }
 export ATTIVE_DEV_URL="http://127.0.0.1:$DEV_PORT"
 export ATTIVE_NO_LIMITER_URL="http://127.0.0.1:$NO_LIMITER_PORT" ATTIVE_LLM_DOWN_URL="http://127.0.0.1:$LLM_DOWN_PORT"
-export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY
+export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL LLM_API_KEY EMBED_TOKEN_SECRET_PREVIOUS
 passed=0
 failed=0
 step() {
@@ -95,10 +101,16 @@ step() {
 }
 # While working on one part, E2E_SUITES picks suites and E2E_FILTER filters the Rust tests
 # (e.g. `E2E_SUITES=rust E2E_FILTER=streaming tests/e2e.sh`); `make test` runs everything.
-SUITES=${E2E_SUITES:-rust browser fuzz}
+SUITES=${E2E_SUITES:-rust browser sdk fuzz}
 [[ $SUITES == *rust* ]] && step cargo test --test e2e -- --test-threads 8 ${E2E_FILTER:-}
-# The settings page in a real browser (Debian's Chromium, driven by playwright-core).
+# The settings page and the embed widget in a real browser (Debian's Chromium, driven by
+# playwright-core).
 [[ $SUITES == *browser* ]] && step node --test --test-reporter=spec tests/browser/settings.test.mjs
+# The embed widget on a customer's page: a host page on a second local origin.
+[[ $SUITES == *browser* ]] && step node --test --test-reporter=spec tests/browser/embed.test.mjs
+# The OpenAI SDKs, unmodified, against /v1: the Python package and the npm one (both pinned).
+[[ $SUITES == *sdk* ]] && step .tools/venv/bin/python -W error::ResourceWarning tests/sdk/test_openai_python.py
+[[ $SUITES == *sdk* ]] && step node --test --test-reporter=spec tests/sdk/openai_js.test.mjs
 # Property-based fuzzing of every documented route (schemathesis, fixed seed, bounded).
 [[ $SUITES == *fuzz* ]] && step tests/fuzz/run.sh "http://127.0.0.1:$PORT" "$ADMIN_TOKEN"
 
@@ -115,7 +127,7 @@ fts_integrity() {
 # Secrets must never reach the logs: the operator token, the LLM key, and any API key or
 # admin token (recognisable by their documented formats).
 no_secret_in_logs() {
-  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|$ANTHROPIC_API_KEY|$BACKUP_API_KEY|$DEV_PROVIDER_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
+  if grep -qE "$ADMIN_TOKEN|$LLM_API_KEY|$EMBED_TOKEN_SECRET|$EMBED_TOKEN_SECRET_PREVIOUS|atvet_[0-9A-Za-z_-]{20}|$ANTHROPIC_API_KEY|$BACKUP_API_KEY|$DEV_PROVIDER_KEY|atv_[0-9A-Za-z]{36}|atvadm_[0-9A-Za-z]{36}" "$STATE"/*/worker.log; then
     echo "FAIL: a secret appears in a Worker log under $STATE" >&2
     return 1
   fi

@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_STEPS: u32 = 4;
 pub const MAX_SOURCES: usize = 50;
 
 /// One executed tool call, as stored with the answer and shown by `GET /api/chats/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Trace {
     pub name: String,

@@ -11,6 +11,7 @@ pub const DEFAULT_KNOWLEDGE_TOP_K: u32 = 8;
 pub const DEFAULT_KNOWLEDGE_MAX_RECORDS: u64 = 100_000;
 pub const DEFAULT_CONTEXT_TOKEN_BUDGET: usize = 16_000;
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+pub const DEFAULT_INSIGHTS_PER_TICK: u32 = 10;
 pub const DEFAULT_INSTRUCTIONS: &str = "You are Attive's assistant for go-to-market teams. \
 Answer clearly and concisely, say when you are unsure, and never invent figures.";
 
@@ -36,6 +37,8 @@ pub struct Config {
     pub usage_ledger: bool,
     /// Model calls per agent turn with tools (the last one may not call tools).
     pub agent_max_steps: u32,
+    /// Insights the scheduled job regenerates per run (once a minute) at most.
+    pub insights_per_tick: u32,
 }
 
 impl Config {
@@ -80,6 +83,8 @@ impl Config {
             knowledge_max_records: number("KNOWLEDGE_MAX_RECORDS", DEFAULT_KNOWLEDGE_MAX_RECORDS, 10_000_000)?,
             agent_max_steps: u32::try_from(number("AGENT_MAX_STEPS", u64::from(super::agent::DEFAULT_MAX_STEPS), 10)?)
                 .unwrap_or(super::agent::DEFAULT_MAX_STEPS),
+            insights_per_tick: u32::try_from(number("INSIGHTS_PER_TICK", u64::from(DEFAULT_INSIGHTS_PER_TICK), 100)?)
+                .unwrap_or(DEFAULT_INSIGHTS_PER_TICK),
             usage_ledger: match text("USAGE_LEDGER").map(|v| v.to_ascii_lowercase()).as_deref() {
                 None | Some("on") => true,
                 Some("off") => false,
@@ -117,6 +122,15 @@ mod tests {
         assert_eq!(c.default_instructions, DEFAULT_INSTRUCTIONS);
         assert!(c.usage_ledger);
         assert_eq!(c.agent_max_steps, 4);
+        assert_eq!(c.insights_per_tick, 10);
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x/v1"), ("INSIGHTS_PER_TICK", "0")]),
+            Err(ApiError::NotConfigured("INSIGHTS_PER_TICK"))
+        );
+        assert_eq!(
+            config(&[("LLM_BASE_URL", "http://x/v1"), ("INSIGHTS_PER_TICK", "3")]).unwrap().insights_per_tick,
+            3
+        );
     }
 
     #[test]

@@ -12,7 +12,12 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::scope::Scope;
 use super::time::Millis;
+use super::validate::{self, Object, Text};
 
 pub const PREFIX: &str = "atvet_";
 /// What a token may be long, whole: small enough for any header.
@@ -23,6 +28,41 @@ pub const MIN_TTL_SECONDS: i64 = 60;
 pub const MAX_TTL_SECONDS: i64 = 3_600;
 pub const DEFAULT_TTL_SECONDS: i64 = 900;
 pub const MAX_ORIGINS: usize = 10;
+
+pub const INVALID: &str = "Invalid embed token";
+pub const EXPIRED: &str = "Embed token expired";
+pub const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed for this token";
+pub const ROUTE_NOT_ALLOWED: &str = "Embed tokens cannot use this route";
+
+/// Whether a bearer credential is an embed token (by its prefix; nothing is checked yet).
+pub fn looks_like(token: &str) -> bool {
+    token.starts_with(PREFIX)
+}
+
+/// A refusal of the key behind a token, in the token's words: the key deleted (or never
+/// there) reads as an invalid token, the key expired (or past a roll's grace period) as an
+/// expired one, so the page fetches a new token minted with the current key.
+pub fn key_refusal(err: ApiError) -> ApiError {
+    match err {
+        ApiError::Unauthorized(super::error::EXPIRED_KEY) => ApiError::Unauthorized(EXPIRED),
+        ApiError::Unauthorized(_) => ApiError::Unauthorized(INVALID),
+        other => other,
+    }
+}
+
+/// Who chats through a token: the agents it lists (`None`: whatever the key may use) and the
+/// viewer's label (empty when it has none), under which its chats are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    pub agent_ids: Option<Vec<String>>,
+    pub user: String,
+}
+
+impl Claims {
+    pub fn viewer(&self) -> Viewer {
+        Viewer { agent_ids: self.agent_ids.clone(), user: self.user.clone().unwrap_or_default() }
+    }
+}
 
 /// What a token allows, signed into it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +125,25 @@ pub fn sign(claims: &Claims, secret: &[u8]) -> Option<String> {
 /// [`Refusal`] saying whether it is invalid or expired (an expired token is reported only when
 /// its signature is good, so nobody learns anything from a forged one).
 pub fn verify(token: &str, secrets: &[&[u8]], now: Millis) -> Result<Claims, Refusal> {
+    let claims = open(token, secrets)?;
+    if is_expired(&claims, now) {
+        return Err(Refusal::Expired);
+    }
+    Ok(claims)
+}
+
+/// Whether a token with good claims has expired at `now` (after [`LEEWAY_MS`]).
+pub fn is_expired(claims: &Claims, now: Millis) -> bool {
+    now > claims.expires_at.saturating_add(LEEWAY_MS)
+}
+
+/// The claims of a token signed with one of `secrets`, expired or not: the request path
+/// reads the origins of an expired token first, so a browser page can read the 401 that
+/// tells it to fetch a new one.
+///
+/// # Errors
+/// [`Refusal::Invalid`] for anything malformed or not signed with one of `secrets`.
+pub fn open(token: &str, secrets: &[&[u8]]) -> Result<Claims, Refusal> {
     if token.len() > MAX_TOKEN_CHARS {
         return Err(Refusal::Invalid);
     }
@@ -103,12 +162,106 @@ pub fn verify(token: &str, secrets: &[&[u8]], now: Millis) -> Result<Claims, Ref
     if !good {
         return Err(Refusal::Invalid);
     }
-    let claims: Claims =
-        serde_json::from_slice(&base64url_decode(payload).ok_or(Refusal::Invalid)?).map_err(|_| Refusal::Invalid)?;
-    if now > claims.expires_at.saturating_add(LEEWAY_MS) {
-        return Err(Refusal::Expired);
+    serde_json::from_slice(&base64url_decode(payload).ok_or(Refusal::Invalid)?).map_err(|_| Refusal::Invalid)
+}
+
+/// A mint request (`POST /api/embed-tokens`), validated; whether its ids exist and are within
+/// the key's scope is for the handler to ask storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintRequest {
+    pub origins: Vec<String>,
+    pub ttl_seconds: i64,
+    pub agent_ids: Option<Vec<String>>,
+    pub insight_ids: Option<Vec<String>>,
+    pub chat: bool,
+    pub user: Option<String>,
+}
+
+/// Ids a token may list, at most: more would not fit in [`MAX_TOKEN_CHARS`] anyway.
+pub const MAX_IDS: usize = 20;
+pub const USER: Text = Text::new(1, 200);
+
+impl TryFrom<&Object> for MintRequest {
+    type Error = ApiError;
+    fn try_from(obj: &Object) -> ApiResult<Self> {
+        let origins_rule = || {
+            ApiError::invalid(
+                "origins",
+                format!("must be a list of 1 to {MAX_ORIGINS} origins, each exactly scheme://host[:port] (http or https, no path)"),
+            )
+        };
+        let origins = match obj.get("origins") {
+            Some(Value::Array(list)) if (1..=MAX_ORIGINS).contains(&list.len()) => {
+                let mut out: Vec<String> = Vec::with_capacity(list.len());
+                for item in list {
+                    let origin = item.as_str().and_then(parse_origin).ok_or_else(origins_rule)?;
+                    if !out.contains(&origin) {
+                        out.push(origin);
+                    }
+                }
+                out
+            }
+            _ => return Err(origins_rule()),
+        };
+        let ttl_seconds =
+            validate::optional_int(obj, "ttlSeconds", MIN_TTL_SECONDS, MAX_TTL_SECONDS)?.unwrap_or(DEFAULT_TTL_SECONDS);
+        let chat = match obj.get("chat") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(ApiError::invalid("chat", "must be a boolean")),
+        };
+        let user = validate::optional_text(obj, "user", USER)?;
+        if user.as_deref().is_some_and(|u| !u.chars().all(validate::is_printable)) {
+            return Err(ApiError::invalid("user", "must be 1 to 200 printable characters"));
+        }
+        Ok(Self {
+            origins,
+            ttl_seconds,
+            agent_ids: ids(obj, "agentIds")?,
+            insight_ids: ids(obj, "insightIds")?,
+            chat,
+            user,
+        })
     }
-    Ok(claims)
+}
+
+/// `null` (absent included) or a list of up to [`MAX_IDS`] ids, without duplicates.
+fn ids(obj: &Object, field: &str) -> ApiResult<Option<Vec<String>>> {
+    let rule = || ApiError::invalid(field, format!("must be null or a list of at most {MAX_IDS} ids"));
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) if list.len() <= MAX_IDS => {
+            let mut out: Vec<String> = Vec::with_capacity(list.len());
+            for item in list {
+                let id = item.as_str().filter(|s| !s.is_empty() && s.len() <= 100).ok_or_else(rule)?;
+                if !out.iter().any(|o| o == id) {
+                    out.push(id.to_owned());
+                }
+            }
+            Ok(Some(out))
+        }
+        Some(_) => Err(rule()),
+    }
+}
+
+/// The agents a token may chat with: its own list within the key's scope. A key limited to
+/// some agents never reaches the default assistant, and neither does a token that lists
+/// agents.
+pub fn agent_scope(key: &Scope, token: Option<&[String]>) -> Scope {
+    match (key, token) {
+        (_, None) => key.clone(),
+        (Scope::All, Some(ids)) => Scope::Only(ids.to_vec()),
+        (Scope::Only(allowed), Some(ids)) => {
+            Scope::Only(ids.iter().filter(|id| allowed.contains(id)).cloned().collect())
+        }
+    }
+}
+
+/// Whether a token (with its key's scope) may read an insight answered by `agent_id` (`None`:
+/// the default assistant): it lists the insight, or lists none and the key may use its agent.
+pub fn may_read_insight(claims: &Claims, key: &Scope, insight_id: &str, agent_id: Option<&str>) -> bool {
+    let listed = claims.insight_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == insight_id));
+    listed && key.check(agent_id).is_ok()
 }
 
 /// An origin as a browser sends it: `http` or `https`, a host, an optional port, nothing else
@@ -197,6 +350,72 @@ mod tests {
             user: Some("viewer-42".into()),
             expires_at: NOW + 900_000,
         }
+    }
+
+    fn mint(v: serde_json::Value) -> ApiResult<MintRequest> {
+        MintRequest::try_from(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn mint_requests_have_defaults_and_bounds() {
+        let m =
+            mint(serde_json::json!({ "origins": ["https://Dash.example.com", "https://dash.example.com"] })).unwrap();
+        assert_eq!(m.origins, ["https://dash.example.com"]);
+        assert_eq!((m.ttl_seconds, m.chat, m.agent_ids, m.insight_ids, m.user), (900, false, None, None, None));
+        let m = mint(serde_json::json!({
+            "origins": ["http://127.0.0.1:8788"], "ttlSeconds": 60, "agentIds": ["agent_a", "agent_a"],
+            "insightIds": [], "chat": true, "user": "viewer 1"
+        }))
+        .unwrap();
+        assert_eq!((m.ttl_seconds, m.chat), (60, true));
+        assert_eq!(m.agent_ids, Some(vec!["agent_a".to_owned()]));
+        assert_eq!(m.insight_ids, Some(vec![]));
+        for (bad, field) in [
+            (serde_json::json!({}), "origins"),
+            (serde_json::json!({ "origins": [] }), "origins"),
+            (serde_json::json!({ "origins": ["https://a.example/"] }), "origins"),
+            (serde_json::json!({ "origins": ["https://a.example/path"] }), "origins"),
+            (serde_json::json!({ "origins": ["ftp://a.example"] }), "origins"),
+            (serde_json::json!({ "origins": ["*"] }), "origins"),
+            (
+                serde_json::json!({ "origins": (0..11).map(|i| format!("https://a{i}.example")).collect::<Vec<_>>() }),
+                "origins",
+            ),
+            (serde_json::json!({ "origins": ["https://a.example"], "ttlSeconds": 59 }), "ttlSeconds"),
+            (serde_json::json!({ "origins": ["https://a.example"], "ttlSeconds": 3601 }), "ttlSeconds"),
+            (serde_json::json!({ "origins": ["https://a.example"], "chat": "yes" }), "chat"),
+            (serde_json::json!({ "origins": ["https://a.example"], "user": "" }), "user"),
+            (serde_json::json!({ "origins": ["https://a.example"], "user": "a\nb" }), "user"),
+            (serde_json::json!({ "origins": ["https://a.example"], "user": "u".repeat(201) }), "user"),
+            (serde_json::json!({ "origins": ["https://a.example"], "agentIds": "agent_a" }), "agentIds"),
+            (serde_json::json!({ "origins": ["https://a.example"], "insightIds": [1] }), "insightIds"),
+        ] {
+            match mint(bad.clone()) {
+                Err(ApiError::InvalidField { field: f, .. }) => assert_eq!(f, field, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_reaches_at_most_what_its_key_does() {
+        let only = |ids: &[&str]| Scope::Only(ids.iter().map(|s| (*s).to_owned()).collect());
+        let list = vec!["agent_a".to_owned(), "agent_b".to_owned()];
+        assert_eq!(agent_scope(&Scope::All, None), Scope::All);
+        assert_eq!(agent_scope(&Scope::All, Some(&list)), only(&["agent_a", "agent_b"]));
+        assert_eq!(agent_scope(&only(&["agent_b", "agent_c"]), Some(&list)), only(&["agent_b"]));
+        assert_eq!(agent_scope(&only(&["agent_c"]), None), only(&["agent_c"]));
+        let mut c = claims();
+        c.insight_ids = None;
+        assert!(may_read_insight(&c, &Scope::All, "ins_1", None));
+        assert!(
+            !may_read_insight(&c, &only(&["agent_a"]), "ins_1", None),
+            "scoped keys never reach the default assistant"
+        );
+        assert!(may_read_insight(&c, &only(&["agent_a"]), "ins_1", Some("agent_a")));
+        c.insight_ids = Some(vec!["ins_2".into()]);
+        assert!(!may_read_insight(&c, &Scope::All, "ins_1", None));
+        assert!(may_read_insight(&c, &Scope::All, "ins_2", None));
     }
 
     #[test]

@@ -171,6 +171,12 @@ pub struct StoredResult {
     /// ones (records from before providers have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<Box<AnsweredBy>>,
+    /// A completion's calls of the caller's own tools (`/v1/chat/completions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::domain::llm::ToolCall>,
+    /// The agent's tools that ran for it, for a replayed completion's `attive.toolCalls`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<crate::domain::agent::Trace>,
 }
 
 /// The target that answered a turn, as the `X-LLM-*` headers show it.
@@ -209,6 +215,8 @@ impl StoredResult {
             sources: empty_array(),
             error_code: None,
             answered_by: None,
+            tool_calls: Vec::new(),
+            traces: Vec::new(),
         }
     }
 }
@@ -326,6 +334,8 @@ mod tests {
             sources: json!([]),
             error_code: None,
             answered_by: None,
+            tool_calls: Vec::new(),
+            traces: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ pub enum IdKind {
     Message,
     Audit,
     Record,
+    Insight,
 }
 
 impl IdKind {
@@ -30,6 +31,7 @@ impl IdKind {
             Self::Message => "msg_",
             Self::Audit => "aud_",
             Self::Record => "rec_",
+            Self::Insight => "ins_",
         }
     }
 }

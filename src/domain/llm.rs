@@ -179,6 +179,21 @@ pub fn build_messages(
     (messages, keep_from)
 }
 
+/// The messages of a stateless turn (the OpenAI-compatible route): the instructions and the
+/// data block first, then the caller's own system messages (which follow ours and can never
+/// replace them), then the caller's conversation as it sent it. Nothing is trimmed: the
+/// conversation is the caller's, as with the API it mimics.
+pub fn build_stateless(instructions: &str, data: &str, system: &[String], conversation: &[Turn]) -> Vec<Turn> {
+    let mut messages = Vec::with_capacity(conversation.len() + system.len() + 2);
+    messages.push(Turn::new(Role::System, instructions));
+    if !data.is_empty() {
+        messages.push(Turn::new(Role::System, data));
+    }
+    messages.extend(system.iter().map(|s| Turn::new(Role::System, s.as_str())));
+    messages.extend(conversation.iter().cloned());
+    messages
+}
+
 /// The tools offered with a request: their definitions (the `tools` array), and whether the
 /// model must answer without calling any (`tool_choice: "none"`, for the last step).
 #[derive(Debug, Clone, Copy)]
@@ -357,6 +372,30 @@ pub fn retry_delay_ms(failure: Failure<'_>, jitter: u8) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stateless_prompt_keeps_ours_first_and_the_callers_conversation_whole() {
+        let conversation =
+            vec![Turn::new(Role::User, "q1"), Turn::new(Role::Assistant, "a1"), Turn::new(Role::User, "q2")];
+        let m = build_stateless("ours", "data", &["theirs".to_owned()], &conversation);
+        let shape: Vec<(Role, &str)> = m.iter().map(|t| (t.role, t.content.as_str())).collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::System, "ours"),
+                (Role::System, "data"),
+                (Role::System, "theirs"),
+                (Role::User, "q1"),
+                (Role::Assistant, "a1"),
+                (Role::User, "q2")
+            ]
+        );
+        assert_eq!(
+            build_stateless("ours", "", &[], &conversation).len(),
+            4,
+            "no data block when nothing was retrieved"
+        );
+    }
     use super::*;
 
     fn history(n: usize, chars: usize) -> Vec<Turn> {

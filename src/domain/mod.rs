@@ -13,8 +13,10 @@ pub mod embed_token;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod insight;
 pub mod knowledge;
 pub mod llm;
+pub mod openai_api;
 #[cfg(test)]
 mod properties;
 pub mod providers;

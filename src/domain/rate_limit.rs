@@ -192,7 +192,7 @@ pub enum Command {
     },
     /// A claimed request ended: remember its result, or (`None`: it stored nothing, e.g. a
     /// 404 or a provider failure before any answer) release the key so a retry runs afresh.
-    Finish { id: String, fingerprint: String, result: Option<StoredResult> },
+    Finish { id: String, fingerprint: String, result: Option<Box<StoredResult>> },
     /// The key was deleted: drop everything the object stores.
     Forget,
 }
@@ -300,7 +300,7 @@ pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Comma
             let write = match (stored, result, record) {
                 // A forgotten key's object stays empty.
                 (None, _, _) => None,
-                (Some(_), Some(result), _) => Some((id, Some(Record::complete(fingerprint, result, now)))),
+                (Some(_), Some(result), _) => Some((id, Some(Record::complete(fingerprint, *result, now)))),
                 // Release only our own unfinished claim, never a finished record.
                 (Some(_), None, Some(Record::InProgress { fingerprint: held, .. })) if held == fingerprint => {
                     Some((id, None))
@@ -533,7 +533,7 @@ mod tests {
         let (reply, _) = on_command(known, Some(record.clone()), check_cmd(Some(other)), T0 + 10);
         assert!(matches!(reply, Reply::Verdict { idempotency: Some(KeyDecision::Mismatch), .. }), "{reply:?}");
         // Finished: replayed afterwards.
-        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(result()) };
+        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(Box::new(result())) };
         let (_, writes) = on_command(known, Some(record), finish, T0 + 20);
         let Some((_, Some(done))) = writes.record else { panic!("{writes:?}") };
         let (reply, _) = on_command(known, Some(done), check_cmd(Some(claim)), T0 + 30);
@@ -552,7 +552,7 @@ mod tests {
         let (_, writes) = on_command(known, Some(Record::claim("f2", T0)), release.clone(), T0);
         assert_eq!(writes.record, None);
         // A forgotten key's object stays empty.
-        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(result()) };
+        let finish = Command::Finish { id: "r1".into(), fingerprint: "f1".into(), result: Some(Box::new(result())) };
         assert_eq!(on_command(None, Some(held), finish, T0).1, Writes::default());
         // Over the limit: 429, and the key stays free.
         let spent = Stored { key_limit: Some(1), ..Stored::default() };

@@ -287,6 +287,8 @@ mod tests {
             sources: json!([]),
             error_code: None,
             answered_by: None,
+            tool_calls: Vec::new(),
+            traces: Vec::new(),
         };
         let names: Vec<String> = replay(&result, "r").iter().map(|f| data(f).0).collect();
         assert_eq!(names, ["start", "delta", "done"]);

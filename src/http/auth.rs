@@ -4,7 +4,8 @@
 
 use worker::Request;
 
-use super::Cx;
+use super::{cors, Cx};
+use crate::domain::embed_token::{self, Claims};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::token::{constant_time_eq, Token, TokenKind};
 use crate::storage::{self, workspaces::Admin};
@@ -59,4 +60,95 @@ pub async fn workspace_admin(req: &Request, cx: &Cx) -> ApiResult<Admin> {
     let token = token(req, TokenKind::AdminToken, MISSING_ADMIN, INVALID_ADMIN)?;
     let db = storage::db(&cx.env)?;
     storage::workspaces::admin_by_token_hash(&db, &token.hash()).await?.ok_or(ApiError::Unauthorized(INVALID_ADMIN))
+}
+
+/// The credential of a route open to both API keys and embed tokens.
+pub enum Caller {
+    Key {
+        hash: String,
+    },
+    /// A token whose signature, origin, expiry and route were checked; its key is checked by
+    /// the handler's lookup, exactly as a key's would be.
+    Embed {
+        claims: Box<Claims>,
+    },
+}
+
+impl Caller {
+    /// The hash of the key the request is made with (a token's: the key that minted it).
+    pub fn key_hash(&self) -> &str {
+        match self {
+            Self::Key { hash } => hash,
+            Self::Embed { claims } => &claims.key_hash,
+        }
+    }
+
+    pub fn claims(&self) -> Option<&Claims> {
+        match self {
+            Self::Key { .. } => None,
+            Self::Embed { claims } => Some(claims),
+        }
+    }
+
+    /// A refusal of the key, in the words of the credential used.
+    pub fn refusal(&self, err: ApiError) -> ApiError {
+        match self {
+            Self::Key { .. } => err,
+            Self::Embed { .. } => embed_token::key_refusal(err),
+        }
+    }
+}
+
+/// Whether the request's bearer credential is an embed token (by its prefix only).
+pub fn is_embed(req: &Request) -> bool {
+    matches!(bearer(req), Ok(Some(t)) if embed_token::looks_like(&t))
+}
+
+/// The CORS headers of a request made with a good token from one of its origins, on a route
+/// it may not use: its page can read the 403 too.
+pub fn embed_cors(req: &Request, cx: &Cx) {
+    let Ok(Some(raw)) = bearer(req) else { return };
+    let Ok(claims) = open(&raw, cx) else { return };
+    let origin = req.headers().get("Origin").ok().flatten();
+    if let Some(origin) = origin.filter(|o| embed_token::allows_origin(&claims, Some(o))) {
+        for (name, value) in cors::allow(&origin) {
+            cx.add_header(name, value);
+        }
+    }
+}
+
+/// An API key or an embed token. A token is checked without I/O, in an order that lets a
+/// page read every refusal it can act on: signature (401), then its origins against the
+/// request's `Origin` (403; from here on the response carries the CORS headers), then expiry
+/// (401), then whether it may chat (`chat_route`, 403).
+pub fn key_or_embed(req: &Request, cx: &Cx, chat_route: bool) -> ApiResult<Caller> {
+    let raw = match bearer(req) {
+        Ok(Some(raw)) if embed_token::looks_like(&raw) => raw,
+        _ => return Ok(Caller::Key { hash: api_key(req)?.hash() }),
+    };
+    let claims = open(&raw, cx).map_err(|_| ApiError::Unauthorized(embed_token::INVALID))?;
+    let origin = req.headers().get("Origin").ok().flatten();
+    if !embed_token::allows_origin(&claims, origin.as_deref()) {
+        return Err(ApiError::Forbidden(embed_token::ORIGIN_NOT_ALLOWED, None));
+    }
+    for (name, value) in cors::allow(origin.as_deref().unwrap_or_default()) {
+        cx.add_header(name, value);
+    }
+    if embed_token::is_expired(&claims, cx.now) {
+        return Err(ApiError::Unauthorized(embed_token::EXPIRED));
+    }
+    if chat_route && !claims.chat {
+        return Err(ApiError::Forbidden(
+            embed_token::ROUTE_NOT_ALLOWED,
+            Some(serde_json::json!("this token was minted without \"chat\": true")),
+        ));
+    }
+    Ok(Caller::Embed { claims: Box::new(claims) })
+}
+
+/// A token's claims if it is signed with the current secret or the previous one.
+fn open(raw: &str, cx: &Cx) -> Result<Claims, embed_token::Refusal> {
+    let current = cx.secret("EMBED_TOKEN_SECRET").unwrap_or_default();
+    let previous = cx.secret("EMBED_TOKEN_SECRET_PREVIOUS").unwrap_or_default();
+    embed_token::open(raw, &[current.as_bytes(), previous.as_bytes()])
 }

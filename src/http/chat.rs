@@ -5,19 +5,21 @@ use serde_json::json;
 use worker::Request;
 
 use super::{auth, read_json, sse, Cx, Reply};
-use crate::domain::agent::Trace;
 use crate::domain::chat::{wants_stream, ChatRequest};
+use crate::domain::embed_token::Claims;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::{self, StoredResult};
 use crate::domain::rate_limit::Claim;
 use crate::domain::stream::ErrorCode;
-use crate::turn::run::{Finished, Sink};
-use crate::turn::{self, Start, Turn};
+use crate::turn::run::{Finished, Whole};
+use crate::turn::{self, Start};
 
 pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
-    let token = auth::api_key(req)?;
-    let hash = token.hash();
+    let caller = auth::key_or_embed(req, cx, true)?;
+    let hash = caller.key_hash().to_owned();
     cx.usage_key(Some(&hash));
+    // A token's chats are its viewer's: they see, continue and replay only their own.
+    let viewer = caller.claims().map(Claims::viewer);
     let config = cx.config()?;
     let accept = req.headers().get("Accept").ok().flatten();
     let idempotency_key = req.headers().get(idempotency::HEADER).ok().flatten();
@@ -28,29 +30,29 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         None => None,
         Some(value) => {
             let key = idempotency::parse_key(&value).map_err(idempotency::invalid_key)?;
-            let scope = "chat";
+            let scope = viewer.as_ref().map_or_else(|| "chat".to_owned(), |v| format!("chat\nembed\n{}", v.user));
             Some(Claim {
-                id: idempotency::record_id(scope, &key),
+                id: idempotency::record_id(&scope, &key),
                 fingerprint: idempotency::fingerprint(&body),
                 stale_after_ms: idempotency::stale_after_ms(config.llm_timeout_ms.max(config.llm_stream_max_ms)),
             })
         }
     };
-    match turn::start(cx, &hash, &input, claim).await? {
+    match turn::start(cx, &hash, viewer.as_ref(), &input, claim).await.map_err(|e| caller.refusal(e))? {
         Start::Replay(result) => {
             cx.set_header(idempotency::REPLAYED_HEADER, "true".to_owned());
             for (name, value) in result.answered_by.iter().flat_map(|a| a.headers()) {
                 cx.set_header(name, value);
             }
             if stream {
-                Ok(sse::replay(cx, &result))
+                Ok(sse::replay(cx, &result, &sse::Protocol::Attive))
             } else {
                 json_reply(&result, cx)
             }
         }
-        Start::Run(turn) if stream => sse::respond(cx, req, *turn).await,
+        Start::Run(turn) if stream => sse::respond(cx, req, *turn, sse::Protocol::Attive).await,
         Start::Run(turn) => {
-            let (turn, finished) = turn.run(&mut WholeAnswer).await;
+            let (turn, finished) = turn.run(&mut Whole).await;
             cx.set_header("Server-Timing", turn.timing.header());
             for (name, value) in turn.answered_by().headers() {
                 cx.set_header(name, value);
@@ -68,39 +70,6 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
                 }
             }
         }
-    }
-}
-
-/// The JSON transport's sink: the provider answers whole, and nothing is sent before the end.
-struct WholeAnswer;
-
-impl Sink for WholeAnswer {
-    fn streams(&self) -> bool {
-        false
-    }
-
-    async fn start(&mut self, _: &Turn) -> bool {
-        true
-    }
-
-    async fn delta(&mut self, _: &str) -> bool {
-        true
-    }
-
-    async fn tool(&mut self, _: &Trace) -> bool {
-        true
-    }
-
-    async fn ping(&mut self, _: &Turn) -> bool {
-        true
-    }
-
-    fn last_sent(&self) -> Option<u64> {
-        None
-    }
-
-    async fn unless_gone<F: std::future::Future>(&mut self, fut: F) -> Option<F::Output> {
-        Some(fut.await)
     }
 }
 

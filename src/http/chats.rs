@@ -8,26 +8,53 @@ use super::routes::Matched;
 use super::{auth, query, Cx, Reply};
 use crate::domain::agent;
 use crate::domain::cursor;
+use crate::domain::embed_token;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::time::to_iso;
 use crate::storage::{self, chats, keys, limiter};
 
 const CHAT_NOT_FOUND: ApiError = ApiError::NotFound("Chat not found", None);
 
-/// The key's workspace and the agents it is limited to (as the JSON list storage binds, or
-/// `None` for all), after the key lookup and the rate limiter ran side by side. A scoped key
-/// sees only its agents' chats; the others read as absent.
-async fn workspace_of(req: &Request, cx: &Cx) -> ApiResult<(String, Option<String>)> {
-    let token = auth::api_key(req)?;
+/// Who reads: the key's workspace, the agents it (or its token) is limited to (as the JSON
+/// list storage binds, or `None` for all) and, for an embed token, the key's id and the
+/// viewer's label, after the key lookup and the rate limiter ran side by side. A scoped key
+/// sees only its agents' chats, a token only its viewer's; the others read as absent.
+struct Reader {
+    workspace_id: String,
+    scope: Option<String>,
+    embed: Option<(String, String)>,
+}
+
+impl Reader {
+    fn viewer(&self) -> chats::Viewer<'_> {
+        chats::Viewer {
+            scope: self.scope.as_deref(),
+            embed: self.embed.as_ref().map(|(k, u)| (k.as_str(), u.as_str())),
+        }
+    }
+}
+
+async fn reader(req: &Request, cx: &Cx) -> ApiResult<Reader> {
+    let caller = auth::key_or_embed(req, cx, true)?;
     let config = cx.config()?;
-    let hash = token.hash();
+    let hash = caller.key_hash().to_owned();
     cx.usage_key(Some(&hash));
     let db = storage::db(&cx.env)?;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
-    let key = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key;
-    let scope = key.scope().to_stored();
-    Ok((key.workspace_id, scope))
+    let admitted = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0;
+    let key = admitted.map_err(|e| caller.refusal(e))?.key;
+    Ok(match caller.claims() {
+        None => Reader { scope: key.scope().to_stored(), workspace_id: key.workspace_id, embed: None },
+        Some(claims) => {
+            let viewer = claims.viewer();
+            Reader {
+                scope: embed_token::agent_scope(&key.scope(), viewer.agent_ids.as_deref()).to_stored(),
+                workspace_id: key.workspace_id,
+                embed: Some((key.id, viewer.user)),
+            }
+        }
+    })
 }
 
 fn chat_json(c: &chats::Chat) -> Value {
@@ -43,9 +70,9 @@ fn chat_json(c: &chats::Chat) -> Value {
 pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let limit = cursor::limit(query(req, "limit").as_deref(), 20)?;
     let after = query(req, "cursor").filter(|c| !c.is_empty()).map(|c| cursor::decode(&c)).transpose()?;
-    let (ws, scope) = workspace_of(req, cx).await?;
+    let r = reader(req, cx).await?;
     // One extra row tells whether there is a next page.
-    let mut page = chats::list(&storage::db(&cx.env)?, &ws, scope.as_deref(), limit + 1, after).await?;
+    let mut page = chats::list(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), limit + 1, after).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next = if more { page.last().map(|c| cursor::encode(c.updated_at, &c.id)) } else { None };
@@ -53,9 +80,9 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 }
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
-    let (ws, scope) = workspace_of(req, cx).await?;
+    let r = reader(req, cx).await?;
     let (chat, messages) =
-        chats::get(&storage::db(&cx.env)?, &ws, scope.as_deref(), m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
+        chats::get(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
     let mut body = chat_json(&chat);
     let messages: Vec<Value> = messages
         .iter()
@@ -86,8 +113,8 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 }
 
 pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
-    let (ws, scope) = workspace_of(req, cx).await?;
-    if chats::delete(&storage::db(&cx.env)?, &ws, scope.as_deref(), m.param(0)).await? {
+    let r = reader(req, cx).await?;
+    if chats::delete(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), m.param(0)).await? {
         Ok(Reply::no_content())
     } else {
         Err(CHAT_NOT_FOUND)

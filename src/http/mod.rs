@@ -5,9 +5,13 @@ mod admin;
 pub(crate) mod auth;
 mod chat;
 mod chats;
+mod cors;
+mod embed;
 mod health;
+mod insights;
 mod keys;
 mod knowledge;
+mod openai;
 mod pages;
 pub mod routes;
 mod settings;
@@ -71,7 +75,20 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
     let path = req.path();
     let cx = Cx::new(env, ctx, started as Millis, request_id.clone());
 
+    let preflight = method == "OPTIONS" && routes::any_method(&path).is_some_and(routes::Endpoint::takes_embed_tokens);
     let (pattern, outcome) = match routes::resolve(&method, &path) {
+        _ if preflight => {
+            let origin = req.headers().get("Origin").ok().flatten();
+            for (name, value) in cors::preflight(origin.as_deref()) {
+                cx.add_header(name, value);
+            }
+            ("(preflight)", Ok(Reply::no_content()))
+        }
+        // Before anything else: a token on a route it may never use costs no lookup.
+        Ok(matched) if !matched.endpoint.takes_embed_tokens() && auth::is_embed(&req) => {
+            auth::embed_cors(&req, &cx);
+            (matched.pattern, Err(ApiError::Forbidden(crate::domain::embed_token::ROUTE_NOT_ALLOWED, None)))
+        }
         Ok(matched) => (matched.pattern, dispatch(&mut req, &matched, &cx).await),
         Err(err) => ("(unmatched)", Err(err)),
     };
@@ -83,7 +100,10 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
                     &json!({ "requestId": request_id, "level": "error", "route": pattern, "status": err.status(), "detail": detail }),
                 );
             }
-            (err.status(), Body::Json(err.body()), err.headers())
+            // The OpenAI-compatible routes answer errors in OpenAI's shape, so SDKs raise
+            // their own exception classes.
+            let body = if path.starts_with("/v1/") { crate::domain::openai_api::error_json(&err) } else { err.body() };
+            (err.status(), Body::Json(body), err.headers())
         }
     };
     count_usage(&cx, status).await;
@@ -136,7 +156,9 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         | Endpoint::SettingsPage
         | Endpoint::SettingsScript
         | Endpoint::SettingsStyle
-        | Endpoint::SettingsIcon => pages::serve(m.endpoint, cx).await,
+        | Endpoint::SettingsIcon
+        | Endpoint::SettingsModule
+        | Endpoint::EmbedScript => pages::serve(m.endpoint, m, cx).await,
         Endpoint::ListWorkspaces => admin::list_workspaces(req, cx).await,
         Endpoint::CreateWorkspace => admin::create_workspace(req, cx).await,
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
@@ -164,6 +186,17 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::ListChats => chats::list(req, cx).await,
         Endpoint::GetChat => chats::get(req, m, cx).await,
         Endpoint::DeleteChat => chats::delete(req, m, cx).await,
+        Endpoint::CreateEmbedToken => embed::mint(req, cx).await,
+        Endpoint::GetInsight => insights::read(req, m, cx).await,
+        Endpoint::ListInsights => insights::list(req, cx).await,
+        Endpoint::CreateInsight => insights::create(req, cx).await,
+        Endpoint::GetInsightSettings => insights::get(req, m, cx).await,
+        Endpoint::UpdateInsight => insights::update(req, m, cx).await,
+        Endpoint::DeleteInsight => insights::delete(req, m, cx).await,
+        Endpoint::RefreshInsight => insights::refresh(req, m, cx).await,
+        Endpoint::ChatCompletions => openai::completions(req, cx).await,
+        Endpoint::ListModels => openai::models(req, cx).await,
+        Endpoint::GetModel => openai::model(req, m, cx).await,
     }
 }
 

@@ -12,6 +12,10 @@ pub enum Endpoint {
     SettingsScript,
     SettingsStyle,
     SettingsIcon,
+    /// Settings page modules (`/settings/js/…`) and the embed widget: static files the edge
+    /// serves before the Worker runs (reached here only for other methods).
+    SettingsModule,
+    EmbedScript,
     ListWorkspaces,
     CreateWorkspace,
     DeleteWorkspace,
@@ -39,6 +43,17 @@ pub enum Endpoint {
     ListChats,
     GetChat,
     DeleteChat,
+    CreateEmbedToken,
+    GetInsight,
+    ListInsights,
+    CreateInsight,
+    GetInsightSettings,
+    UpdateInsight,
+    DeleteInsight,
+    RefreshInsight,
+    ChatCompletions,
+    ListModels,
+    GetModel,
 }
 
 type Methods = &'static [(&'static str, Endpoint)];
@@ -51,6 +66,8 @@ pub const ROUTES: &[(&str, Methods)] = &[
     ("/settings/app.js", &[("GET", Endpoint::SettingsScript)]),
     ("/settings/app.css", &[("GET", Endpoint::SettingsStyle)]),
     ("/settings/favicon.svg", &[("GET", Endpoint::SettingsIcon)]),
+    ("/settings/js/{module}", &[("GET", Endpoint::SettingsModule)]),
+    ("/embed/v1.js", &[("GET", Endpoint::EmbedScript)]),
     ("/api/admin/workspaces", &[("GET", Endpoint::ListWorkspaces), ("POST", Endpoint::CreateWorkspace)]),
     ("/api/admin/workspaces/{workspaceId}", &[("DELETE", Endpoint::DeleteWorkspace)]),
     ("/api/admin/workspaces/{workspaceId}/admins", &[("POST", Endpoint::CreateAdmin)]),
@@ -73,7 +90,30 @@ pub const ROUTES: &[(&str, Methods)] = &[
     ("/api/chat", &[("POST", Endpoint::Chat)]),
     ("/api/chats", &[("GET", Endpoint::ListChats)]),
     ("/api/chats/{chatId}", &[("GET", Endpoint::GetChat), ("DELETE", Endpoint::DeleteChat)]),
+    ("/api/embed-tokens", &[("POST", Endpoint::CreateEmbedToken)]),
+    ("/api/insights/{insightId}", &[("GET", Endpoint::GetInsight)]),
+    ("/api/settings/insights", &[("GET", Endpoint::ListInsights), ("POST", Endpoint::CreateInsight)]),
+    (
+        "/api/settings/insights/{insightId}",
+        &[
+            ("GET", Endpoint::GetInsightSettings),
+            ("PATCH", Endpoint::UpdateInsight),
+            ("DELETE", Endpoint::DeleteInsight),
+        ],
+    ),
+    ("/api/settings/insights/{insightId}/refresh", &[("POST", Endpoint::RefreshInsight)]),
+    ("/v1/chat/completions", &[("POST", Endpoint::ChatCompletions)]),
+    ("/v1/models", &[("GET", Endpoint::ListModels)]),
+    ("/v1/models/{modelId}", &[("GET", Endpoint::GetModel)]),
 ];
+
+impl Endpoint {
+    /// The routes an embed token may be used on (the chat ones only if it may chat); every
+    /// other route refuses it with 403 before anything else is looked at.
+    pub fn takes_embed_tokens(self) -> bool {
+        matches!(self, Self::Chat | Self::ListChats | Self::GetChat | Self::GetInsight)
+    }
+}
 
 /// A matched request: the endpoint, the pattern (what the log names, never the raw path) and
 /// the path parameters in order.
@@ -110,6 +150,15 @@ pub fn resolve(method: &str, path: &str) -> Result<Matched, ApiError> {
         };
     }
     Err(ApiError::NotFound("Not found", None))
+}
+
+/// The first endpoint of a path, whatever the method (a preflight asks about a path).
+pub fn any_method(path: &str) -> Option<Endpoint> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    ROUTES
+        .iter()
+        .find(|(pattern, _)| match_pattern(pattern, path).is_some())
+        .and_then(|(_, methods)| methods.first().map(|&(_, e)| e))
 }
 
 /// The `Allow` list of a path: its methods, with `HEAD` after `GET`.

@@ -19,22 +19,53 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use worker::{Delay, Request};
 
-use super::{Body, Cx, Reply};
+use super::{openai, Body, Cx, Reply};
 use crate::domain::agent::Trace;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::idempotency::{AnsweredBy, StoredResult};
 use crate::domain::knowledge;
-use crate::domain::sse::{self, Usage};
-use crate::domain::stream;
+use crate::domain::openai_api::{self, ChunkHead};
+use crate::domain::sse::{self, Answer, Usage};
+use crate::domain::stream::{self, ErrorCode};
 use crate::turn::run::{Finished, Sink};
 use crate::turn::Turn;
 
 /// The body of a streamed response: ready-made frames.
 pub type Frames = Pin<Box<dyn Stream<Item = Result<Vec<u8>, worker::Error>>>>;
 
+/// The event format of a stream: ours (`start`, `delta`, `tool`, `done`, `error`), or the
+/// OpenAI Chat Completions chunks of `/v1/chat/completions`. The turn and the sink are the
+/// same; only the frames differ.
+pub enum Protocol {
+    Attive,
+    OpenAi { id: String, created: i64, model: String, include_usage: bool },
+}
+
+impl Protocol {
+    /// The OpenAI format for a completion of `model` (as the caller named it).
+    pub fn openai(turn_message_id: &str, created: i64, model: &str, include_usage: bool) -> Self {
+        Self::OpenAi { id: openai::completion_id(turn_message_id), created, model: model.to_owned(), include_usage }
+    }
+
+    fn head(&self) -> Option<ChunkHead<'_>> {
+        match self {
+            Self::Attive => None,
+            Self::OpenAi { id, created, model, .. } => Some(ChunkHead { id, created: *created, model }),
+        }
+    }
+}
+
 /// A retry of a finished request: its stored result as a short stream.
-pub fn replay(cx: &Cx, result: &StoredResult) -> Reply {
-    let frames = stream::replay(result, &cx.request_id);
+pub fn replay(cx: &Cx, result: &StoredResult, protocol: &Protocol) -> Reply {
+    let frames = match protocol.head() {
+        None => stream::replay(result, &cx.request_id),
+        Some(head) => openai::replay_frames(
+            &head,
+            result,
+            &cx.request_id,
+            matches!(protocol, Protocol::OpenAi { include_usage: true, .. }),
+        ),
+    };
     let body = futures::stream::iter(frames.into_iter().map(|f| Ok(f.into_bytes())));
     Reply { status: 200, body: Body::EventStream(Box::pin(body)) }
 }
@@ -46,7 +77,7 @@ pub fn replay(cx: &Cx, result: &StoredResult) -> Reply {
 /// The turn runs under `waitUntil` from the start, because that is what keeps it alive after
 /// the caller disconnects: it can then hang up on the provider and store the partial answer
 /// (without it, no code runs once the caller has gone).
-pub async fn respond(cx: &Cx, req: &Request, turn: Turn) -> ApiResult<Reply> {
+pub async fn respond(cx: &Cx, req: &Request, turn: Turn, protocol: Protocol) -> ApiResult<Reply> {
     let (frames_tx, frames_rx) = mpsc::channel::<String>(16);
     // Dropped with the body: the sink's `gone` then completes.
     let (gone_tx, gone_rx) = oneshot::channel::<()>();
@@ -66,6 +97,7 @@ pub async fn respond(cx: &Cx, req: &Request, turn: Turn) -> ApiResult<Reply> {
         last_sent: now(),
         connected: true,
         sent_start: false,
+        protocol,
     };
     cx.ctx.wait_until(async move {
         let _on_abort = on_abort;
@@ -127,6 +159,7 @@ struct SseSink {
     connected: bool,
     /// Whether `start` went out (a stream that began with keep-alives may not have sent it).
     sent_start: bool,
+    protocol: Protocol,
 }
 
 impl SseSink {
@@ -154,7 +187,10 @@ impl SseSink {
         self.connected
     }
 
-    fn start_frame(turn: &Turn) -> String {
+    fn start_frame(&self, turn: &Turn) -> String {
+        if let Some(head) = self.protocol.head() {
+            return openai_api::role_chunk(&head);
+        }
         let sources = knowledge::sources_json(&turn.sources, None);
         stream::start(
             &turn.chat_id,
@@ -164,6 +200,36 @@ impl SseSink {
             &turn.model,
             &sources,
         )
+    }
+
+    /// The frames that end a stored answer (`code`: why it is incomplete).
+    fn end_frames(&self, turn: &Turn, answer: &Answer, code: Option<ErrorCode>) -> Vec<String> {
+        let Some(head) = self.protocol.head() else {
+            return vec![match code {
+                None => stream::done(
+                    &turn.chat_id,
+                    &turn.assistant_message_id,
+                    answer.finish_reason.as_deref(),
+                    &answer.usage,
+                    &knowledge::sources_json(&turn.sources, Some(&answer.text)),
+                ),
+                Some(code) => stream::error(code, &turn.request_id, &turn.chat_id, &turn.assistant_message_id),
+            }];
+        };
+        match code {
+            None => {
+                let include_usage = matches!(self.protocol, Protocol::OpenAi { include_usage: true, .. });
+                openai::end_frames(&head, turn, answer, include_usage)
+            }
+            Some(code) => vec![openai_api::error_chunk(&code.as_api_error())],
+        }
+    }
+
+    fn error_frame(&self, turn: &Turn, code: ErrorCode) -> String {
+        match self.protocol {
+            Protocol::Attive => stream::error(code, &turn.request_id, &turn.chat_id, &turn.assistant_message_id),
+            Protocol::OpenAi { .. } => openai_api::error_chunk(&code.as_api_error()),
+        }
     }
 }
 
@@ -175,15 +241,25 @@ impl Sink for SseSink {
     async fn start(&mut self, turn: &Turn) -> bool {
         self.begin(turn);
         self.sent_start = true;
-        self.send(Self::start_frame(turn)).await
+        let frame = self.start_frame(turn);
+        self.send(frame).await
     }
 
     async fn delta(&mut self, text: &str) -> bool {
-        self.send(stream::delta(text)).await
+        let frame = match self.protocol.head() {
+            None => stream::delta(text),
+            Some(head) => openai_api::content_chunk(&head, text),
+        };
+        self.send(frame).await
     }
 
     async fn tool(&mut self, trace: &Trace) -> bool {
-        self.send(stream::tool(trace)).await
+        // The OpenAI format has no event for a tool that ran server-side: the last chunk's
+        // `attive.toolCalls` lists them.
+        match self.protocol {
+            Protocol::Attive => self.send(stream::tool(trace)).await,
+            Protocol::OpenAi { .. } => self.connected,
+        }
     }
 
     async fn ping(&mut self, turn: &Turn) -> bool {
@@ -215,20 +291,14 @@ impl Sink for SseSink {
 /// The turn, then the one terminal event: `done` once the turn is stored, else `error`.
 async fn produce(turn: Turn, mut sink: SseSink) {
     let (turn, finished) = turn.run(&mut sink).await;
-    let request_id = turn.request_id.clone();
     let terminal = match finished {
         Finished::Stored { answer, code, .. } => {
             sink.begin(&turn);
-            match code {
-                None => stream::done(
-                    &turn.chat_id,
-                    &turn.assistant_message_id,
-                    answer.finish_reason.as_deref(),
-                    &answer.usage,
-                    &knowledge::sources_json(&turn.sources, Some(&answer.text)),
-                ),
-                Some(code) => stream::error(code, &request_id, &turn.chat_id, &turn.assistant_message_id),
+            if !sink.sent_start {
+                let frame = sink.start_frame(&turn);
+                let _ = sink.send(frame).await;
             }
+            sink.end_frames(&turn, &answer, code)
         }
         Finished::Failed { error, usage, code } => {
             if let Some(tx) = sink.opened.take() {
@@ -242,11 +312,16 @@ async fn produce(turn: Turn, mut sink: SseSink) {
             // `start`, so every stream has the same shape.
             turn.count_unstored(code.usage_status(), turn.timing.llm_ms).await;
             if !sink.sent_start {
-                let _ = sink.send(SseSink::start_frame(&turn)).await;
+                let frame = sink.start_frame(&turn);
+                let _ = sink.send(frame).await;
             }
-            stream::error(code, &request_id, &turn.chat_id, &turn.assistant_message_id)
+            vec![sink.error_frame(&turn, code)]
         }
     };
-    let _ = sink.send(terminal).await;
+    for frame in terminal {
+        if !sink.send(frame).await {
+            break;
+        }
+    }
     sink.frames.close_channel();
 }

@@ -77,7 +77,7 @@ pub fn record_if_exists(
 ) -> ApiResult<D1PreparedStatement> {
     let prefix = match table {
         Table::ApiKeys => "prefix",
-        Table::Agents => "NULL",
+        Table::Agents | Table::Insights => "NULL",
     };
     let sql = format!(
         "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at, details) \
@@ -103,6 +103,7 @@ pub fn record_if_exists(
 pub enum Table {
     ApiKeys,
     Agents,
+    Insights,
 }
 
 impl Table {
@@ -110,6 +111,7 @@ impl Table {
         match self {
             Self::ApiKeys => "api_keys",
             Self::Agents => "agents",
+            Self::Insights => "insights",
         }
     }
 }

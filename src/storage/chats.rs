@@ -2,6 +2,7 @@
 //! LLM call and writes the turn in one batch after it.
 
 use serde::Deserialize;
+use wasm_bindgen::JsValue;
 use worker::D1Database;
 
 use super::{all, batch, changes, int, keys, knowledge, opt_int, opt_text, rows, stmt, text};
@@ -49,6 +50,14 @@ struct HasRecords {
     has_records: i64,
 }
 
+/// Whose turn is loaded: a key's (by its hash, checked in the same round trip), or a
+/// workspace's own (an insight's generation).
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    Key(&'a str),
+    Workspace(&'a str),
+}
+
 /// Everything one chat turn needs, read in one round trip.
 pub struct TurnContext {
     pub key: Option<keys::KeyAuth>,
@@ -87,23 +96,34 @@ pub struct Retrieval {
 /// chat. The exact trimming (which also counts the instructions) stays with the caller.
 pub async fn load_turn(
     db: &D1Database,
-    key_hash: &str,
+    whose: Whose<'_>,
     chat_id: Option<&str>,
     agent_id: Option<&str>,
     history_budget: usize,
     retrieval: &Retrieval,
+    viewer: Option<&str>,
 ) -> ApiResult<TurnContext> {
-    const WS: &str = "(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)";
+    let (ws, key_hash) = match whose {
+        Whose::Key(hash) => ("(SELECT workspace_id FROM api_keys WHERE key_hash = ?1)", hash),
+        // No key: `?1` is the workspace, and the key statement finds nothing (no hash is a
+        // workspace id).
+        Whose::Workspace(id) => ("?1", id),
+    };
+
     // The turn's agent may narrow or switch off its knowledge; the default assistant (no
     // agent) uses every kind.
     let agent_allows = format!(
-        "AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.workspace_id = {WS}          AND a.id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))          AND (json_extract(a.knowledge, '$.enabled') = 0 OR (json_type(a.knowledge, '$.kinds') = 'array'          AND r.kind NOT IN (SELECT value FROM json_each(a.knowledge, '$.kinds')))))"
+        "AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.workspace_id = {ws}          AND a.id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {ws}))          AND (json_extract(a.knowledge, '$.enabled') = 0 OR (json_type(a.knowledge, '$.kinds') = 'array'          AND r.kind NOT IN (SELECT value FROM json_each(a.knowledge, '$.kinds')))))"
     );
-    let chat_sql =
-        format!("SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {WS}");
+    // An embed token's viewer (`?8`, its `user` label) sees only the chats made with tokens of
+    // the same key and label.
+    let chat_sql = format!(
+        "SELECT id, agent_id, title, created_at, updated_at FROM chats WHERE id = ?2 AND workspace_id = {ws} \
+         AND (?8 IS NULL OR (embed_key_id = (SELECT id FROM api_keys WHERE key_hash = ?1) AND embed_user = ?8))"
+    );
     let agent_sql = format!(
-        "SELECT instructions, model, provider, fallbacks, knowledge, tools FROM agents WHERE workspace_id = {WS} \
-         AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {WS}))"
+        "SELECT instructions, model, provider, fallbacks, knowledge, tools FROM agents WHERE workspace_id = {ws} \
+         AND id = COALESCE(?3, (SELECT agent_id FROM chats WHERE id = ?2 AND workspace_id = {ws}))"
     );
     // Newest first, at most HISTORY_LIMIT rows (through the (chat_id, seq) index) before the
     // running sum, so the window never walks a long chat's whole history.
@@ -111,7 +131,7 @@ pub async fn load_turn(
         "SELECT role, content, tool_calls FROM (SELECT seq, role, content, tool_calls, \
          SUM((length(content) + 3) / 4 + {PER_MESSAGE}) OVER (ORDER BY seq DESC) AS used \
          FROM (SELECT seq, role, content, tool_calls FROM messages \
-         WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {WS}) AND status = 'complete' \
+         WHERE chat_id = (SELECT id FROM chats WHERE id = ?2 AND workspace_id = {ws}) AND status = 'complete' \
          ORDER BY seq DESC LIMIT ?4)) WHERE used <= ?5 ORDER BY seq",
         PER_MESSAGE = llm::PER_MESSAGE_TOKENS
     );
@@ -124,23 +144,24 @@ pub async fn load_turn(
         int(budget),
         opt_text(retrieval.query.as_deref()),
         int(i64::from(retrieval.top_k)),
+        opt_text(viewer),
     ];
     let mut statements = vec![
         stmt(db, keys::AUTH_SQL, &p[..1])?,
-        stmt(db, &chat_sql, &p[..2])?,
+        stmt(db, &chat_sql, &p)?,
         stmt(db, &agent_sql, &p[..3])?,
         stmt(db, &history_sql, &p[..5])?,
         stmt(
             db,
-            &format!("SELECT EXISTS (SELECT 1 FROM knowledge_records WHERE workspace_id = {WS}) AS has_records"),
+            &format!("SELECT EXISTS (SELECT 1 FROM knowledge_records WHERE workspace_id = {ws}) AS has_records"),
             &p[..1],
         )?,
     ];
     if retrieval.query.is_some() {
-        statements.push(stmt(db, &knowledge::search_sql(WS, "?6", "?7", &agent_allows), &p)?);
+        statements.push(stmt(db, &knowledge::search_sql(ws, "?6", "?7", &agent_allows), &p[..7])?);
     }
     if retrieval.pipeline {
-        let (deals, stages) = knowledge::pipeline_sql(WS, &SUMMARY_DEALS.to_string(), &agent_allows);
+        let (deals, stages) = knowledge::pipeline_sql(ws, &SUMMARY_DEALS.to_string(), &agent_allows);
         statements.push(stmt(db, &deals, &p[..3])?);
         statements.push(stmt(db, &stages, &p[..3])?);
     }
@@ -185,6 +206,8 @@ pub struct NewTurn<'a> {
     /// `Some` when the chat is new: it is created in the same transaction as its first turn,
     /// so a failed first call leaves no empty chat behind.
     pub new_chat: Option<(&'a str, Option<&'a str>)>, // (title, agent_id)
+    /// `(key id, user label)` when the chat is made with an embed token (see [`Viewer`]).
+    pub embed: Option<(&'a str, &'a str)>,
     pub user_message_id: &'a str,
     pub user_content: &'a str,
     pub assistant_message_id: &'a str,
@@ -223,11 +246,21 @@ pub struct Ledger<'a> {
 pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
     let mut statements = Vec::with_capacity(5);
     if let Some((title, agent_id)) = t.new_chat {
-        let sql = "INSERT INTO chats (id, workspace_id, agent_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)";
+        let sql =
+            "INSERT INTO chats (id, workspace_id, agent_id, title, created_at, updated_at, embed_key_id, embed_user) \
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)";
         statements.push(stmt(
             db,
             sql,
-            &[text(t.chat_id), text(t.workspace_id), opt_text(agent_id), text(title), int(t.started_at)],
+            &[
+                text(t.chat_id),
+                text(t.workspace_id),
+                opt_text(agent_id),
+                text(title),
+                int(t.started_at),
+                opt_text(t.embed.map(|(key, _)| key)),
+                opt_text(t.embed.map(|(_, user)| user)),
+            ],
         )?);
     }
     let insert = "INSERT INTO messages (id, chat_id, seq, role, content, model, prompt_tokens, completion_tokens, \
@@ -299,15 +332,36 @@ pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
 }
 
 /// The condition of a scoped key, whose parameter `?n` is the JSON list of agent ids it may see
-/// the chats of (`NULL` for all).
+/// the chats of (`NULL` for all), and of an embed token's viewer (`?n+1`: the key's id,
+/// `?n+2`: the label; `NULL`: not a token), who sees only the chats made with tokens of the
+/// same key and label.
 fn in_scope(n: u8) -> String {
-    format!("(?{n} IS NULL OR agent_id IN (SELECT value FROM json_each(?{n})))")
+    let (k, u) = (n + 1, n + 2);
+    format!(
+        "(?{n} IS NULL OR agent_id IN (SELECT value FROM json_each(?{n}))) \
+         AND (?{k} IS NULL OR (embed_key_id = ?{k} AND embed_user = ?{u}))"
+    )
+}
+
+/// Who reads chats: a key (within its agent scope) or an embed token's viewer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Viewer<'a> {
+    /// The agents' JSON list, or `None` for all.
+    pub scope: Option<&'a str>,
+    /// `(key id, user label)` of an embed token.
+    pub embed: Option<(&'a str, &'a str)>,
+}
+
+impl Viewer<'_> {
+    fn params(&self) -> [JsValue; 3] {
+        [opt_text(self.scope), opt_text(self.embed.map(|(k, _)| k)), opt_text(self.embed.map(|(_, u)| u))]
+    }
 }
 
 pub async fn list(
     db: &D1Database,
     workspace_id: &str,
-    scope: Option<&str>,
+    viewer: Viewer<'_>,
     limit: u32,
     after: Option<(Millis, String)>,
 ) -> ApiResult<Vec<Chat>> {
@@ -319,8 +373,9 @@ pub async fn list(
          ORDER BY updated_at DESC, id DESC LIMIT ?5",
         in_scope(6)
     );
+    let [scope, key, user] = viewer.params();
     let p =
-        [text(workspace_id), int(at), text(&id), int(i64::from(use_cursor)), int(i64::from(limit)), opt_text(scope)];
+        [text(workspace_id), int(at), text(&id), int(i64::from(use_cursor)), int(i64::from(limit)), scope, key, user];
     all(stmt(db, &sql, &p)?).await
 }
 
@@ -346,7 +401,7 @@ pub struct Message {
 pub async fn get(
     db: &D1Database,
     workspace_id: &str,
-    scope: Option<&str>,
+    viewer: Viewer<'_>,
     chat_id: &str,
 ) -> ApiResult<Option<(Chat, Vec<Message>)>> {
     let scoped = in_scope(3);
@@ -358,7 +413,8 @@ pub async fn get(
          m.status, m.finish_reason, m.usage_estimated, m.sources, m.tool_calls, m.provider, m.attempts FROM messages m \
          WHERE m.chat_id = (SELECT id FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {scoped}) ORDER BY m.seq"
     );
-    let p = [text(chat_id), text(workspace_id), opt_text(scope)];
+    let [scope, key, user] = viewer.params();
+    let p = [text(chat_id), text(workspace_id), scope, key, user];
     let results = batch(db, vec![stmt(db, &chat_sql, &p)?, stmt(db, &msg_sql, &p)?]).await?;
     let [chat, messages] = results.as_slice() else {
         return Err(ApiError::internal("D1 batch returned the wrong number of results"));
@@ -369,9 +425,10 @@ pub async fn get(
     }
 }
 
-pub async fn delete(db: &D1Database, workspace_id: &str, scope: Option<&str>, chat_id: &str) -> ApiResult<bool> {
+pub async fn delete(db: &D1Database, workspace_id: &str, viewer: Viewer<'_>, chat_id: &str) -> ApiResult<bool> {
     let sql = format!("DELETE FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {}", in_scope(3));
-    let p = [text(chat_id), text(workspace_id), opt_text(scope)];
+    let [scope, key, user] = viewer.params();
+    let p = [text(chat_id), text(workspace_id), scope, key, user];
     let result = super::run(stmt(db, &sql, &p)?).await?;
     Ok(changes(&result)? > 0)
 }

@@ -66,7 +66,8 @@ pub async fn relimit(env: &Env, key_hash: &str, r: &Recount) -> ApiResult<Reply>
 
 /// A claimed request ended: its result is remembered (`Some`), or the claim released (`None`).
 pub async fn finish(env: &Env, key_hash: &str, claim: &Claim, result: Option<StoredResult>) -> ApiResult<()> {
-    let command = Command::Finish { id: claim.id.clone(), fingerprint: claim.fingerprint.clone(), result };
+    let command =
+        Command::Finish { id: claim.id.clone(), fingerprint: claim.fingerprint.clone(), result: result.map(Box::new) };
     call(env, key_hash, command).await.map(|_| ())
 }
 

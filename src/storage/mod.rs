@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod audit;
 pub mod chats;
+pub mod insights;
 pub mod keys;
 pub mod knowledge;
 pub mod last_used;

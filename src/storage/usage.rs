@@ -16,7 +16,7 @@ const COUNT_SQL: &str = "INSERT INTO usage_daily (workspace_id, key_id, day, key
      rate_limited, prompt_tokens, completion_tokens, llm_ms) \
      SELECT workspace_id, id, ?2, name, prefix, ?3, ?4, ?5, ?6, ?7, ?8 FROM api_keys WHERE key_hash = ?1 \
      AND (?9 IS NULL OR EXISTS (SELECT 1 FROM chats c WHERE c.id = ?9 AND c.workspace_id = api_keys.workspace_id)) \
-     ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors, \
+     ON CONFLICT (workspace_id, key_id, day) DO UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors, \
      rate_limited = rate_limited + excluded.rate_limited, prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
      completion_tokens = completion_tokens + excluded.completion_tokens, llm_ms = llm_ms + excluded.llm_ms, \
      key_name = excluded.key_name, key_prefix = excluded.key_prefix";
@@ -41,6 +41,41 @@ pub fn count_stmt(
             int(c.completion_tokens),
             int(c.llm_ms),
             opt_text(and_chat),
+        ],
+    )
+}
+
+/// The ledger line of a workspace's insights (their generations are nobody's key's).
+pub const INSIGHTS_KEY_ID: &str = "insights";
+pub const INSIGHTS_KEY_NAME: &str = "Insights";
+
+/// Adds `c` to the workspace's insights line for `day`: a statement for the batch that stores
+/// the generation.
+pub fn count_insights_stmt(
+    db: &D1Database,
+    workspace_id: &str,
+    day: &str,
+    c: &Counters,
+) -> ApiResult<D1PreparedStatement> {
+    let sql = "INSERT INTO usage_daily (workspace_id, key_id, day, key_name, key_prefix, requests, errors, \
+         rate_limited, prompt_tokens, completion_tokens, llm_ms) \
+         SELECT id, ?2, ?3, ?4, '', ?5, ?6, 0, ?7, ?8, ?9 FROM workspaces WHERE id = ?1 \
+         ON CONFLICT (workspace_id, key_id, day) DO UPDATE SET requests = requests + excluded.requests, \
+         errors = errors + excluded.errors, prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+         completion_tokens = completion_tokens + excluded.completion_tokens, llm_ms = llm_ms + excluded.llm_ms";
+    stmt(
+        db,
+        sql,
+        &[
+            text(workspace_id),
+            text(INSIGHTS_KEY_ID),
+            text(day),
+            text(INSIGHTS_KEY_NAME),
+            int(c.requests),
+            int(c.errors),
+            int(c.prompt_tokens),
+            int(c.completion_tokens),
+            int(c.llm_ms),
         ],
     )
 }
@@ -107,10 +142,10 @@ pub async fn read(db: &D1Database, workspace_id: &str, range: &Range, key_id: Op
     // columns from the row that holds MAX(day)).
     let keys_sql = format!(
         "SELECT k.id AS key_id, k.name, k.prefix, 0 AS deleted, {SUMS} FROM api_keys k \
-         LEFT JOIN usage_daily u ON u.key_id = k.id AND u.day BETWEEN ?2 AND ?3 \
+         LEFT JOIN usage_daily u ON u.workspace_id = k.workspace_id AND u.key_id = k.id AND u.day BETWEEN ?2 AND ?3 \
          WHERE k.workspace_id = ?1 AND (?4 IS NULL OR k.id = ?4) GROUP BY k.id \
          UNION ALL \
-         SELECT key_id, name, prefix, 1 AS deleted, requests, errors, rate_limited, prompt_tokens, completion_tokens, llm_ms \
+         SELECT key_id, name, prefix, key_id <> '{INSIGHTS_KEY_ID}' AS deleted, requests, errors, rate_limited, prompt_tokens, completion_tokens, llm_ms \
          FROM (SELECT u.key_id, u.key_name AS name, u.key_prefix AS prefix, MAX(u.day) AS latest, \
            SUM(CASE WHEN u.day BETWEEN ?2 AND ?3 THEN u.requests ELSE 0 END) AS requests, \
            SUM(CASE WHEN u.day BETWEEN ?2 AND ?3 THEN u.errors ELSE 0 END) AS errors, \

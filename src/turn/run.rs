@@ -155,6 +155,7 @@ impl Turn {
                 self.forget().await;
                 let (error, code) = match failure {
                     StoreFailure::ChatGone => (ApiError::NotFound("Chat not found", None), ErrorCode::ChatNotFound),
+                    StoreFailure::Incomplete(code) => (code.as_api_error(), code),
                     StoreFailure::Storage(err) => {
                         log_warn(&self.request_id, "turn_not_stored", err.log_detail());
                         (err, ErrorCode::StorageFailed)
@@ -206,7 +207,14 @@ impl Turn {
                 self.read_stream(sink, &provider, budget, deadline, content_seen).await
             } else {
                 let budget = Budget { first_byte_ms: share, total_ms: share, retry: is_last };
-                let call = upstream::llm::complete(&provider, &target.model, &self.messages, self.offer(), budget);
+                let call = upstream::llm::complete(
+                    &provider,
+                    &target.model,
+                    &self.messages,
+                    self.offer(),
+                    self.sampling(),
+                    budget,
+                );
                 let (completion, ms) = timed(call).await;
                 self.timing.llm_ms += ms;
                 completion.map(|c| {
@@ -263,7 +271,8 @@ impl Turn {
         deadline: u64,
         content_seen: &mut bool,
     ) -> Result<(Ending, Collector), Refused> {
-        let open = upstream::llm::open_stream(provider, &self.model, &self.messages, self.offer(), budget);
+        let open =
+            upstream::llm::open_stream(provider, &self.model, &self.messages, self.offer(), self.sampling(), budget);
         let (opened, ms) = timed(open).await;
         self.timing.llm_ms += ms;
         let mut upstream = opened?;
@@ -369,5 +378,39 @@ async fn drain(upstream: &mut upstream::llm::OpenStream) {
                 return;
             }
         }
+    }
+}
+
+/// The sink of a turn answered whole (the JSON transport, an insight's generation): the
+/// provider answers in one piece, and nothing is sent before the end.
+pub struct Whole;
+
+impl Sink for Whole {
+    fn streams(&self) -> bool {
+        false
+    }
+
+    async fn start(&mut self, _: &Turn) -> bool {
+        true
+    }
+
+    async fn delta(&mut self, _: &str) -> bool {
+        true
+    }
+
+    async fn tool(&mut self, _: &Trace) -> bool {
+        true
+    }
+
+    async fn ping(&mut self, _: &Turn) -> bool {
+        true
+    }
+
+    fn last_sent(&self) -> Option<u64> {
+        None
+    }
+
+    async fn unless_gone<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        Some(fut.await)
     }
 }

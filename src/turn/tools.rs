@@ -26,6 +26,11 @@ impl Toolbox {
         let definitions = tools::definitions(&tools, &kinds);
         Self { tools, kinds, definitions }
     }
+
+    /// Whether one of its tools is called `name`.
+    pub fn offers(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.as_str() == name)
+    }
 }
 
 /// One executed call: the message for the model, what is kept of it, and the records it

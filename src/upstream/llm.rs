@@ -14,6 +14,7 @@ use futures::pin_mut;
 use worker::{AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use crate::domain::llm::{self, Completion, Failure, Offer, Turn};
+use crate::domain::openai_api::Sampling;
 use crate::domain::providers::Provider;
 use crate::domain::wire::FailureKind;
 
@@ -72,9 +73,14 @@ pub async fn complete(
     model: &str,
     messages: &[Turn],
     tools: Option<Offer<'_>>,
+    sampling: Option<&Sampling>,
     budget: Budget,
 ) -> Result<Completion, Refused> {
-    let body = provider.wire.request_body(model, provider.max_tokens, messages, tools, false).to_string();
+    let mut body = provider.wire.request_body(model, provider.max_tokens, messages, tools, false);
+    if let Some(sampling) = sampling {
+        provider.wire.apply(&mut body, sampling);
+    }
+    let body = body.to_string();
     let body = body.as_str();
     let with_tools = tools.is_some();
     with_retries(budget, |first_byte_ms, left| async move {
@@ -132,9 +138,14 @@ pub async fn open_stream(
     model: &str,
     messages: &[Turn],
     tools: Option<Offer<'_>>,
+    sampling: Option<&Sampling>,
     budget: Budget,
 ) -> Result<OpenStream, Refused> {
-    let body = provider.wire.request_body(model, provider.max_tokens, messages, tools, true).to_string();
+    let mut body = provider.wire.request_body(model, provider.max_tokens, messages, tools, true);
+    if let Some(sampling) = sampling {
+        provider.wire.apply(&mut body, sampling);
+    }
+    let body = body.to_string();
     let body = body.as_str();
     let with_tools = tools.is_some();
     with_retries(budget, |first_byte_ms, _| async move {

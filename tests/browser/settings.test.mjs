@@ -692,3 +692,129 @@ test("an admin gives an agent tools, changes them, and sees them in the agents t
     await p.context().close();
   }
 });
+
+// ---- dashboards -----------------------------------------------------------------------------
+
+test("an admin creates an insight, refreshes it, reads its answer, copies its embed snippet, edits and deletes it", async () => {
+  const token = await freshAdmin();
+  const agent = await call("POST", "/api/settings/agents", token, { name: "Churn Analyst", instructions: "Assess churn risk." });
+  assert.equal(agent.status, 201);
+  // Every generation of this insight (the first one, started on create, and the refresh) gets
+  // this answer from the LLM stand-in, a second late: long enough to see the refresh running.
+  const tag = `insight-${Date.now()}`;
+  const reply = "Three accounts are at risk: Acme, Globex and Initech.";
+  const scripted = await fetch(`${process.env.LLM_STUB_URL}/_stub/scenario`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ tag, steps: [{ reply, delay_ms: 1000 }] }),
+  });
+  assert.equal(scripted.status, 200);
+  const { p, problems } = await page();
+  try {
+    await signIn(p, token);
+    await p.getByRole("tab", { name: "Dashboards" }).click();
+    await p.getByText("No insights yet.").waitFor();
+
+    // Create: name, prompt, agent and refresh interval, in a dialog.
+    await p.getByRole("button", { name: "New insight" }).click();
+    const create = p.getByRole("dialog", { name: "New insight" });
+    await create.waitFor();
+    await create.getByLabel("Insight name").fill("Renewal risk");
+    await create.getByLabel("Prompt").fill(`Which accounts are at risk of churning this quarter? (${tag})`);
+    const agentSelect = create.getByLabel("Agent", { exact: true });
+    assert.deepEqual(await agentSelect.locator("option").allInnerTexts(), ["Default assistant", "Churn Analyst"]);
+    await agentSelect.selectOption({ label: "Churn Analyst" });
+    const interval = create.getByLabel("Refresh every");
+    assert.deepEqual(await interval.locator("option").allInnerTexts(), ["5 min", "15 min", "1 h", "6 h", "24 h", "7 days"]);
+    assert.equal(await interval.inputValue(), "3600", "1 h is the default");
+    await interval.selectOption({ label: "6 h" });
+    await create.getByRole("button", { name: "Create insight" }).click();
+    await create.waitFor({ state: "hidden" });
+    const row = p.getByRole("row", { name: /Renewal risk/ });
+    await row.waitFor();
+    await row.getByRole("cell", { name: "Churn Analyst", exact: true }).waitFor();
+    let { insights } = (await call("GET", "/api/settings/insights", token)).body;
+    assert.equal(insights.length, 1);
+    const id = insights[0].id;
+    assert.match(id, /^ins_/);
+    assert.equal(insights[0].name, "Renewal risk");
+    assert.equal(insights[0].agentId, agent.body.id);
+    assert.equal(insights[0].refreshSeconds, 21600);
+
+    // Refresh now: the button shows the generation running, then the row the fresh answer.
+    const refresh = p.getByRole("button", { name: "Refresh insight Renewal risk" });
+    await refresh.click();
+    await p.waitForFunction(() => [...document.querySelectorAll("#insights-table button")].some((b) => b.textContent === "Refreshing…" && b.disabled));
+    await p.waitForFunction(() => [...document.querySelectorAll("#insights-table button")].some((b) => b.textContent === "Refresh" && !b.disabled), null, { timeout: 60_000 });
+    await row.getByRole("cell", { name: "Fresh", exact: true }).waitFor();
+    const cells = await row.locator("td").allInnerTexts();
+    assert.notEqual(cells[3], "Never", "last generated");
+    assert.ok(digits(cells[5]) > 0, `tokens used: ${cells[5]}`);
+    const fresh = (await call("GET", `/api/settings/insights/${id}`, token)).body;
+    assert.equal(fresh.status, "fresh");
+    assert.equal(fresh.answer, reply);
+
+    // The answer, in a dialog.
+    await p.getByRole("button", { name: "View answer of Renewal risk" }).click();
+    const answer = p.getByRole("dialog", { name: "Answer: Renewal risk" });
+    await answer.waitFor();
+    await answer.getByText(reply).waitFor();
+    await p.screenshot({ path: `${ARTIFACTS}settings-dashboards-answer.png` });
+    await answer.getByRole("button", { name: "Close" }).click();
+
+    // The embed snippets: the page's HTML and the server's token call, each with a copy button.
+    await p.getByRole("button", { name: "Embed insight Renewal risk" }).click();
+    const embed = p.getByRole("dialog", { name: "Embed Renewal risk" });
+    await embed.waitFor();
+    await embed.getByRole("button", { name: "Copy HTML" }).click();
+    await embed.getByText("Copied to the clipboard.").waitFor();
+    const html = await p.evaluate(() => navigator.clipboard.readText());
+    assert.ok(html.includes(`${BASE}/embed/v1.js`), html);
+    assert.ok(html.includes(`insight="${id}"`), html);
+    await embed.getByLabel("Language").selectOption({ label: "Python (standard library)" });
+    const python = await embed.getByLabel("Server code").inputValue();
+    assert.match(python, /import urllib\.request/);
+    assert.ok(python.includes(`${BASE}/api/embed-tokens`) && python.includes(id), python);
+    await embed.getByRole("button", { name: "Copy server code" }).click();
+    await embed.getByText("Copied to the clipboard.").waitFor();
+    assert.equal(await p.evaluate(() => navigator.clipboard.readText()), python);
+    await p.screenshot({ path: `${ARTIFACTS}settings-dashboards-embed.png` });
+    await embed.getByRole("button", { name: "Done" }).click();
+
+    // Edit the name and the interval: only those are sent, and the answer is not asked again.
+    await p.getByRole("button", { name: "Edit insight Renewal risk" }).click();
+    const edit = p.getByRole("dialog", { name: "Edit insight Renewal risk" });
+    await edit.waitFor();
+    assert.equal(await edit.getByLabel("Insight name").inputValue(), "Renewal risk");
+    assert.equal(await edit.getByLabel("Agent", { exact: true }).inputValue(), agent.body.id);
+    assert.equal(await edit.getByLabel("Refresh every").inputValue(), "21600");
+    await edit.getByLabel("Insight name").fill("Renewal risk (weekly)");
+    await edit.getByLabel("Refresh every").selectOption({ label: "7 days" });
+    const patched = p.waitForRequest((r) => r.method() === "PATCH");
+    await edit.getByRole("button", { name: "Save insight" }).click();
+    assert.deepEqual((await patched).postDataJSON(), { name: "Renewal risk (weekly)", refreshSeconds: 604800 });
+    const edited = p.getByRole("row", { name: /Renewal risk \(weekly\)/ });
+    await edited.waitFor();
+    assert.match(await edited.innerText(), /Every 7 days/);
+    ({ insights } = (await call("GET", "/api/settings/insights", token)).body);
+    assert.deepEqual([insights[0].name, insights[0].refreshSeconds, insights[0].answer], ["Renewal risk (weekly)", 604800, reply]);
+    await p.locator("#panel-dashboards").screenshot({ path: `${ARTIFACTS}settings-dashboards.png` });
+
+    // Delete, after confirming.
+    p.once("dialog", (d) => d.accept());
+    await p.getByRole("button", { name: "Delete insight Renewal risk (weekly)" }).click();
+    await edited.waitFor({ state: "detached" });
+    await p.getByText("No insights yet.").waitFor();
+    assert.deepEqual((await call("GET", "/api/settings/insights", token)).body.insights, []);
+    assert.equal((await call("GET", `/api/settings/insights/${id}`, token)).status, 404);
+
+    // The audit log tells the story.
+    await p.getByRole("tab", { name: "Audit log" }).click();
+    await p.getByRole("cell", { name: "Deleted an insight" }).waitFor();
+    for (const what of ["Created an insight", "Refreshed an insight", "Edited an insight"]) await p.getByRole("cell", { name: what }).first().waitFor();
+    assert.match(await p.getByRole("row", { name: /Edited an insight/ }).innerText(), /name: “Renewal risk” → “Renewal risk \(weekly\)”; refresh: every 6 h → every 7 days/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await p.context().close();
+  }
+});

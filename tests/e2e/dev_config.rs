@@ -135,3 +135,79 @@ fn providers_fallbacks_and_their_secrets_come_from_the_environment() {
     assert_eq!(r.header("x-llm-provider"), Some("devp"));
     assert_eq!(r.header("x-llm-model"), Some("dev-fallback"));
 }
+
+/// `make dev` generates the secret embed tokens are signed with (like the operator token), so
+/// a key of the dev Worker can mint them and a page can use them.
+#[test]
+fn make_dev_signs_embed_tokens() {
+    let ws = Workspace::on(&dev());
+    let key = ws.key();
+    let r = post(
+        &format!("{}/api/embed-tokens", dev()),
+        Some(&key),
+        json!({ "origins": ["http://localhost:3000"], "chat": true }),
+    );
+    r.expect(201);
+    let token = r.body["token"].as_str().unwrap();
+    let chats = request(
+        "GET",
+        &format!("{}/api/chats", dev()),
+        Some(token),
+        Body::None,
+        &[("Origin", "http://localhost:3000")],
+    );
+    chats.expect(200);
+    assert_eq!(chats.header("access-control-allow-origin"), Some("http://localhost:3000"));
+}
+
+/// `INSIGHTS_PER_TICK=3`: one run of the scheduled job regenerates three of the five due
+/// insights. (The harness's `make dev` runs the job only when a test asks: `TICK_SECONDS`.)
+#[test]
+fn insights_per_tick_bounds_a_scheduled_run() {
+    let ws = Workspace::on(&dev());
+    let tag = unique("devtick-");
+    // Each first generation takes a moment; an edit lands meanwhile, so once it ends the
+    // insight is due again at once (its answer is for the old question).
+    // 500 ms: within the default provider's share of the 1,500 ms deadline (its fallback
+    // gets the rest), so the first answer comes from it.
+    let ids: Vec<String> = (0..5)
+        .map(|n| {
+            stub::script(&format!("{tag}-{n}"), json!([{ "reply": "old", "delay_ms": 500 }, { "reply": "new" }]));
+            let r = post(
+                &format!("{}/api/settings/insights", dev()),
+                Some(&ws.admin_token),
+                json!({ "name": format!("tick {n}"), "prompt": format!("old {tag}-{n}") }),
+            );
+            r.expect(201);
+            let id = r.body["id"].as_str().unwrap().to_owned();
+            let r = request(
+                "PATCH",
+                &format!("{}/api/settings/insights/{id}", dev()),
+                Some(&ws.admin_token),
+                Body::Json(json!({ "prompt": format!("new {tag}-{n}") })),
+                &[],
+            );
+            r.expect(200);
+            id
+        })
+        .collect();
+    let answered = |id: &str, answer: &str| {
+        let r = get(&format!("{}/api/settings/insights/{id}", dev()), Some(&ws.admin_token));
+        r.body["answer"] == answer
+    };
+    let started = std::time::Instant::now();
+    while !ids.iter().all(|id| answered(id, "old")) {
+        assert!(started.elapsed().as_secs() < 20, "the first generations did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    get(&format!("{}/__scheduled?cron=*+*+*+*+*", dev()), None).expect(200);
+    let started = std::time::Instant::now();
+    while ids.iter().filter(|id| answered(id, "new")).count() < 3 {
+        assert!(started.elapsed().as_secs() < 20, "the run did not regenerate three");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(ids.iter().filter(|id| answered(id, "new")).count(), 3);
+    let asked: usize = (0..5).map(|n| stub::requests(&format!("new {tag}-{n}")).len()).sum();
+    assert_eq!(asked, 3, "one run, three generations");
+}

@@ -14,14 +14,16 @@ REPORTS=$(mktemp -d)
 trap 'rm -rf "$REPORTS"' EXIT
 
 # A workspace of the fuzzer's own, with an admin and a key at the highest limit there is, so the
-# run is never throttled, and a spare key. Nothing in the run can take them away: the admin and
-# chat routes cannot delete admins or workspaces, hooks.py keeps the key from deleting, editing
-# or rolling itself (edits and rolls aimed at it go to the spare instead, so they still
-# succeed), and the operator routes, which list every workspace and may delete any, run last
+# run is never throttled, a spare key, and an insight, so the insight routes have one to read
+# from the start (its first answer is generated in the background, as for any new insight).
+# Nothing in the run can take them away: the admin and chat routes cannot delete admins or
+# workspaces, hooks.py keeps the key from deleting, editing or rolling itself (edits and rolls
+# aimed at it go to the spare instead, so they still succeed) and the insight from being
+# deleted, and the operator routes, which list every workspace and may delete any, run last
 # and on their own.
 # First, the Worker must serve the repository's openapi.json: else the build is stale and the
 # run would test an outdated contract.
-read -r FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID < <(python3 - "$BASE" "$FUZZ_OPERATOR_TOKEN" <<'PY'
+read -r FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID FUZZ_INSIGHT_ID < <(python3 - "$BASE" "$FUZZ_OPERATOR_TOKEN" <<'PY'
 import json, sys, urllib.request
 base, op = sys.argv[1:3]
 def call(path, token=None, body=None):
@@ -35,10 +37,11 @@ ws = call("/api/admin/workspaces", op, {"name": "fuzz"})
 admin = call(f"/api/admin/workspaces/{ws['id']}/admins", op, {"name": "Fuzz", "email": "fuzz@example.com"})
 key = call("/api/settings/api-keys", admin["token"], {"name": "fuzz", "rateLimitPerMinute": 100000})
 spare = call("/api/settings/api-keys", admin["token"], {"name": "fuzz spare"})
-print(admin["token"], key["key"], key["id"], spare["id"])
+insight = call("/api/settings/insights", admin["token"], {"name": "fuzz", "prompt": "What are the top deals in our pipeline?"})
+print(admin["token"], key["key"], key["id"], spare["id"], insight["id"])
 PY
 )
-export FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID
+export FUZZ_ADMIN_TOKEN FUZZ_API_KEY FUZZ_API_KEY_ID FUZZ_SPARE_KEY_ID FUZZ_INSIGHT_ID
 
 # fuzz NAME FILTER...: one schemathesis run over the operations the filter selects. One worker:
 # with more, hypothesis calls ast.parse from several threads at once, which fails now and then

@@ -15,9 +15,10 @@
 //! [`sse::Collector`]: crate::domain::sse::Collector
 //! [`sse::Parser`]: crate::domain::sse::Parser
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::domain::llm::{self, Completion, Offer, Turn};
+use crate::domain::openai_api::Sampling;
 use crate::domain::sse::{Event, ParseError, Parser, StreamEnd};
 
 pub mod anthropic;
@@ -60,6 +61,74 @@ impl Wire {
             (Self::OpenAi, false) => llm::request_body(model, messages, tools),
             (Self::OpenAi, true) => llm::stream_request_body(model, messages, tools),
             (Self::Anthropic, _) => anthropic::request_body(model, max_tokens, messages, tools, stream),
+        }
+    }
+
+    /// Adds a caller's generation parameters (the OpenAI-compatible route) to a request body,
+    /// where this wire has them; the others are left out. A `tool_choice` applies only when
+    /// tools are offered and the turn has not already said `none` (its last step).
+    pub fn apply(self, body: &mut Value, s: &Sampling) {
+        let offers_tools = body.get("tools").is_some();
+        let Some(obj) = body.as_object_mut() else { return };
+        let mut set = |k: &str, v: Value| {
+            obj.insert(k.to_owned(), v);
+        };
+        match self {
+            Self::OpenAi => {
+                if let Some(n) = s.max_tokens {
+                    set("max_tokens", json!(n));
+                }
+                if let Some(t) = s.temperature {
+                    set("temperature", json!(t));
+                }
+                if let Some(p) = s.top_p {
+                    set("top_p", json!(p));
+                }
+                if !s.stop.is_empty() {
+                    set("stop", json!(s.stop));
+                }
+                if let Some(seed) = s.seed {
+                    set("seed", json!(seed));
+                }
+                if let Some(user) = &s.user {
+                    set("user", json!(user));
+                }
+                if let Some(format) = &s.response_format {
+                    set("response_format", format.clone());
+                }
+            }
+            Self::Anthropic => {
+                if let Some(n) = s.max_tokens {
+                    set("max_tokens", json!(n));
+                }
+                // Anthropic's range is 0 to 1.
+                if let Some(t) = s.temperature {
+                    set("temperature", json!(t.min(1.0)));
+                }
+                if let Some(p) = s.top_p {
+                    set("top_p", json!(p));
+                }
+                if !s.stop.is_empty() {
+                    set("stop_sequences", json!(s.stop));
+                }
+            }
+        }
+        let already_none =
+            obj.get("tool_choice").is_some_and(|c| c == "none" || c.get("type").is_some_and(|t| t == "none"));
+        if let (Some(choice), true, false) = (&s.tool_choice, offers_tools, already_none) {
+            let choice = match self {
+                Self::OpenAi => Some(choice.clone()),
+                Self::Anthropic => match (choice.as_str(), choice.pointer("/function/name").and_then(Value::as_str)) {
+                    (Some("auto"), _) => Some(json!({ "type": "auto" })),
+                    (Some("required"), _) => Some(json!({ "type": "any" })),
+                    (Some("none"), _) => Some(json!({ "type": "none" })),
+                    (_, Some(name)) => Some(json!({ "type": "tool", "name": name })),
+                    _ => None,
+                },
+            };
+            if let Some(choice) = choice {
+                obj.insert("tool_choice".to_owned(), choice);
+            }
         }
     }
 
@@ -247,6 +316,43 @@ fn mentions_context_length(message: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn caller_parameters_go_where_each_wire_has_them() {
+        let s = Sampling {
+            max_tokens: Some(64),
+            temperature: Some(1.5),
+            top_p: Some(0.9),
+            stop: vec!["END".into()],
+            seed: Some(7),
+            user: Some("u1".into()),
+            response_format: Some(serde_json::json!({ "type": "json_object" })),
+            tool_choice: Some(serde_json::json!("required")),
+        };
+        let mut body = serde_json::json!({ "model": "m", "tools": [], "tool_choice": "auto" });
+        Wire::OpenAi.apply(&mut body, &s);
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!((body["seed"].clone(), body["user"].clone()), (serde_json::json!(7), serde_json::json!("u1")));
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_eq!(body["tool_choice"], "required");
+        let mut body = serde_json::json!({ "model": "m", "tools": [], "max_tokens": 1024 });
+        Wire::Anthropic.apply(&mut body, &s);
+        assert_eq!(
+            (body["max_tokens"].clone(), body["temperature"].clone()),
+            (serde_json::json!(64), serde_json::json!(1.0))
+        );
+        assert_eq!(body["stop_sequences"], serde_json::json!(["END"]));
+        assert!(body.get("seed").is_none() && body.get("response_format").is_none());
+        assert_eq!(body["tool_choice"], serde_json::json!({ "type": "any" }));
+        // The last step's "none" stands, and no tools means no tool_choice.
+        let mut body = serde_json::json!({ "tools": [], "tool_choice": "none" });
+        Wire::OpenAi.apply(&mut body, &s);
+        assert_eq!(body["tool_choice"], "none");
+        let mut body = serde_json::json!({ "model": "m" });
+        Wire::OpenAi.apply(&mut body, &s);
+        assert!(body.get("tool_choice").is_none());
+    }
+
     use super::*;
     use FailureKind::*;
 
