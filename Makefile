@@ -31,6 +31,7 @@ build: build/index.js build/.assets-staged
 
 build/index.js: $(SOURCES)
 	worker-build --release
+	python3 scripts/strip_names.py build/index_bg.wasm
 	rm -f build/.assets-staged
 	@$(MAKE) -s build/.assets-staged
 

@@ -252,15 +252,16 @@ pub async fn claim(
     Ok(one(all(stmt(db, &sql, &[text(id), text(workspace_id), int(until), int(now)])?).await?))
 }
 
-/// Whether a generation holds the insight at `now`.
-pub async fn leased(db: &D1Database, workspace_id: &str, id: &str, now: Millis) -> ApiResult<bool> {
+/// The insight's lease: `None` when no generation holds it (a finished one clears it), else
+/// until when (in the past: that generation died).
+pub async fn lease(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Option<Millis>> {
     #[derive(Deserialize)]
     struct L {
-        held: i64,
+        lease_until: Option<Millis>,
     }
-    let sql = "SELECT (lease_until IS NOT NULL AND lease_until > ?3) AS held FROM insights WHERE id = ?1 AND workspace_id = ?2";
-    let l: Option<L> = first(stmt(db, sql, &[text(id), text(workspace_id), int(now)])?).await?;
-    Ok(l.is_some_and(|l| l.held != 0))
+    let sql = "SELECT lease_until FROM insights WHERE id = ?1 AND workspace_id = ?2";
+    let l: Option<L> = first(stmt(db, sql, &[text(id), text(workspace_id)])?).await?;
+    Ok(l.and_then(|l| l.lease_until))
 }
 
 /// Takes the lease of up to `limit` due insights, oldest due first, in one statement (so two

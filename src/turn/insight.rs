@@ -79,22 +79,24 @@ pub async fn refresh(
     if let Some(claimed) = insights::claim(&db, workspace_id, id, start, start.saturating_add(lease)).await? {
         return generate(env, config, request_id, workspace_id, &claimed).await.map(Some);
     }
-    let Some(before) = insights::get(&db, workspace_id, id).await? else { return Ok(None) };
+    if insights::get(&db, workspace_id, id).await?.is_none() {
+        return Ok(None);
+    }
     let give_up = start.saturating_add(lease);
     loop {
         worker::Delay::from(std::time::Duration::from_millis(400)).await;
         let at = now();
-        if at >= give_up || !insights::leased(&db, workspace_id, id, at).await? {
-            break;
+        match insights::lease(&db, workspace_id, id).await? {
+            // It finished (and cleared its lease): its outcome is the answer.
+            None => return Ok(Some(())),
+            Some(until) if until > at && at < give_up => continue,
+            // It died: its lease ran out without an outcome. Generate after all.
+            Some(_) => break,
         }
     }
-    let Some(after) = insights::get(&db, workspace_id, id).await? else { return Ok(None) };
-    let ended = after.generated_at != before.generated_at || after.last_error_at != before.last_error_at;
     let at = now();
-    if !ended {
-        if let Some(claimed) = insights::claim(&db, workspace_id, id, at, at.saturating_add(lease)).await? {
-            generate(env, config, request_id, workspace_id, &claimed).await?;
-        }
+    if let Some(claimed) = insights::claim(&db, workspace_id, id, at, at.saturating_add(lease)).await? {
+        generate(env, config, request_id, workspace_id, &claimed).await?;
     }
     Ok(Some(()))
 }
