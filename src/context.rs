@@ -27,9 +27,11 @@ pub struct Cx {
 /// What the usage ledger needs to know about a request made with an API key: whose it is, the
 /// LLM time it spent, and whether it was already counted (a stored turn is counted in the batch
 /// that stores it; a stream counts itself when it ends).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct UsageNote {
     pub key_hash: Option<String>,
+    /// The key's workspace database, where its usage is counted.
+    pub db: Option<crate::storage::Db>,
     pub counted: bool,
     pub llm_ms: u64,
     /// Tokens of calls made before the request failed (an agent's tool steps).
@@ -42,9 +44,12 @@ impl Cx {
         Self { env, ctx, now, request_id, headers: RefCell::new(Vec::new()), usage: RefCell::default() }
     }
 
-    /// The request is made with this key (`None`: a key storage does not know, never counted).
-    pub fn usage_key(&self, key_hash: Option<&str>) {
-        self.usage.borrow_mut().key_hash = key_hash.map(str::to_owned);
+    /// The request is made with this key, of this workspace database (`None`: a key storage
+    /// does not know, never counted).
+    pub fn usage_key(&self, key: Option<(&str, &crate::storage::Db)>) {
+        let mut note = self.usage.borrow_mut();
+        note.key_hash = key.map(|(hash, _)| hash.to_owned());
+        note.db = key.map(|(_, db)| db.clone());
     }
 
     /// Someone else counts this request (or already has).

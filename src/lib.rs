@@ -5,11 +5,13 @@
 //!   layers below `lib`.
 //! - [`domain`]: the pure core (formats, rules, calculations); no `worker` types.
 //! - `http`: where HTTP ends — routing, auth, handlers, the one error-to-response mapping.
-//! - `storage`: D1 queries, the KV last-used index, the rate-limiter client.
+//! - `storage`: the control plane (D1), each workspace's own database (its object, or D1
+//!   before its move) behind one `Db`, the KV last-used index, the rate-limiter client.
 //! - `turn`: one chat turn as one pipeline (load → prompt → call → store), shared by the JSON
 //!   and the streaming transport; between `http` and `storage`/`upstream`.
 //! - `upstream`: the LLM over `fetch`.
 //! - `rate_limiter`: the per-key Durable Object.
+//! - `workspace`: the per-workspace Durable Object (its own SQLite database).
 //! - `scheduled`: the Cron Trigger's run (insights that are due).
 
 mod context;
@@ -20,8 +22,10 @@ mod scheduled;
 mod storage;
 mod turn;
 mod upstream;
+mod workspace;
 
 pub use rate_limiter::RateLimiter;
+pub use workspace::Workspace;
 
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 

@@ -2,6 +2,7 @@
 //! Read through a lookup function so the rules are tested without a runtime.
 
 use super::error::ApiError;
+use super::placement::Plane;
 use super::providers::{Providers, DEFAULT_PROVIDER};
 
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -39,6 +40,20 @@ pub struct Config {
     pub agent_max_steps: u32,
     /// Insights the scheduled job regenerates per run (once a minute) at most.
     pub insights_per_tick: u32,
+}
+
+/// `NEW_WORKSPACE_DATA_PLANE`: where new workspaces keep their data, their own object (the
+/// default) or D1 as before the split (`d1`, to deploy the split before moving anyone). Read on its own by the operator route that creates workspaces,
+/// which must work whatever else is misconfigured.
+///
+/// # Errors
+/// `NotConfigured` for anything but `object` (the default) and `d1`.
+pub fn new_workspace_plane(value: Option<&str>) -> Result<Plane, ApiError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("object") => Ok(Plane::Object),
+        Some("d1") => Ok(Plane::D1),
+        Some(_) => Err(ApiError::NotConfigured("NEW_WORKSPACE_DATA_PLANE")),
+    }
 }
 
 impl Config {
@@ -103,6 +118,14 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_data_plane_of_new_workspaces_defaults_to_their_own_object() {
+        assert_eq!(new_workspace_plane(None), Ok(Plane::Object));
+        assert_eq!(new_workspace_plane(Some(" D1 ")), Ok(Plane::D1));
+        assert_eq!(new_workspace_plane(Some("object")), Ok(Plane::Object));
+        assert_eq!(new_workspace_plane(Some("kv")), Err(ApiError::NotConfigured("NEW_WORKSPACE_DATA_PLANE")));
+    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ApiError> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();

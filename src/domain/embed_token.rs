@@ -88,6 +88,10 @@ pub struct Claims {
     /// Epoch milliseconds after which it is refused.
     #[serde(rename = "e")]
     pub expires_at: Millis,
+    /// Where the key's workspace is (`domain::placement::Locator`), when it is on its own
+    /// object: the token is then checked there without D1. Absent in tokens minted before.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 /// Why a token is refused.
@@ -342,6 +346,7 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
+            workspace: None,
             key_hash: "ab".repeat(32),
             origins: vec!["https://dash.example.com".into(), "http://127.0.0.1:8788".into()],
             agent_ids: Some(vec!["agent_0123456789012345678901".into()]),

@@ -50,6 +50,10 @@ pub enum ApiError {
     Misconfigured(&'static str),
     /// A dependency we rely on (D1) is down.
     Unavailable(&'static str),
+    /// 503: the workspace's data is being moved to its own database; try again shortly.
+    Moving {
+        retry_after_seconds: u64,
+    },
     UpstreamTimeout,
     Upstream(String),
     /// Every provider target of a turn failed (or one failed in a way no other could help
@@ -97,7 +101,7 @@ impl ApiError {
             Self::Internal(_) | Self::Misconfigured(_) => 500,
             Self::UpstreamExhausted { status, .. } => *status,
             Self::Upstream(_) => 502,
-            Self::NotConfigured(_) | Self::Unavailable(_) => 503,
+            Self::NotConfigured(_) | Self::Unavailable(_) | Self::Moving { .. } => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -127,6 +131,9 @@ impl ApiError {
             Self::Conflict(msg, details) => ((*msg).into(), Some(details.clone())),
             Self::NotConfigured(what) => ("Service not configured".into(), Some(json!(what))),
             Self::Unavailable(what) => ("Service unavailable".into(), Some(json!(what))),
+            Self::Moving { retry_after_seconds } => {
+                ("Workspace is being moved".into(), Some(json!({ "retryAfterSeconds": retry_after_seconds })))
+            }
             Self::UpstreamTimeout => ("Upstream timeout".into(), None),
             Self::Upstream(detail) => ("Upstream error".into(), Some(json!(detail))),
             Self::Internal(_) => ("Internal server error".into(), None),
@@ -143,7 +150,9 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed { allow } => vec![("Allow", allow.join(", "))],
-            Self::RateLimited { retry_after_seconds } | Self::IdempotencyConflict { retry_after_seconds } => {
+            Self::RateLimited { retry_after_seconds }
+            | Self::IdempotencyConflict { retry_after_seconds }
+            | Self::Moving { retry_after_seconds } => {
                 vec![("Retry-After", retry_after_seconds.to_string())]
             }
             Self::UpstreamExhausted { retry_after: Some(seconds), .. } => vec![("Retry-After", seconds.to_string())],
@@ -210,6 +219,14 @@ mod tests {
         assert_eq!(err.status(), 429);
         assert_eq!(err.headers(), vec![("Retry-After", "7".to_owned())]);
         assert_eq!(err.body()["details"]["retryAfterSeconds"], 7);
+    }
+
+    #[test]
+    fn a_workspace_being_moved_is_503_with_retry_after() {
+        let err = ApiError::Moving { retry_after_seconds: 5 };
+        assert_eq!(err.status(), 503);
+        assert_eq!(err.headers(), vec![("Retry-After", "5".to_owned())]);
+        assert_eq!(err.body()["error"], "Workspace is being moved");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod base62;
 pub mod chat;
 pub mod config;
 pub mod cursor;
+pub mod data_plane;
 pub mod embed_token;
 pub mod error;
 pub mod idempotency;
@@ -17,6 +18,7 @@ pub mod insight;
 pub mod knowledge;
 pub mod llm;
 pub mod openai_api;
+pub mod placement;
 #[cfg(test)]
 mod properties;
 pub mod providers;

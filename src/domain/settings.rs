@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::knowledge::AgentKnowledge;
+use super::placement::Placement;
 use super::providers::{self, Target};
 use super::scope::Scope;
 use super::time::{self, to_iso, Millis};
@@ -18,12 +19,16 @@ pub const RATE_LIMIT_MAX: i64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWorkspace {
     pub name: String,
+    pub placement: Placement,
 }
 
 impl TryFrom<&Object> for NewWorkspace {
     type Error = ApiError;
     fn try_from(obj: &Object) -> ApiResult<Self> {
-        Ok(Self { name: validate::required_text(obj, "name", NAME)?.trim().to_owned() })
+        Ok(Self {
+            name: validate::required_text(obj, "name", NAME)?.trim().to_owned(),
+            placement: Placement::parse(obj.get("placement"))?,
+        })
     }
 }
 

@@ -3,14 +3,25 @@
 //! `<prefix><30 random base62><6 base62 checksum>`, e.g. `atv_` + 36 characters. The checksum is
 //! the CRC32 of everything before it (prefix included), as in GitHub's token format: a mistyped
 //! or truncated key is rejected without touching storage, and an admin token cannot pass as an
-//! API key even with its prefix swapped. Secret scanners can match
-//! `\batv_[0-9A-Za-z]{36}\b` (API keys) and `\batvadm_[0-9A-Za-z]{36}\b` (admin tokens).
+//! API key even with its prefix swapped.
+//!
+//! API keys minted since each workspace has its own database also carry where that database
+//! is: `atv2_<30 random><23-character locator><6 checksum>` (64 characters; the locator is
+//! `domain::placement::Locator`, the workspace id and its jurisdiction, not a secret), so a
+//! request reaches its workspace's object without asking D1 first. Keys of the first format
+//! keep working (one D1 lookup finds their workspace). Secret scanners can match
+//! `\batv_[0-9A-Za-z]{36}\b` and `\batv2_[0-9A-Za-z]{59}\b` (API keys) and
+//! `\batvadm_[0-9A-Za-z]{36}\b` (admin tokens).
 //!
 //! Only the SHA-256 of a token is stored, plus a display prefix of its first dozen characters.
 
 use sha2::{Digest, Sha256};
 
 use super::base62;
+use super::placement::{Locator, LOCATOR_LEN};
+
+/// The prefix of API keys that carry their workspace's locator.
+const LOCATED_KEY_PREFIX: &str = "atv2_";
 
 const RANDOM_LEN: usize = 30; // 30 * log2(62) = 178 bits
 const CHECKSUM_LEN: usize = 6;
@@ -37,6 +48,8 @@ impl TokenKind {
 pub struct Token {
     kind: TokenKind,
     secret: String,
+    /// Where the key's workspace is, for keys of the second format.
+    locator: Option<Locator>,
 }
 
 impl Token {
@@ -47,17 +60,49 @@ impl Token {
     pub fn generate(kind: TokenKind) -> Result<Self, getrandom::Error> {
         let body = format!("{}{}", kind.prefix(), base62::random(RANDOM_LEN)?);
         let secret = format!("{body}{}", checksum(&body));
-        Ok(Self { kind, secret })
+        Ok(Self { kind, secret, locator: None })
+    }
+
+    /// A new random API key that carries its workspace's locator.
+    ///
+    /// # Errors
+    /// When the platform gives no randomness.
+    pub fn generate_located(locator: &Locator) -> Result<Self, getrandom::Error> {
+        let body = format!("{LOCATED_KEY_PREFIX}{}{}", base62::random(RANDOM_LEN)?, locator.encode());
+        let secret = format!("{body}{}", checksum(&body));
+        Ok(Self { kind: TokenKind::ApiKey, secret, locator: Some(locator.clone()) })
     }
 
     /// Checks format and checksum; `None` for anything else, including the other kind.
     pub fn parse(kind: TokenKind, s: &str) -> Option<Self> {
+        if kind == TokenKind::ApiKey {
+            if let Some(rest) = s.strip_prefix(LOCATED_KEY_PREFIX) {
+                return Self::parse_located(s, rest);
+            }
+        }
         let rest = s.strip_prefix(kind.prefix())?;
         if rest.len() != RANDOM_LEN + CHECKSUM_LEN || !base62::is_base62(rest) {
             return None;
         }
         let (body, sum) = s.split_at(kind.prefix().len() + RANDOM_LEN);
-        (checksum(body) == sum).then(|| Self { kind, secret: s.to_owned() })
+        (checksum(body) == sum).then(|| Self { kind, secret: s.to_owned(), locator: None })
+    }
+
+    fn parse_located(s: &str, rest: &str) -> Option<Self> {
+        if rest.len() != RANDOM_LEN + LOCATOR_LEN + CHECKSUM_LEN || !base62::is_base62(rest) {
+            return None;
+        }
+        let (body, sum) = s.split_at(s.len() - CHECKSUM_LEN);
+        if checksum(body) != sum {
+            return None;
+        }
+        let locator = Locator::decode(rest.get(RANDOM_LEN..RANDOM_LEN + LOCATOR_LEN)?)?;
+        Some(Self { kind: TokenKind::ApiKey, secret: s.to_owned(), locator: Some(locator) })
+    }
+
+    /// Where the key's workspace is, when the key says (keys of the second format).
+    pub fn locator(&self) -> Option<&Locator> {
+        self.locator.as_ref()
     }
 
     pub fn kind(&self) -> TokenKind {
@@ -186,6 +231,30 @@ mod tests {
         assert_eq!(key.display_prefix(), key.reveal()[..12]);
         assert_ne!(key.hash(), key.reveal());
         assert_eq!(key.hash().len(), 64);
+    }
+
+    #[test]
+    fn a_located_key_parses_back_with_its_locator() {
+        use crate::domain::placement::Placement;
+        for placement in [Placement::Auto, Placement::Eu] {
+            let Some(loc) = Locator::new("ws_0123456789abcdefghijkl", placement) else { panic!("locator") };
+            let key = Token::generate_located(&loc).unwrap();
+            let s = key.reveal();
+            assert!(s.starts_with("atv2_") && s.len() == 64 && base62::is_base62(&s[5..]), "{s}");
+            let parsed = Token::parse(TokenKind::ApiKey, s).unwrap();
+            assert_eq!(parsed.locator(), Some(&loc));
+            assert_eq!(parsed.hash(), key.hash());
+            assert_eq!(key.display_prefix(), s[..12]);
+            assert!(Token::parse(TokenKind::AdminToken, s).is_none());
+            // Every one-character change is caught by the checksum, the locator included.
+            for i in 5..s.len() {
+                let mut changed = s.as_bytes().to_vec();
+                changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(Token::parse(TokenKind::ApiKey, &changed).is_none(), "{changed}");
+            }
+        }
+        assert!(Token::generate(TokenKind::ApiKey).unwrap().locator().is_none());
     }
 
     #[test]

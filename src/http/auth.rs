@@ -7,6 +7,7 @@ use worker::Request;
 use super::{cors, Cx};
 use crate::domain::embed_token::{self, Claims};
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::placement::Locator;
 use crate::domain::token::{constant_time_eq, Token, TokenKind};
 use crate::storage::{self, workspaces::Admin};
 
@@ -58,7 +59,7 @@ pub fn operator(req: &Request, cx: &Cx) -> ApiResult<()> {
 /// The workspace admin behind an admin token.
 pub async fn workspace_admin(req: &Request, cx: &Cx) -> ApiResult<Admin> {
     let token = token(req, TokenKind::AdminToken, MISSING_ADMIN, INVALID_ADMIN)?;
-    let db = storage::db(&cx.env)?;
+    let db = storage::control(&cx.env)?;
     storage::workspaces::admin_by_token_hash(&db, &token.hash()).await?.ok_or(ApiError::Unauthorized(INVALID_ADMIN))
 }
 
@@ -66,20 +67,44 @@ pub async fn workspace_admin(req: &Request, cx: &Cx) -> ApiResult<Admin> {
 pub enum Caller {
     Key {
         hash: String,
+        /// Where its workspace is, for keys of the second format.
+        locator: Option<Locator>,
     },
     /// A token whose signature, origin, expiry and route were checked; its key is checked by
     /// the handler's lookup, exactly as a key's would be.
-    Embed {
-        claims: Box<Claims>,
-    },
+    Embed { claims: Box<Claims> },
 }
 
 impl Caller {
     /// The hash of the key the request is made with (a token's: the key that minted it).
     pub fn key_hash(&self) -> &str {
         match self {
-            Self::Key { hash } => hash,
+            Self::Key { hash, .. } => hash,
             Self::Embed { claims } => &claims.key_hash,
+        }
+    }
+
+    /// Where the key's workspace is, when the credential says.
+    pub fn locator(&self) -> Option<Locator> {
+        match self {
+            Self::Key { locator, .. } => locator.clone(),
+            Self::Embed { claims } => claims.workspace.as_deref().and_then(Locator::decode),
+        }
+    }
+
+    /// The key's workspace database: found from the credential (no D1) or the index (one
+    /// D1 lookup); a refusal in the credential's words. A request whose key cannot be
+    /// found is not counted in any usage.
+    pub async fn locate(&self, cx: &Cx) -> ApiResult<storage::keys::Located> {
+        match storage::keys::locate(&cx.env, self.locator().as_ref(), self.key_hash()).await {
+            Ok(located) => {
+                cx.usage_key(Some((self.key_hash(), &located.db)));
+                Ok(located)
+            }
+            Err(err) => {
+                cx.usage_key(None);
+                Err(self.refusal(err))
+            }
         }
     }
 
@@ -124,7 +149,10 @@ pub fn embed_cors(req: &Request, cx: &Cx) {
 pub fn key_or_embed(req: &Request, cx: &Cx, chat_route: bool) -> ApiResult<Caller> {
     let raw = match bearer(req) {
         Ok(Some(raw)) if embed_token::looks_like(&raw) => raw,
-        _ => return Ok(Caller::Key { hash: api_key(req)?.hash() }),
+        _ => {
+            let key = api_key(req)?;
+            return Ok(Caller::Key { hash: key.hash(), locator: key.locator().cloned() });
+        }
     };
     let claims = open(&raw, cx).map_err(|_| ApiError::Unauthorized(embed_token::INVALID))?;
     let origin = req.headers().get("Origin").ok().flatten();

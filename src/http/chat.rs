@@ -17,7 +17,10 @@ use crate::turn::{self, Start};
 pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let caller = auth::key_or_embed(req, cx, true)?;
     let hash = caller.key_hash().to_owned();
-    cx.usage_key(Some(&hash));
+    // Where the key's workspace is (no I/O for keys that say; an index lookup for the first
+    // format), before the body is read: a bad body is counted in its usage too. A key that
+    // cannot be found is refused after the body's own errors, as before.
+    let located = caller.locate(cx).await;
     // A token's chats are its viewer's: they see, continue and replay only their own.
     let viewer = caller.claims().map(Claims::viewer);
     let config = cx.config()?;
@@ -26,6 +29,7 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let body = read_json(req).await?;
     let input = ChatRequest::try_from(&body)?;
     let stream = wants_stream(&body, accept.as_deref())?;
+    let located = located?;
     let claim = match idempotency_key {
         None => None,
         Some(value) => {
@@ -38,7 +42,7 @@ pub async fn post(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
             })
         }
     };
-    match turn::start(cx, &hash, viewer.as_ref(), &input, claim).await.map_err(|e| caller.refusal(e))? {
+    match turn::start(cx, &hash, located, viewer.as_ref(), &input, claim).await.map_err(|e| caller.refusal(e))? {
         Start::Replay(result) => {
             cx.set_header(idempotency::REPLAYED_HEADER, "true".to_owned());
             for (name, value) in result.answered_by.iter().flat_map(|a| a.headers()) {

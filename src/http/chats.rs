@@ -20,6 +20,8 @@ const CHAT_NOT_FOUND: ApiError = ApiError::NotFound("Chat not found", None);
 /// viewer's label, after the key lookup and the rate limiter ran side by side. A scoped key
 /// sees only its agents' chats, a token only its viewer's; the others read as absent.
 struct Reader {
+    /// The workspace's database.
+    db: storage::Db,
     workspace_id: String,
     scope: Option<String>,
     embed: Option<(String, String)>,
@@ -38,20 +40,20 @@ async fn reader(req: &Request, cx: &Cx) -> ApiResult<Reader> {
     let caller = auth::key_or_embed(req, cx, true)?;
     let config = cx.config()?;
     let hash = caller.key_hash().to_owned();
-    cx.usage_key(Some(&hash));
-    let db = storage::db(&cx.env)?;
+    let db = caller.locate(cx).await?.db;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
     let admitted = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0;
     let key = admitted.map_err(|e| caller.refusal(e))?.key;
     Ok(match caller.claims() {
-        None => Reader { scope: key.scope().to_stored(), workspace_id: key.workspace_id, embed: None },
+        None => Reader { scope: key.scope().to_stored(), workspace_id: key.workspace_id, embed: None, db },
         Some(claims) => {
             let viewer = claims.viewer();
             Reader {
                 scope: embed_token::agent_scope(&key.scope(), viewer.agent_ids.as_deref()).to_stored(),
                 workspace_id: key.workspace_id,
                 embed: Some((key.id, viewer.user)),
+                db,
             }
         }
     })
@@ -72,7 +74,7 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let after = query(req, "cursor").filter(|c| !c.is_empty()).map(|c| cursor::decode(&c)).transpose()?;
     let r = reader(req, cx).await?;
     // One extra row tells whether there is a next page.
-    let mut page = chats::list(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), limit + 1, after).await?;
+    let mut page = chats::list(&r.db, &r.workspace_id, r.viewer(), limit + 1, after).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next = if more { page.last().map(|c| cursor::encode(c.updated_at, &c.id)) } else { None };
@@ -81,8 +83,7 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let r = reader(req, cx).await?;
-    let (chat, messages) =
-        chats::get(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
+    let (chat, messages) = chats::get(&r.db, &r.workspace_id, r.viewer(), m.param(0)).await?.ok_or(CHAT_NOT_FOUND)?;
     let mut body = chat_json(&chat);
     let messages: Vec<Value> = messages
         .iter()
@@ -114,7 +115,7 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 
 pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let r = reader(req, cx).await?;
-    if chats::delete(&storage::db(&cx.env)?, &r.workspace_id, r.viewer(), m.param(0)).await? {
+    if chats::delete(&r.db, &r.workspace_id, r.viewer(), m.param(0)).await? {
         Ok(Reply::no_content())
     } else {
         Err(CHAT_NOT_FOUND)

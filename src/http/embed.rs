@@ -8,16 +8,16 @@ use super::{auth, read_json, Cx, Reply};
 use crate::domain::embed_token::{self, Claims, MintRequest};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::time::to_iso;
-use crate::storage::{self, agents, insights, keys, limiter};
+use crate::storage::{agents, insights, keys, limiter};
 
 pub async fn mint(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let token = auth::api_key(req)?;
     let hash = token.hash();
-    cx.usage_key(Some(&hash));
     let config = cx.config()?;
     let secret = cx.secret("EMBED_TOKEN_SECRET").ok_or(ApiError::NotConfigured("EMBED_TOKEN_SECRET"))?;
     let input = MintRequest::try_from(&read_json(req).await?)?;
-    let db = storage::db(&cx.env)?;
+    let located = auth::Caller::Key { hash: hash.clone(), locator: token.locator().cloned() }.locate(cx).await?;
+    let db = located.db;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
     let key = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key;
@@ -66,6 +66,7 @@ pub async fn mint(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         chat: input.chat,
         user: input.user,
         expires_at,
+        workspace: located.locator.map(|l| l.encode()),
     };
     let token = embed_token::sign(&claims, secret.as_bytes()).ok_or_else(|| {
         ApiError::bad_request(

@@ -19,9 +19,8 @@ use crate::turn::insight as generation;
 pub async fn read(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let caller = auth::key_or_embed(req, cx, false)?;
     let hash = caller.key_hash().to_owned();
-    cx.usage_key(Some(&hash));
     let config = cx.config()?;
-    let db = storage::db(&cx.env)?;
+    let db = caller.locate(cx).await?.db;
     let (loaded, verdict) = futures::join!(
         insights::read_with_key(&db, &hash, m.param(0)),
         limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None)
@@ -49,20 +48,20 @@ pub async fn read(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 
 pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let list = insights::list(&storage::db(&cx.env)?, &admin.workspace_id).await?;
+    let list = insights::list(&admin.db(&cx.env)?, &admin.workspace_id).await?;
     Ok(Reply::ok(json!({ "insights": list.iter().map(|i| i.settings_json(cx.now)).collect::<Vec<_>>() })))
 }
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let found = insights::get(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0)).await?.ok_or(NOT_FOUND)?;
+    let found = insights::get(&admin.db(&cx.env)?, &admin.workspace_id, m.param(0)).await?.ok_or(NOT_FOUND)?;
     Ok(Reply::ok(found.settings_json(cx.now)))
 }
 
 /// 400 unless `agent_id` (if any) is an agent of the workspace.
-async fn check_agent(cx: &Cx, workspace_id: &str, agent_id: Option<&str>) -> ApiResult<()> {
+async fn check_agent(db: &storage::Db, workspace_id: &str, agent_id: Option<&str>) -> ApiResult<()> {
     let Some(id) = agent_id else { return Ok(()) };
-    match agents::get(&storage::db(&cx.env)?, workspace_id, id).await? {
+    match agents::get(db, workspace_id, id).await? {
         Some(_) => Ok(()),
         None => {
             Err(ApiError::invalid("agentId", "must be an agent of this workspace, or null for the default assistant"))
@@ -72,11 +71,11 @@ async fn check_agent(cx: &Cx, workspace_id: &str, agent_id: Option<&str>) -> Api
 
 /// Generates the insight after the response, under `waitUntil`; the lease is already held.
 /// Should the platform cut it short, the lease expires and the scheduled job takes over.
-fn generate_later(cx: &Cx, workspace_id: String, found: Insight) {
+fn generate_later(cx: &Cx, db: &storage::Db, workspace_id: String, found: Insight) {
     let Ok(config) = cx.config() else { return };
-    let (env, request_id) = (cx.env.clone(), cx.request_id.clone());
+    let (env, request_id, db) = (cx.env.clone(), cx.request_id.clone(), db.clone());
     cx.ctx.wait_until(async move {
-        if let Err(err) = generation::generate(&env, &config, &request_id, &workspace_id, &found).await {
+        if let Err(err) = generation::generate(&env, &db, &config, &request_id, &workspace_id, &found).await {
             crate::context::log_warn(&request_id, "insight_not_stored", err.log_detail());
         }
     });
@@ -86,7 +85,8 @@ pub async fn create(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let input = NewInsight::try_from(&read_json(req).await?)?;
     let config = cx.config()?;
-    check_agent(cx, &admin.workspace_id, input.agent_id.as_deref()).await?;
+    let db = admin.db(&cx.env)?;
+    check_agent(&db, &admin.workspace_id, input.agent_id.as_deref()).await?;
     let found = Insight {
         id: new_id(IdKind::Insight)?,
         name: input.name,
@@ -99,13 +99,13 @@ pub async fn create(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         ..Insight::default()
     };
     let lease_until = cx.now.saturating_add(generation::lease_ms(&config));
-    let db = storage::db(&cx.env)?;
     if !insights::create(&db, &admin.workspace_id, &found, &admin.name, lease_until).await? {
         let held = insights::count(&db, &admin.workspace_id).await.unwrap_or(MAX_PER_WORKSPACE);
         return Err(ApiError::Conflict("Insight limit reached", json!({ "limit": MAX_PER_WORKSPACE, "count": held })));
     }
     let body = found.settings_json(cx.now);
-    generate_later(cx, admin.workspace_id, found);
+    generation::note_due(&cx.env, &db, &admin.workspace_id).await;
+    generate_later(cx, &db, admin.workspace_id, found);
     Ok(Reply::created(body))
 }
 
@@ -113,10 +113,10 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = InsightPatch::try_from(&read_json(req).await?)?;
     let config = cx.config()?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     let (old, agent_ok) = futures::join!(
         insights::get(&db, &admin.workspace_id, m.param(0)),
-        check_agent(cx, &admin.workspace_id, patch.agent_id.as_ref().and_then(|a| a.as_deref())),
+        check_agent(&db, &admin.workspace_id, patch.agent_id.as_ref().and_then(|a| a.as_deref())),
     );
     let old = old?.ok_or(NOT_FOUND)?;
     agent_ok?;
@@ -128,9 +128,10 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
     if reask {
         let until = cx.now.saturating_add(generation::lease_ms(&config));
         if let Some(claimed) = insights::claim(&db, &admin.workspace_id, &updated.id, cx.now, until).await? {
-            generate_later(cx, admin.workspace_id, claimed);
+            generate_later(cx, &db, admin.workspace_id.clone(), claimed);
         }
     }
+    generation::note_due(&cx.env, &db, &admin.workspace_id).await;
     Ok(Reply::ok(updated.settings_json(cx.now)))
 }
 
@@ -154,7 +155,7 @@ fn changes(patch: &InsightPatch, old: &Insight) -> Value {
 
 pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    if insights::delete(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0), &admin.name, cx.now).await? {
+    if insights::delete(&admin.db(&cx.env)?, &admin.workspace_id, m.param(0), &admin.name, cx.now).await? {
         Ok(Reply::no_content())
     } else {
         Err(NOT_FOUND)
@@ -166,9 +167,9 @@ pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
 pub async fn refresh(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let config = cx.config()?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     let ws = admin.workspace_id.as_str();
-    generation::refresh(&cx.env, &config, &cx.request_id, ws, m.param(0)).await?.ok_or(NOT_FOUND)?;
+    generation::refresh(&cx.env, &db, &config, &cx.request_id, ws, m.param(0)).await?.ok_or(NOT_FOUND)?;
     let now = worker::Date::now().as_millis() as i64;
     insights::audit(&db, ws, m.param(0), "insight.refreshed", &admin.name, now).await?;
     let found = insights::get(&db, ws, m.param(0)).await?.ok_or(NOT_FOUND)?;

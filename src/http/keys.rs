@@ -46,9 +46,9 @@ fn revealed(k: &keys::ApiKey, token: &Token) -> Value {
 }
 
 /// 400 naming any of the scope's agents that are not this workspace's.
-async fn check_agents(cx: &Cx, workspace_id: &str, scope: &Scope) -> ApiResult<()> {
+async fn check_agents(db: &storage::Db, workspace_id: &str, scope: &Scope) -> ApiResult<()> {
     let Some(ids) = scope.agents() else { return Ok(()) };
-    let unknown = agents::unknown(&storage::db(&cx.env)?, workspace_id, ids).await?;
+    let unknown = agents::unknown(db, workspace_id, ids).await?;
     if unknown.is_empty() {
         Ok(())
     } else {
@@ -57,8 +57,14 @@ async fn check_agents(cx: &Cx, workspace_id: &str, scope: &Scope) -> ApiResult<(
 }
 
 /// A fresh key with its secret, not stored yet.
+/// Keys of a workspace on its own object carry its locator; a workspace still on D1 mints
+/// keys of the first format (found through the index), as before the split.
 fn mint(admin: &Admin, cx: &Cx, name: String) -> ApiResult<(keys::ApiKey, Token)> {
-    let token = Token::generate(TokenKind::ApiKey).map_err(|e| ApiError::internal(format!("rng: {e}")))?;
+    let token = match admin.workspace.locator() {
+        Some(locator) => Token::generate_located(&locator),
+        None => Token::generate(TokenKind::ApiKey),
+    }
+    .map_err(|e| ApiError::internal(format!("rng: {e}")))?;
     let key = keys::ApiKey {
         id: new_id(IdKind::ApiKey)?,
         name,
@@ -77,7 +83,8 @@ fn mint(admin: &Admin, cx: &Cx, name: String) -> ApiResult<(keys::ApiKey, Token)
 pub async fn create(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let input = NewApiKey::parse(&read_json(req).await?, cx.now)?;
-    check_agents(cx, &admin.workspace_id, &input.scope).await?;
+    let db = admin.db(&cx.env)?;
+    check_agents(&db, &admin.workspace_id, &input.scope).await?;
     let (mut key, token) = mint(&admin, cx, input.name)?;
     key.expires_at = input.expires_at;
     key.rate_limit_per_minute = input.rate_limit_per_minute;
@@ -85,14 +92,20 @@ pub async fn create(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     // The limiter is not told: the key's object learns its limit from D1 on the key's first
     // request, so it is created near the callers, not near this admin.
     let hash = token.hash();
-    let row = keys::NewKeyRow { key: &key, workspace_id: &admin.workspace_id, key_hash: &hash, admin_id: &admin.id };
-    keys::create(&storage::db(&cx.env)?, &row).await?;
+    let row = keys::NewKeyRow {
+        key: &key,
+        workspace_id: &admin.workspace_id,
+        key_hash: &hash,
+        admin_id: &admin.id,
+        indexed: token.locator().is_none(),
+    };
+    keys::create(&db, &row).await?;
     Ok(Reply::created(revealed(&key, &token)))
 }
 
 pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     let since = Range::last_30_days(cx.now).from_str();
     let (list, used, requests) = futures::join!(
         keys::list(&db, &admin.workspace_id),
@@ -118,12 +131,12 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let patch = KeyPatch::parse(&read_json(req).await?, cx.now)?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     // The key and the scope's agents are read side by side; an unknown key is answered first.
     let no_scope = Scope::All;
     let (key, agents_known) = futures::join!(
         keys::get(&db, &admin.workspace_id, m.param(0)),
-        check_agents(cx, &admin.workspace_id, patch.scope.as_ref().unwrap_or(&no_scope)),
+        check_agents(&db, &admin.workspace_id, patch.scope.as_ref().unwrap_or(&no_scope)),
     );
     let key = key?.ok_or(KEY_NOT_FOUND)?;
     settings::check_key_edit(&patch, key.expires_at, key.rolled_to.is_some(), cx.now)?;
@@ -144,7 +157,7 @@ pub async fn update(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
 pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let grace = settings::grace_seconds(&read_optional_json(req).await?)?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     let old = keys::get(&db, &admin.workspace_id, m.param(0)).await?.ok_or(KEY_NOT_FOUND)?;
     if old.expires_at.is_some_and(|t| t <= cx.now) {
         return Err(ApiError::NotFound("API key not found", Some(json!("the key has expired; create a new one"))));
@@ -164,7 +177,13 @@ pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let details = json!({ "rolledFrom": old.id, "gracePeriodSeconds": grace, "previousExpiresAt": to_iso(old_until) })
         .to_string();
     let hash = token.hash();
-    let row = keys::NewKeyRow { key: &key, workspace_id: &admin.workspace_id, key_hash: &hash, admin_id: &admin.id };
+    let row = keys::NewKeyRow {
+        key: &key,
+        workspace_id: &admin.workspace_id,
+        key_hash: &hash,
+        admin_id: &admin.id,
+        indexed: token.locator().is_none(),
+    };
     if !keys::roll(&db, &row, old_until, &details).await? {
         // Rolled, expired or deleted by someone else in the meantime.
         return Err(KEY_NOT_FOUND);
@@ -181,9 +200,15 @@ pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let key_id = m.param(0);
-    let hash = keys::delete(&storage::db(&cx.env)?, &admin.workspace_id, key_id, &admin.name, cx.now)
+    let hash = keys::delete(&admin.db(&cx.env)?, &admin.workspace_id, key_id, &admin.name, cx.now)
         .await?
         .ok_or(KEY_NOT_FOUND)?;
+    // A key of the first format leaves the index too (its row is what refuses it, already).
+    if let Err(err) = storage::workspaces::unindex_key(&storage::control(&cx.env)?, &hash).await {
+        super::log(
+            &json!({ "requestId": cx.request_id, "level": "warn", "event": "key_index_left", "detail": err.log_detail() }),
+        );
+    }
     forget_limiters(cx, &[hash]).await;
     let (env, ws, id) = (cx.env.clone(), admin.workspace_id.clone(), key_id.to_owned());
     cx.ctx.wait_until(async move {
@@ -195,7 +220,7 @@ pub async fn delete(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
 /// Drops the rate-limiter state of deleted keys, a few at a time (a Worker invocation has a
 /// handful of simultaneous connections). Failures are logged, never returned: the keys are
 /// already refused by D1.
-pub async fn forget_limiters(cx: &Cx, hashes: &[String]) {
+pub async fn forget_limiters(cx: &Cx, hashes: &[String]) -> bool {
     use futures::StreamExt;
     let failures: Vec<String> = futures::stream::iter(hashes)
         .map(|hash| limiter::forget(&cx.env, hash))
@@ -212,6 +237,7 @@ pub async fn forget_limiters(cx: &Cx, hashes: &[String]) {
             "detail": failures.first(),
         }));
     }
+    failures.is_empty()
 }
 
 fn counters_json(c: &Counters) -> Value {
@@ -224,7 +250,7 @@ pub async fn usage(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let range = Range::parse(query(req, "from").as_deref(), query(req, "to").as_deref(), cx.now)?;
     let key_id = query(req, "keyId").filter(|k| !k.is_empty());
-    let found = storage::usage::read(&storage::db(&cx.env)?, &admin.workspace_id, &range, key_id.as_deref()).await?;
+    let found = storage::usage::read(&admin.db(&cx.env)?, &admin.workspace_id, &range, key_id.as_deref()).await?;
     if key_id.is_some() && found.keys.is_empty() {
         return Err(KEY_NOT_FOUND);
     }

@@ -11,7 +11,7 @@ use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::ids::{new_id, IdKind};
 use crate::domain::knowledge::{self, Kind, SearchParams};
 use crate::domain::time::to_iso;
-use crate::storage::{self, knowledge as records};
+use crate::storage::knowledge as records;
 
 /// A request carries at most 500 records and 1 MiB.
 const MAX_UPSERT_BYTES: usize = 1024 * 1024;
@@ -20,7 +20,7 @@ pub async fn upsert(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let config = cx.config()?;
     let input = knowledge::parse_upsert(&read_json_up_to(req, MAX_UPSERT_BYTES).await?, cx.now)?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     let outcome =
         records::upsert(&db, &admin.workspace_id, &input, config.knowledge_max_records, &admin.name, cx.now, || {
             new_id(IdKind::Record)
@@ -44,7 +44,7 @@ pub async fn upsert(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 pub async fn delete(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let keys = knowledge::parse_delete(&read_json(req).await?)?;
-    let found = records::delete(&storage::db(&cx.env)?, &admin.workspace_id, &keys, &admin.name, cx.now).await?;
+    let found = records::delete(&admin.db(&cx.env)?, &admin.workspace_id, &keys, &admin.name, cx.now).await?;
     let results: Vec<Value> = found
         .iter()
         .enumerate()
@@ -92,7 +92,7 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let kind = kind_param(req)?;
     let admin = auth::workspace_admin(req, cx).await?;
     // One extra row tells whether there is a next page.
-    let mut page = records::list(&storage::db(&cx.env)?, &admin.workspace_id, kind, limit + 1, after).await?;
+    let mut page = records::list(&admin.db(&cx.env)?, &admin.workspace_id, kind, limit + 1, after).await?;
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     let next = if more { page.last().map(|r| cursor::encode(r.updated_at, &r.public_id)) } else { None };
@@ -101,7 +101,7 @@ pub async fn list(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
 
 pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let row = records::get(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0))
+    let row = records::get(&admin.db(&cx.env)?, &admin.workspace_id, m.param(0))
         .await?
         .ok_or(ApiError::NotFound("Record not found", None))?;
     Ok(Reply::ok(record_json(&row)))
@@ -109,7 +109,7 @@ pub async fn get(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
 
 pub async fn stats(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let counts = records::stats(&storage::db(&cx.env)?, &admin.workspace_id).await?;
+    let counts = records::stats(&admin.db(&cx.env)?, &admin.workspace_id).await?;
     let mut kinds = serde_json::Map::new();
     for kind in Kind::all() {
         let n = counts.iter().find(|c| c.kind == kind.as_str()).map_or(0, |c| c.n);
@@ -132,7 +132,7 @@ pub async fn search(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let Some(q) = params.query else {
         return Ok(Reply::ok(json!({ "results": [] })));
     };
-    let hits = records::search(&storage::db(&cx.env)?, &admin.workspace_id, &q, params.kind, params.limit).await?;
+    let hits = records::search(&admin.db(&cx.env)?, &admin.workspace_id, &q, params.kind, params.limit).await?;
     let results: Vec<Value> = hits
         .iter()
         .map(|h| {

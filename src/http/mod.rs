@@ -123,20 +123,17 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Response {
 /// path. A failed write is retried once, then logged: the response never depends on it.
 async fn count_usage(cx: &Cx, status: u16) {
     let note = cx.take_usage();
-    let (Some(hash), false) = (note.key_hash, note.counted) else { return };
+    let (Some(hash), Some(db), false) = (note.key_hash, note.db, note.counted) else { return };
     if !cx.config().is_ok_and(|c| c.usage_ledger) {
         return;
     }
     let counters = Counters::request(status).with_llm(note.prompt_tokens, note.completion_tokens, note.llm_ms);
-    let (env, request_id, day) = (cx.env.clone(), cx.request_id.clone(), usage::day_of(cx.now));
+    let (request_id, day) = (cx.request_id.clone(), usage::day_of(cx.now));
     let write = async move {
         let mut last = None;
         for _ in 0..2 {
-            match crate::storage::db(&env) {
-                Ok(db) => match crate::storage::usage::count(&db, &hash, &day, &counters).await {
-                    Ok(()) => return,
-                    Err(err) => last = Some(err),
-                },
+            match crate::storage::usage::count(&db, &hash, &day, &counters).await {
+                Ok(()) => return,
                 Err(err) => last = Some(err),
             }
         }
@@ -162,6 +159,8 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::ListWorkspaces => admin::list_workspaces(req, cx).await,
         Endpoint::CreateWorkspace => admin::create_workspace(req, cx).await,
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
+        Endpoint::DataPlane => admin::data_plane(req, cx).await,
+        Endpoint::MoveWorkspace => admin::move_workspace(req, cx).await,
         Endpoint::CreateAdmin => admin::create_admin(req, m, cx).await,
         Endpoint::DeleteAdmin => admin::delete_admin(req, m, cx).await,
         Endpoint::ListApiKeys => keys::list(req, cx).await,

@@ -16,7 +16,7 @@ use crate::domain::openai_api::{self as api, ChunkHead, Completion, CompletionRe
 use crate::domain::rate_limit::Claim;
 use crate::domain::sse::Answer;
 use crate::domain::stream::ErrorCode;
-use crate::storage::{self, agents, keys, limiter};
+use crate::storage::{agents, keys, limiter};
 use crate::turn::run::{Finished, Whole};
 use crate::turn::{self, Ask, Start, Turn};
 
@@ -37,7 +37,7 @@ fn extension(sources: Value, request_id: &str, traces: &[crate::domain::agent::T
 pub async fn completions(req: &mut Request, cx: &Cx) -> super::ApiResult<Reply> {
     let token = auth::api_key(req)?;
     let hash = token.hash();
-    cx.usage_key(Some(&hash));
+    let located = auth::Caller::Key { hash: hash.clone(), locator: token.locator().cloned() }.locate(cx).await;
     let config = cx.config()?;
     let idempotency_key = req.headers().get(idempotency::HEADER).ok().flatten();
     let body = read_json(req).await?;
@@ -53,7 +53,7 @@ pub async fn completions(req: &mut Request, cx: &Cx) -> super::ApiResult<Reply> 
             })
         }
     };
-    match turn::begin(cx, &hash, Ask::Completion(&input), claim).await? {
+    match turn::begin(cx, &hash, located?, Ask::Completion(&input), claim).await? {
         Start::Replay(result) => {
             cx.set_header(idempotency::REPLAYED_HEADER, "true".to_owned());
             for (name, value) in result.answered_by.iter().flat_map(|a| a.headers()) {
@@ -191,8 +191,7 @@ async fn models_of(req: &Request, cx: &Cx) -> super::ApiResult<Vec<Value>> {
     let token = auth::api_key(req)?;
     let config = cx.config()?;
     let hash = token.hash();
-    cx.usage_key(Some(&hash));
-    let db = storage::db(&cx.env)?;
+    let db = auth::Caller::Key { hash: hash.clone(), locator: token.locator().cloned() }.locate(cx).await?.db;
     let (key, verdict) =
         futures::join!(keys::by_hash(&db, &hash), limiter::check(&cx.env, &hash, config.rate_limit_per_minute, None));
     let key = crate::turn::admit::admit(cx, &hash, key?, verdict, None).await.0?.key;

@@ -14,14 +14,14 @@ use crate::domain::providers;
 use crate::domain::settings::{AgentPatch, AgentSettings, NewAgent};
 use crate::domain::time::to_iso;
 use crate::domain::tools;
-use crate::storage::{self, agents, audit};
+use crate::storage::{agents, audit};
 
 const AGENT_NOT_FOUND: ApiError = ApiError::NotFound("Agent not found", None);
 
 pub async fn audit_log(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
     let limit = cursor::limit(query(req, "limit").as_deref(), 50)?;
-    let entries = audit::list(&storage::db(&cx.env)?, &admin.workspace_id, limit).await?;
+    let entries = audit::list(&admin.db(&cx.env)?, &admin.workspace_id, limit).await?;
     let entries: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -71,19 +71,19 @@ pub async fn create_agent(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         created_at: cx.now,
         updated_at: cx.now,
     };
-    agents::create(&storage::db(&cx.env)?, &admin.workspace_id, &agent, &admin.name).await?;
+    agents::create(&admin.db(&cx.env)?, &admin.workspace_id, &agent, &admin.name).await?;
     Ok(Reply::created(agent_json(&agent)))
 }
 
 pub async fn list_agents(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let list = agents::list(&storage::db(&cx.env)?, &admin.workspace_id).await?;
+    let list = agents::list(&admin.db(&cx.env)?, &admin.workspace_id).await?;
     Ok(Reply::ok(json!({ "agents": list.iter().map(agent_json).collect::<Vec<_>>() })))
 }
 
 pub async fn get_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    let agent = agents::get(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
+    let agent = agents::get(&admin.db(&cx.env)?, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
     Ok(Reply::ok(agent_json(&agent)))
 }
 
@@ -92,7 +92,7 @@ pub async fn update_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<
     let patch = AgentPatch::try_from(&read_json(req).await?)?;
     let provider = patch.provider.as_ref().and_then(|p| p.as_deref());
     cx.config()?.providers.check_agent(provider, patch.fallbacks.as_deref().unwrap_or_default())?;
-    let db = storage::db(&cx.env)?;
+    let db = admin.db(&cx.env)?;
     // Read first, so the audit entry can say what changed (a concurrent edit in between makes
     // its "from" values stale, never the agent itself wrong).
     let old = agents::get(&db, &admin.workspace_id, m.param(0)).await?.ok_or(AGENT_NOT_FOUND)?;
@@ -117,7 +117,7 @@ pub async fn update_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<
 
 pub async fn delete_agent(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let admin = auth::workspace_admin(req, cx).await?;
-    if agents::delete(&storage::db(&cx.env)?, &admin.workspace_id, m.param(0), &admin.name, cx.now).await? {
+    if agents::delete(&admin.db(&cx.env)?, &admin.workspace_id, m.param(0), &admin.name, cx.now).await? {
         Ok(Reply::no_content())
     } else {
         Err(AGENT_NOT_FOUND)

@@ -1,7 +1,7 @@
 //! Agents: named instructions (and optionally a model) that chats run with.
 
+use super::Db;
 use serde::Deserialize;
-use worker::D1Database;
 
 use super::audit::{self, Table};
 use super::{all, batch, changes, first, int, opt_text, stmt, text};
@@ -30,7 +30,7 @@ pub struct Agent {
 
 const COLUMNS: &str = "id, name, instructions, model, provider, fallbacks, knowledge, tools, created_at, updated_at";
 
-pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
+pub async fn create(db: &Db, workspace_id: &str, a: &Agent, actor: &str) -> ApiResult<()> {
     let sql =
         "INSERT INTO agents (id, workspace_id, name, instructions, model, created_at, updated_at, knowledge, tools, \
                provider, fallbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
@@ -53,18 +53,18 @@ pub async fn create(db: &D1Database, workspace_id: &str, a: &Agent, actor: &str)
     Ok(())
 }
 
-pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<Agent>> {
+pub async fn list(db: &Db, workspace_id: &str) -> ApiResult<Vec<Agent>> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC");
     all(stmt(db, &sql, &[text(workspace_id)])?).await
 }
 
-pub async fn get(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Option<Agent>> {
+pub async fn get(db: &Db, workspace_id: &str, id: &str) -> ApiResult<Option<Agent>> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE id = ?1 AND workspace_id = ?2");
     first(stmt(db, &sql, &[text(id), text(workspace_id)])?).await
 }
 
 /// Those of `ids` that are not agents of the workspace.
-pub async fn unknown(db: &D1Database, workspace_id: &str, ids: &[String]) -> ApiResult<Vec<String>> {
+pub async fn unknown(db: &Db, workspace_id: &str, ids: &[String]) -> ApiResult<Vec<String>> {
     #[derive(Deserialize)]
     struct Id {
         id: String,
@@ -78,7 +78,7 @@ pub async fn unknown(db: &D1Database, workspace_id: &str, ids: &[String]) -> Api
 /// Applies the patch (only the fields it sets) and logs it, in one transaction; returns the
 /// agent as it now is, or `None` if it is not in this workspace.
 pub async fn update(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     id: &str,
     patch: &AgentPatch,
@@ -129,7 +129,7 @@ pub async fn update(
     }
 }
 
-pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
+pub async fn delete(db: &Db, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
     let log = audit::record_if_exists(db, workspace_id, actor, "agent.deleted", Table::Agents, id, None, None, at)?;
     let delete = stmt(db, "DELETE FROM agents WHERE id = ?1 AND workspace_id = ?2", &[text(id), text(workspace_id)])?;
     // Keys scoped to it lose it (a key left with none is refused until an admin edits it).

@@ -1,7 +1,7 @@
 //! The workspace audit log: who did what to which resource, newest first.
 
+use super::{Db, Stmt};
 use serde::Deserialize;
-use worker::{D1Database, D1PreparedStatement};
 
 use super::{all, int, opt_text, stmt, text};
 use crate::domain::error::ApiResult;
@@ -32,13 +32,13 @@ pub struct Target<'a> {
 /// A statement to put in the same batch as the change it records, so the log and the data
 /// cannot disagree.
 pub fn record(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     actor: &str,
     action: &str,
     target: &Target<'_>,
     at: Millis,
-) -> ApiResult<D1PreparedStatement> {
+) -> ApiResult<Stmt> {
     let sql =
         "INSERT INTO audit_log (id, workspace_id, actor, action, target, target_name, target_prefix, created_at) \
                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -65,7 +65,7 @@ pub fn record(
 /// changed.
 #[allow(clippy::too_many_arguments)]
 pub fn record_if_exists(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     actor: &str,
     action: &str,
@@ -74,7 +74,7 @@ pub fn record_if_exists(
     new_name: Option<&str>,
     details: Option<&str>,
     at: Millis,
-) -> ApiResult<D1PreparedStatement> {
+) -> ApiResult<Stmt> {
     let prefix = match table {
         Table::ApiKeys => "prefix",
         Table::Agents | Table::Insights => "NULL",
@@ -116,7 +116,7 @@ impl Table {
     }
 }
 
-pub async fn list(db: &D1Database, workspace_id: &str, limit: u32) -> ApiResult<Vec<Entry>> {
+pub async fn list(db: &Db, workspace_id: &str, limit: u32) -> ApiResult<Vec<Entry>> {
     let sql = "SELECT id, actor, action, target, target_name, target_prefix, created_at, details FROM audit_log WHERE workspace_id = ?1 \
                ORDER BY created_at DESC, rowid DESC LIMIT ?2";
     all(stmt(db, sql, &[text(workspace_id), int(i64::from(limit))])?).await

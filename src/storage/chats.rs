@@ -1,9 +1,9 @@
 //! Chats and their messages. The chat turn reads everything it needs in one D1 batch before the
 //! LLM call and writes the turn in one batch after it.
 
+use super::Db;
+use super::Param;
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
-use worker::D1Database;
 
 use super::{all, batch, changes, int, keys, knowledge, opt_int, opt_text, rows, stmt, text};
 use crate::domain::agent;
@@ -95,7 +95,7 @@ pub struct Retrieval {
 /// `domain::llm::estimate_tokens`), so what crosses from D1 grows with the budget, not with the
 /// chat. The exact trimming (which also counts the instructions) stays with the caller.
 pub async fn load_turn(
-    db: &D1Database,
+    db: &Db,
     whose: Whose<'_>,
     chat_id: Option<&str>,
     agent_id: Option<&str>,
@@ -243,7 +243,7 @@ pub struct Ledger<'a> {
 /// Writes the user message, the assistant message and the chat's `updated_at` in one batch
 /// (one transaction). `seq` is computed inside the batch, so concurrent turns on one chat get
 /// distinct, adjacent positions. Returns `false` when the chat vanished meanwhile (deleted).
-pub async fn save_turn(db: &D1Database, t: &NewTurn<'_>) -> ApiResult<bool> {
+pub async fn save_turn(db: &Db, t: &NewTurn<'_>) -> ApiResult<bool> {
     let mut statements = Vec::with_capacity(5);
     if let Some((title, agent_id)) = t.new_chat {
         let sql =
@@ -353,13 +353,13 @@ pub struct Viewer<'a> {
 }
 
 impl Viewer<'_> {
-    fn params(&self) -> [JsValue; 3] {
+    fn params(&self) -> [Param; 3] {
         [opt_text(self.scope), opt_text(self.embed.map(|(k, _)| k)), opt_text(self.embed.map(|(_, u)| u))]
     }
 }
 
 pub async fn list(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     viewer: Viewer<'_>,
     limit: u32,
@@ -399,7 +399,7 @@ pub struct Message {
 }
 
 pub async fn get(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     viewer: Viewer<'_>,
     chat_id: &str,
@@ -425,7 +425,7 @@ pub async fn get(
     }
 }
 
-pub async fn delete(db: &D1Database, workspace_id: &str, viewer: Viewer<'_>, chat_id: &str) -> ApiResult<bool> {
+pub async fn delete(db: &Db, workspace_id: &str, viewer: Viewer<'_>, chat_id: &str) -> ApiResult<bool> {
     let sql = format!("DELETE FROM chats WHERE id = ?1 AND workspace_id = ?2 AND {}", in_scope(3));
     let [scope, key, user] = viewer.params();
     let p = [text(chat_id), text(workspace_id), scope, key, user];

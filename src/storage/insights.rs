@@ -1,8 +1,8 @@
 //! Insights in D1: the saved questions, their last good answer, and the lease that keeps two
 //! generations of one insight from running at once.
 
+use super::Db;
 use serde::Deserialize;
-use worker::D1Database;
 
 use super::audit::{self, Table};
 use super::{all, batch, changes, first, int, keys, opt_int, opt_text, rows, stmt, text};
@@ -73,13 +73,7 @@ fn one(list: Vec<Row>) -> Option<Insight> {
 /// Creates an insight held by its creator's first generation until `lease_until`, audited in
 /// the same transaction; `false` when the workspace already has [`MAX_PER_WORKSPACE`] (the
 /// count is taken inside the insert, so concurrent creates cannot pass it).
-pub async fn create(
-    db: &D1Database,
-    workspace_id: &str,
-    i: &Insight,
-    actor: &str,
-    lease_until: Millis,
-) -> ApiResult<bool> {
+pub async fn create(db: &Db, workspace_id: &str, i: &Insight, actor: &str, lease_until: Millis) -> ApiResult<bool> {
     let sql = "INSERT INTO insights (id, workspace_id, name, prompt, agent_id, refresh_seconds, next_refresh_at, \
                lease_until, created_at, updated_at) \
                SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 \
@@ -114,7 +108,7 @@ pub async fn create(
     }
 }
 
-pub async fn count(db: &D1Database, workspace_id: &str) -> ApiResult<i64> {
+pub async fn count(db: &Db, workspace_id: &str) -> ApiResult<i64> {
     #[derive(Deserialize)]
     struct N {
         n: i64,
@@ -124,19 +118,19 @@ pub async fn count(db: &D1Database, workspace_id: &str) -> ApiResult<i64> {
     Ok(n.map_or(0, |n| n.n))
 }
 
-pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<Insight>> {
+pub async fn list(db: &Db, workspace_id: &str) -> ApiResult<Vec<Insight>> {
     let sql = format!("SELECT {COLUMNS} FROM insights WHERE workspace_id = ?1 ORDER BY created_at, id");
     let list: Vec<Row> = all(stmt(db, &sql, &[text(workspace_id)])?).await?;
     Ok(list.into_iter().map(Row::into_insight).collect())
 }
 
-pub async fn get(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Option<Insight>> {
+pub async fn get(db: &Db, workspace_id: &str, id: &str) -> ApiResult<Option<Insight>> {
     let sql = format!("SELECT {COLUMNS} FROM insights WHERE id = ?1 AND workspace_id = ?2");
     Ok(one(all(stmt(db, &sql, &[text(id), text(workspace_id)])?).await?))
 }
 
 /// The insights of the workspace among `ids`.
-pub async fn of_ids(db: &D1Database, workspace_id: &str, ids: &[String]) -> ApiResult<Vec<Insight>> {
+pub async fn of_ids(db: &Db, workspace_id: &str, ids: &[String]) -> ApiResult<Vec<Insight>> {
     let sql =
         format!("SELECT {COLUMNS} FROM insights WHERE workspace_id = ?1 AND id IN (SELECT value FROM json_each(?2))");
     let list = serde_json::to_string(ids).map_err(ApiError::internal)?;
@@ -146,11 +140,7 @@ pub async fn of_ids(db: &D1Database, workspace_id: &str, ids: &[String]) -> ApiR
 
 /// The key behind a hash and the insight `id` of its workspace, in one round trip: an insight
 /// read costs what a key check costs.
-pub async fn read_with_key(
-    db: &D1Database,
-    key_hash: &str,
-    id: &str,
-) -> ApiResult<(Option<keys::KeyAuth>, Option<Insight>)> {
+pub async fn read_with_key(db: &Db, key_hash: &str, id: &str) -> ApiResult<(Option<keys::KeyAuth>, Option<Insight>)> {
     let sql = format!(
         "SELECT {COLUMNS} FROM insights WHERE id = ?2 \
          AND workspace_id = (SELECT workspace_id FROM api_keys WHERE key_hash = ?1)"
@@ -167,7 +157,7 @@ pub async fn read_with_key(
 /// outdated and due now. `None` when the insight is not in the workspace.
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     id: &str,
     patch: &InsightPatch,
@@ -213,7 +203,7 @@ pub async fn update(
     }
 }
 
-pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
+pub async fn delete(db: &Db, workspace_id: &str, id: &str, actor: &str, at: Millis) -> ApiResult<bool> {
     let log = audit::record_if_exists(db, workspace_id, actor, "insight.deleted", Table::Insights, id, None, None, at)?;
     let sql = "DELETE FROM insights WHERE id = ?1 AND workspace_id = ?2";
     let results = batch(db, vec![log, stmt(db, sql, &[text(id), text(workspace_id)])?]).await?;
@@ -224,27 +214,14 @@ pub async fn delete(db: &D1Database, workspace_id: &str, id: &str, actor: &str, 
 }
 
 /// An audit entry on its own (a manual refresh, which changes nothing by itself).
-pub async fn audit(
-    db: &D1Database,
-    workspace_id: &str,
-    id: &str,
-    action: &str,
-    actor: &str,
-    at: Millis,
-) -> ApiResult<()> {
+pub async fn audit(db: &Db, workspace_id: &str, id: &str, action: &str, actor: &str, at: Millis) -> ApiResult<()> {
     let log = audit::record_if_exists(db, workspace_id, actor, action, Table::Insights, id, None, None, at)?;
     super::run(log).await.map(|_| ())
 }
 
 /// Takes the insight's lease until `until` if nobody holds it at `now`: the insight as it is
 /// then, or `None` when another generation holds it (or it does not exist).
-pub async fn claim(
-    db: &D1Database,
-    workspace_id: &str,
-    id: &str,
-    now: Millis,
-    until: Millis,
-) -> ApiResult<Option<Insight>> {
+pub async fn claim(db: &Db, workspace_id: &str, id: &str, now: Millis, until: Millis) -> ApiResult<Option<Insight>> {
     let sql = format!(
         "UPDATE insights SET lease_until = ?3 WHERE id = ?1 AND workspace_id = ?2 \
          AND (lease_until IS NULL OR lease_until <= ?4) RETURNING {COLUMNS}"
@@ -254,7 +231,7 @@ pub async fn claim(
 
 /// The insight's lease: `None` when no generation holds it (a finished one clears it), else
 /// until when (in the past: that generation died).
-pub async fn lease(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<Option<Millis>> {
+pub async fn lease(db: &Db, workspace_id: &str, id: &str) -> ApiResult<Option<Millis>> {
     #[derive(Deserialize)]
     struct L {
         lease_until: Option<Millis>,
@@ -265,11 +242,19 @@ pub async fn lease(db: &D1Database, workspace_id: &str, id: &str) -> ApiResult<O
 }
 
 /// Takes the lease of up to `limit` due insights, oldest due first, in one statement (so two
-/// scheduled runs at once share them out, never both take one).
-pub async fn claim_due(db: &D1Database, now: Millis, until: Millis, limit: u32) -> ApiResult<Vec<(String, Insight)>> {
+/// scheduled runs at once share them out, never both take one). `d1_only`: in the shared D1,
+/// only workspaces not moved to their own object (a moved one's rows there are a stale copy).
+pub async fn claim_due(
+    db: &Db,
+    now: Millis,
+    until: Millis,
+    limit: u32,
+    d1_only: bool,
+) -> ApiResult<Vec<(String, Insight)>> {
+    let scope = if d1_only { "AND workspace_id IN (SELECT id FROM workspaces WHERE data_plane = 'd1')" } else { "" };
     let sql = format!(
         "UPDATE insights SET lease_until = ?2 WHERE id IN (SELECT id FROM insights WHERE next_refresh_at <= ?1 \
-         AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_refresh_at, id LIMIT ?3) \
+         AND (lease_until IS NULL OR lease_until <= ?1) {scope} ORDER BY next_refresh_at, id LIMIT ?3) \
          RETURNING workspace_id, {COLUMNS}"
     );
     let list: Vec<Row> = all(stmt(db, &sql, &[int(now), int(until), int(i64::from(limit))])?).await?;
@@ -297,7 +282,7 @@ pub struct Generated<'a> {
 /// insight's current one: if an admin changed it meanwhile, the answer is kept but stays
 /// outdated and due at once.
 pub async fn store(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     id: &str,
     asked: (&str, Option<&str>),
@@ -334,7 +319,7 @@ pub async fn store(
 
 /// Records a failed generation (the last good answer stays) and releases the lease.
 pub async fn fail(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     id: &str,
     code: &str,
@@ -350,4 +335,17 @@ pub async fn fail(
         statements.push(super::usage::count_insights_stmt(db, workspace_id, day, counters)?);
     }
     batch(db, statements).await.map(|_| ())
+}
+
+/// When the Cron Trigger should next look at this workspace's insights: the earliest due time,
+/// a running generation's counting from when its lease runs out. `None`: no insight.
+pub async fn next_due(db: &Db, now: Millis) -> ApiResult<Option<Millis>> {
+    #[derive(Deserialize)]
+    struct Due {
+        due: Option<Millis>,
+    }
+    let sql = "SELECT MIN(CASE WHEN lease_until > ?1 THEN MAX(lease_until, next_refresh_at) ELSE next_refresh_at END) \
+               AS due FROM insights";
+    let found: Option<Due> = first(stmt(db, sql, &[int(now)])?).await?;
+    Ok(found.and_then(|d| d.due))
 }

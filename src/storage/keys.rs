@@ -1,11 +1,14 @@
 //! API keys: stored as SHA-256 and a display prefix, never the key itself.
 
+use super::Db;
 use serde::Deserialize;
-use worker::D1Database;
+
+use worker::Env;
 
 use super::audit::{self, Table};
-use super::{all, batch, changes, first, int, opt_int, opt_text, rows, stmt, text};
-use crate::domain::error::{ApiError, ApiResult};
+use super::{all, batch, changes, first, int, opt_int, opt_text, rows, stmt, text, workspaces, Place};
+use crate::domain::error::{ApiError, ApiResult, INVALID_KEY};
+use crate::domain::placement::{Locator, Plane};
 use crate::domain::scope::Scope;
 use crate::domain::settings::{KeyPatch, KeySettings};
 use crate::domain::time::Millis;
@@ -48,6 +51,9 @@ pub struct NewKeyRow<'a> {
     pub workspace_id: &'a str,
     pub key_hash: &'a str,
     pub admin_id: &'a str,
+    /// The key is of the first format (its workspace is still on D1): the index records it in
+    /// the same transaction.
+    pub indexed: bool,
 }
 
 /// A new key's row, `?1`–`?12` (see [`params`]); a create inserts it as it is, a roll only
@@ -57,7 +63,7 @@ const INSERT_INTO: &str = "INSERT INTO api_keys (id, workspace_id, name, prefix,
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12";
 
 /// `?1`–`?12` of a key's insert, in the column order of [`INSERT_INTO`].
-fn params(row: &NewKeyRow<'_>) -> [wasm_bindgen::JsValue; 12] {
+fn params(row: &NewKeyRow<'_>) -> [super::Param; 12] {
     let k = row.key;
     [
         text(&k.id),
@@ -75,25 +81,29 @@ fn params(row: &NewKeyRow<'_>) -> [wasm_bindgen::JsValue; 12] {
     ]
 }
 
-fn insert(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<worker::D1PreparedStatement> {
+fn insert(db: &Db, row: &NewKeyRow<'_>) -> ApiResult<super::Stmt> {
     stmt(db, INSERT_INTO, &params(row))
 }
 
 /// Inserts the key and its audit entry in one transaction.
-pub async fn create(db: &D1Database, row: &NewKeyRow<'_>) -> ApiResult<()> {
+pub async fn create(db: &Db, row: &NewKeyRow<'_>) -> ApiResult<()> {
     let k = row.key;
     let target = audit::Target { id: &k.id, name: Some(&k.name), prefix: Some(&k.prefix) };
     let log = audit::record(db, row.workspace_id, &k.created_by_name, "api_key.created", &target, k.created_at)?;
-    batch(db, vec![insert(db, row)?, log]).await?;
+    let mut statements = vec![insert(db, row)?, log];
+    if row.indexed {
+        statements.push(workspaces::index_key(db, row.key_hash, row.workspace_id)?);
+    }
+    batch(db, statements).await?;
     Ok(())
 }
 
-pub async fn list(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<ApiKey>> {
+pub async fn list(db: &Db, workspace_id: &str) -> ApiResult<Vec<ApiKey>> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC");
     all(stmt(db, &sql, &[text(workspace_id)])?).await
 }
 
-pub async fn get(db: &D1Database, workspace_id: &str, key_id: &str) -> ApiResult<Option<ApiKey>> {
+pub async fn get(db: &Db, workspace_id: &str, key_id: &str) -> ApiResult<Option<ApiKey>> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1 AND workspace_id = ?2");
     first(stmt(db, &sql, &[text(key_id), text(workspace_id)])?).await
 }
@@ -106,7 +116,7 @@ pub async fn get(db: &D1Database, workspace_id: &str, key_id: &str) -> ApiResult
 /// handler refuses that with 409; this guard covers a roll that lands between its read and
 /// this write).
 pub async fn update(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     key_id: &str,
     patch: &KeyPatch,
@@ -162,7 +172,7 @@ pub async fn update(
 /// A roll, in one transaction: the successor is inserted, the old key linked to it and given
 /// its last moment, and the roll logged, only if the old key is still live and not rolled yet
 /// at that moment (two concurrent rolls: one wins). Returns whether it happened.
-pub async fn roll(db: &D1Database, row: &NewKeyRow<'_>, old_expires_at: Millis, details: &str) -> ApiResult<bool> {
+pub async fn roll(db: &Db, row: &NewKeyRow<'_>, old_expires_at: Millis, details: &str) -> ApiResult<bool> {
     let k = row.key;
     // The insert runs first and only if the old key (`rolled_from`, ?12) can be rolled; the
     // rest then follow it.
@@ -189,7 +199,11 @@ pub async fn roll(db: &D1Database, row: &NewKeyRow<'_>, old_expires_at: Millis, 
         Some(details),
         k.created_at,
     )?;
-    let results = batch(db, vec![stmt(db, &insert, &params(row))?, link, log]).await?;
+    let mut statements = vec![stmt(db, &insert, &params(row))?, link, log];
+    if row.indexed {
+        statements.push(workspaces::index_key(db, row.key_hash, row.workspace_id)?);
+    }
+    let results = batch(db, statements).await?;
     match results.first() {
         Some(r) => Ok(changes(r)? > 0),
         None => Ok(false),
@@ -204,13 +218,7 @@ struct Hash {
 /// Deletes a key of this workspace (and logs it, in the same transaction). Returns the deleted
 /// key's hash, so its rate-limiter state can be dropped, or `None` if there was no such key.
 /// The key is gone from D1 when this returns, and D1 is what every request checks.
-pub async fn delete(
-    db: &D1Database,
-    workspace_id: &str,
-    key_id: &str,
-    actor: &str,
-    at: Millis,
-) -> ApiResult<Option<String>> {
+pub async fn delete(db: &Db, workspace_id: &str, key_id: &str, actor: &str, at: Millis) -> ApiResult<Option<String>> {
     let log =
         audit::record_if_exists(db, workspace_id, actor, "api_key.deleted", Table::ApiKeys, key_id, None, None, at)?;
     let delete = stmt(
@@ -245,6 +253,50 @@ impl KeyAuth {
 pub const AUTH_SQL: &str =
     "SELECT id, workspace_id, expires_at, rate_limit_per_minute, allowed_agent_ids FROM api_keys WHERE key_hash = ?1";
 
-pub async fn by_hash(db: &D1Database, hash: &str) -> ApiResult<Option<KeyAuth>> {
+pub async fn by_hash(db: &Db, hash: &str) -> ApiResult<Option<KeyAuth>> {
     first(stmt(db, AUTH_SQL, &[text(hash)])?).await
+}
+
+/// A key's workspace database, found before the key itself is checked there.
+pub struct Located {
+    pub db: Db,
+    /// The locator new embed tokens of this key carry (its workspace is on its own object).
+    pub locator: Option<Locator>,
+    /// Whether D1 was asked (a key of the first format), and how long it took: for
+    /// `Server-Timing`.
+    pub via_index: bool,
+    pub index_ms: u64,
+}
+
+/// Where the workspace of a key is: its locator says (keys of the second format: no D1 at
+/// all), or the index does (the first format: one D1 lookup). The key itself is checked in
+/// that database; a workspace that is gone, or a locator nobody issued, reads as an unknown
+/// key (401), and a workspace being moved as 503.
+pub async fn locate(env: &Env, locator: Option<&Locator>, hash: &str) -> ApiResult<Located> {
+    let unknown = ApiError::Unauthorized(INVALID_KEY);
+    if let Some(loc) = locator {
+        let place = Place {
+            workspace_id: loc.workspace_id.clone(),
+            plane: Plane::Object,
+            stub: loc.stub_options(),
+            init: None,
+        };
+        let db = super::open(env, &place, unknown)?;
+        return Ok(Located { db, locator: Some(loc.clone()), via_index: false, index_ms: 0 });
+    }
+    let control = super::control(env)?;
+    let started = worker::Date::now().as_millis();
+    let ws = workspaces::by_key_hash(&control, hash).await?.ok_or_else(|| unknown.clone())?;
+    let index_ms = worker::Date::now().as_millis().saturating_sub(started);
+    Ok(Located { db: super::open(env, &ws.place(), unknown)?, locator: ws.locator(), via_index: true, index_ms })
+}
+
+/// Every key hash of the workspace (for dropping their limiters when it is deleted).
+pub async fn hashes(db: &Db) -> ApiResult<Vec<String>> {
+    #[derive(Deserialize)]
+    struct H {
+        key_hash: String,
+    }
+    let list: Vec<H> = all(stmt(db, "SELECT key_hash FROM api_keys", &[])?).await?;
+    Ok(list.into_iter().map(|h| h.key_hash).collect())
 }

@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
+use super::{Db, Stmt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, D1PreparedStatement};
 
 use super::{all, batch, changes, first, int, opt_text, rows, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
@@ -58,11 +58,7 @@ struct Count {
 
 /// How many records the workspace holds, and what it holds under the keys of `keys`
 /// (`[[kind, externalId], …]`), in one round trip.
-async fn existing(
-    db: &D1Database,
-    workspace_id: &str,
-    keys: &Value,
-) -> ApiResult<(u64, HashMap<(Kind, String), Existing>)> {
+async fn existing(db: &Db, workspace_id: &str, keys: &Value) -> ApiResult<(u64, HashMap<(Kind, String), Existing>)> {
     let count = stmt(db, "SELECT COUNT(*) AS n FROM knowledge_records WHERE workspace_id = ?1", &[text(workspace_id)])?;
     let found = stmt(
         db,
@@ -116,7 +112,7 @@ pub struct OverCap {
 /// older `sourceUpdatedAt` → unchanged); the write itself repeats the `sourceUpdatedAt` guard,
 /// so a concurrent newer sync is never overwritten by an older one.
 pub async fn upsert(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     records: &[Record],
     cap: u64,
@@ -234,13 +230,7 @@ fn row_json(r: &Record, public_id: &str) -> Value {
 /// One statement for every record to write: insert, or update in place (keeping its id and
 /// `created_at`) unless the stored copy comes from a newer sync. It writes only if the audit
 /// entry `audit_id` was written before it in the same transaction (the cap held).
-fn write_statement(
-    db: &D1Database,
-    workspace_id: &str,
-    rows: &Value,
-    now: Millis,
-    audit_id: &str,
-) -> ApiResult<D1PreparedStatement> {
+fn write_statement(db: &Db, workspace_id: &str, rows: &Value, now: Millis, audit_id: &str) -> ApiResult<Stmt> {
     let sql = "INSERT INTO knowledge_records (public_id, workspace_id, ws_token, kind, external_id, title, body, url, \
                source, account_name, amount, currency, stage, status, close_date, owner, properties, content_hash, \
                source_updated_at, created_at, updated_at) \
@@ -282,7 +272,7 @@ struct Key {
 /// Deletes the records by key; returns which of them existed. One transaction with its audit
 /// entry.
 pub async fn delete(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     keys: &[(Kind, String)],
     actor: &str,
@@ -317,7 +307,7 @@ pub async fn delete(
 
 /// Newest first, `(updated_at, public_id)` as the cursor.
 pub async fn list(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     kind: Option<Kind>,
     limit: u32,
@@ -340,7 +330,7 @@ pub async fn list(
     all(stmt(db, &sql, &params)?).await
 }
 
-pub async fn get(db: &D1Database, workspace_id: &str, public_id: &str) -> ApiResult<Option<Row>> {
+pub async fn get(db: &Db, workspace_id: &str, public_id: &str) -> ApiResult<Option<Row>> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM knowledge_records WHERE workspace_id = ?1 AND public_id = ?2");
     first(stmt(db, &sql, &[text(workspace_id), text(public_id)])?).await
 }
@@ -352,7 +342,7 @@ pub struct KindCount {
     pub last: Option<Millis>,
 }
 
-pub async fn stats(db: &D1Database, workspace_id: &str) -> ApiResult<Vec<KindCount>> {
+pub async fn stats(db: &Db, workspace_id: &str) -> ApiResult<Vec<KindCount>> {
     let sql = "SELECT kind, COUNT(*) AS n, MAX(updated_at) AS last FROM knowledge_records WHERE workspace_id = ?1 GROUP BY kind";
     all(stmt(db, sql, &[text(workspace_id)])?).await
 }
@@ -456,13 +446,7 @@ impl StageRow {
 }
 
 /// The search route: exactly the retrieval a chat turn runs, for one workspace.
-pub async fn search(
-    db: &D1Database,
-    workspace_id: &str,
-    query: &str,
-    kind: Option<Kind>,
-    limit: u32,
-) -> ApiResult<Vec<Hit>> {
+pub async fn search(db: &Db, workspace_id: &str, query: &str, kind: Option<Kind>, limit: u32) -> ApiResult<Vec<Hit>> {
     let sql = search_sql("?1", "?2", "?4", "AND (?3 IS NULL OR r.kind = ?3)");
     let params = [text(workspace_id), text(query), opt_text(kind.map(Kind::as_str)), int(i64::from(limit))];
     all(stmt(db, &sql, &params)?).await
@@ -470,14 +454,14 @@ pub async fn search(
 
 /// The rows of an agent tool's statement (built in `domain::tools` from validated arguments,
 /// every value bound), as JSON objects.
-pub async fn tool_rows(db: &D1Database, statement: &tools::Statement) -> ApiResult<Vec<serde_json::Value>> {
-    let params: Vec<wasm_bindgen::JsValue> = statement
+pub async fn tool_rows(db: &Db, statement: &tools::Statement) -> ApiResult<Vec<serde_json::Value>> {
+    let params: Vec<super::Param> = statement
         .params
         .iter()
         .map(|p| match p {
             tools::Param::Text(s) => text(s),
             tools::Param::Int(n) => int(*n),
-            tools::Param::Real(f) => wasm_bindgen::JsValue::from_f64(*f),
+            tools::Param::Real(f) => super::real(*f),
         })
         .collect();
     all(stmt(db, &statement.sql, &params)?).await
@@ -485,7 +469,7 @@ pub async fn tool_rows(db: &D1Database, statement: &tools::Statement) -> ApiResu
 
 /// The `search_records` tool: the search route's statement, within the kinds the agent reads.
 pub async fn tool_search(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     search: &tools::Search,
     kinds: &[Kind],

@@ -1,8 +1,8 @@
 //! The usage ledger: per key and UTC day, upserted where a request ends (in the batch that
 //! stores a chat turn, or on its own for everything else) and summed for the usage route.
 
+use super::{Db, Stmt};
 use serde::Deserialize;
-use worker::{D1Database, D1PreparedStatement};
 
 use super::{all, batch, int, opt_text, rows, run, stmt, text};
 use crate::domain::error::{ApiError, ApiResult};
@@ -21,13 +21,7 @@ const COUNT_SQL: &str = "INSERT INTO usage_daily (workspace_id, key_id, day, key
      completion_tokens = completion_tokens + excluded.completion_tokens, llm_ms = llm_ms + excluded.llm_ms, \
      key_name = excluded.key_name, key_prefix = excluded.key_prefix";
 
-pub fn count_stmt(
-    db: &D1Database,
-    key_hash: &str,
-    day: &str,
-    c: &Counters,
-    and_chat: Option<&str>,
-) -> ApiResult<D1PreparedStatement> {
+pub fn count_stmt(db: &Db, key_hash: &str, day: &str, c: &Counters, and_chat: Option<&str>) -> ApiResult<Stmt> {
     stmt(
         db,
         COUNT_SQL,
@@ -51,12 +45,7 @@ pub const INSIGHTS_KEY_NAME: &str = "Insights";
 
 /// Adds `c` to the workspace's insights line for `day`: a statement for the batch that stores
 /// the generation.
-pub fn count_insights_stmt(
-    db: &D1Database,
-    workspace_id: &str,
-    day: &str,
-    c: &Counters,
-) -> ApiResult<D1PreparedStatement> {
+pub fn count_insights_stmt(db: &Db, workspace_id: &str, day: &str, c: &Counters) -> ApiResult<Stmt> {
     let sql = "INSERT INTO usage_daily (workspace_id, key_id, day, key_name, key_prefix, requests, errors, \
          rate_limited, prompt_tokens, completion_tokens, llm_ms) \
          SELECT id, ?2, ?3, ?4, '', ?5, ?6, 0, ?7, ?8, ?9 FROM workspaces WHERE id = ?1 \
@@ -81,7 +70,7 @@ pub fn count_insights_stmt(
 }
 
 /// Counts one request on its own (every outcome but a stored turn).
-pub async fn count(db: &D1Database, key_hash: &str, day: &str, c: &Counters) -> ApiResult<()> {
+pub async fn count(db: &Db, key_hash: &str, day: &str, c: &Counters) -> ApiResult<()> {
     run(count_stmt(db, key_hash, day, c, None)?).await.map(|_| ())
 }
 
@@ -133,7 +122,7 @@ pub struct Usage {
 /// The workspace's usage over `range`, per day and per key (all keys, or `key_id`'s): the
 /// workspace's keys (zeros if unused) and deleted keys that were used in the range (or the one
 /// asked for by id, used at any time). One batch.
-pub async fn read(db: &D1Database, workspace_id: &str, range: &Range, key_id: Option<&str>) -> ApiResult<Usage> {
+pub async fn read(db: &Db, workspace_id: &str, range: &Range, key_id: Option<&str>) -> ApiResult<Usage> {
     let days_sql = format!(
         "SELECT u.day, {SUMS} FROM usage_daily u WHERE u.workspace_id = ?1 AND u.day BETWEEN ?2 AND ?3 \
          AND (?4 IS NULL OR u.key_id = ?4) GROUP BY u.day"
@@ -177,7 +166,7 @@ struct Requests {
 
 /// Requests per key of the workspace since `from` (a day), for the key list.
 pub async fn requests_since(
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     from: &str,
 ) -> ApiResult<std::collections::HashMap<String, i64>> {

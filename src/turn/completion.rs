@@ -4,8 +4,8 @@
 //! their calls go back to the caller. Nothing is loaded from or stored into a chat: only the
 //! usage is counted, in the key's ledger line.
 
+use crate::storage::Db;
 use serde_json::Value;
-use worker::D1Database;
 
 use super::{assemble, plan, Destination, StoreFailure, Turn};
 use crate::context::Cx;
@@ -41,6 +41,7 @@ impl Caller {
 /// scope (404 `model_not_found` for one that does not exist), no tool name used twice.
 pub(super) fn prepare(
     cx: &Cx,
+    db: Db,
     req: &CompletionRequest,
     key: KeyAuth,
     loaded: &mut chats::TurnContext,
@@ -55,6 +56,7 @@ pub(super) fn prepare(
     let plan = plan(&config, agent_id, loaded.agent.take(), loaded.has_records, false)?;
     let mut turn = assemble(
         &cx.env,
+        db,
         &cx.request_id,
         cx.now,
         config,
@@ -87,7 +89,7 @@ pub(super) fn prepare(
 /// stream cut short) is counted with the status its stream ends with.
 pub(super) async fn store(
     turn: &Turn,
-    db: &D1Database,
+    db: &Db,
     answer: &Answer,
     incomplete: Option<&str>,
     llm_ms: u64,

@@ -3,7 +3,8 @@
 //! and no key. Its answer replaces the insight's; a failure keeps the last good one and backs
 //! off. The caller holds the insight's lease (see `storage::insights::claim`).
 
-use worker::{D1Database, Env};
+use crate::storage::Db;
+use worker::Env;
 
 use super::run::{Finished, Whole};
 use super::{assemble, plan, Destination, StoreFailure, Turn};
@@ -37,14 +38,53 @@ pub fn lease_ms(config: &Config) -> Millis {
 
 /// Generates `i` now and stores the outcome. `Err` only when the outcome could not be stored
 /// either (then the lease expires and a later run retries).
-pub async fn generate(env: &Env, config: &Config, request_id: &str, workspace_id: &str, i: &Insight) -> ApiResult<()> {
-    let db = storage::db(env)?;
+pub async fn generate(
+    env: &Env,
+    db: &Db,
+    config: &Config,
+    request_id: &str,
+    workspace_id: &str,
+    i: &Insight,
+) -> ApiResult<()> {
+    let outcome = generate_once(env, db, config, request_id, workspace_id, i).await;
+    note_due(env, db, workspace_id).await;
+    outcome
+}
+
+/// Tells the registry when the Cron Trigger should next look at a workspace on its own object
+/// (it cannot scan every object). A failure is logged: the registry's time only gets later
+/// through the scheduled run, so at worst the workspace is looked at once too often.
+pub async fn note_due(env: &Env, db: &Db, workspace_id: &str) {
+    if !db.is_object() {
+        return;
+    }
+    let now = worker::Date::now().as_millis() as Millis;
+    let noted = match (insights::next_due(db, now).await, storage::control(env)) {
+        (Ok(Some(due)), Ok(control)) => storage::workspaces::insights_due(&control, workspace_id, due).await,
+        (Ok(None), _) => Ok(()),
+        (Err(err), _) | (_, Err(err)) => Err(err),
+    };
+    if let Err(err) = noted {
+        log(
+            &serde_json::json!({ "level": "warn", "event": "insight_due_not_noted", "workspaceId": workspace_id, "detail": err.log_detail() }),
+        );
+    }
+}
+
+async fn generate_once(
+    env: &Env,
+    db: &Db,
+    config: &Config,
+    request_id: &str,
+    workspace_id: &str,
+    i: &Insight,
+) -> ApiResult<()> {
     let started = worker::Date::now().as_millis() as Millis;
-    let turn = match prepare(env, config, request_id, &db, workspace_id, i, started).await {
+    let turn = match prepare(env, config, request_id, db, workspace_id, i, started).await {
         Ok(turn) => turn,
         Err(err) => {
             let code = failure_code(&err);
-            return record_failure(&db, config, workspace_id, i, code, started, &Counters::request(500)).await;
+            return record_failure(db, config, workspace_id, i, code, started, &Counters::request(500)).await;
         }
     };
     let (turn, finished) = turn.run(&mut Whole).await;
@@ -56,7 +96,7 @@ pub async fn generate(env: &Env, config: &Config, request_id: &str, workspace_id
                 spent.completion_tokens,
                 turn.timing.llm_ms,
             );
-            record_failure(&db, config, workspace_id, i, code.as_str(), started, &counters).await
+            record_failure(db, config, workspace_id, i, code.as_str(), started, &counters).await
         }
     }
 }
@@ -67,26 +107,26 @@ pub async fn generate(env: &Env, config: &Config, request_id: &str, workspace_id
 /// the insight does not exist.
 pub async fn refresh(
     env: &Env,
+    db: &Db,
     config: &Config,
     request_id: &str,
     workspace_id: &str,
     id: &str,
 ) -> ApiResult<Option<()>> {
-    let db = storage::db(env)?;
     let lease = lease_ms(config);
     let now = || worker::Date::now().as_millis() as Millis;
     let start = now();
-    if let Some(claimed) = insights::claim(&db, workspace_id, id, start, start.saturating_add(lease)).await? {
-        return generate(env, config, request_id, workspace_id, &claimed).await.map(Some);
+    if let Some(claimed) = insights::claim(db, workspace_id, id, start, start.saturating_add(lease)).await? {
+        return generate(env, db, config, request_id, workspace_id, &claimed).await.map(Some);
     }
-    if insights::get(&db, workspace_id, id).await?.is_none() {
+    if insights::get(db, workspace_id, id).await?.is_none() {
         return Ok(None);
     }
     let give_up = start.saturating_add(lease);
     loop {
         worker::Delay::from(std::time::Duration::from_millis(400)).await;
         let at = now();
-        match insights::lease(&db, workspace_id, id).await? {
+        match insights::lease(db, workspace_id, id).await? {
             // It finished (and cleared its lease): its outcome is the answer.
             None => return Ok(Some(())),
             Some(until) if until > at && at < give_up => continue,
@@ -95,8 +135,8 @@ pub async fn refresh(
         }
     }
     let at = now();
-    if let Some(claimed) = insights::claim(&db, workspace_id, id, at, at.saturating_add(lease)).await? {
-        generate(env, config, request_id, workspace_id, &claimed).await?;
+    if let Some(claimed) = insights::claim(db, workspace_id, id, at, at.saturating_add(lease)).await? {
+        generate(env, db, config, request_id, workspace_id, &claimed).await?;
     }
     Ok(Some(()))
 }
@@ -105,7 +145,7 @@ async fn prepare(
     env: &Env,
     config: &Config,
     request_id: &str,
-    db: &D1Database,
+    db: &Db,
     workspace_id: &str,
     i: &Insight,
     now: Millis,
@@ -127,9 +167,10 @@ async fn prepare(
     ))
     .await;
     let mut loaded = loaded?;
-    let timing = Timing { read_ms, d1_calls: 1, ..Timing::default() };
+    let mut timing = Timing { read_ms, ..Timing::default() };
+    timing.store(db.is_object(), 1);
     let plan = plan(config, i.agent_id.clone(), loaded.agent.take(), loaded.has_records, false)?;
-    let mut turn = assemble(env, request_id, now, config.clone(), timing, plan, &loaded, &i.prompt, None)?;
+    let mut turn = assemble(env, db.clone(), request_id, now, config.clone(), timing, plan, &loaded, &i.prompt, None)?;
     turn.workspace_id = workspace_id.to_owned();
     turn.destination = Destination::Insight(Job {
         id: i.id.clone(),
@@ -150,7 +191,7 @@ fn failure_code(err: &ApiError) -> &'static str {
 }
 
 async fn record_failure(
-    db: &D1Database,
+    db: &Db,
     config: &Config,
     workspace_id: &str,
     i: &Insight,
@@ -169,7 +210,7 @@ async fn record_failure(
 pub(super) async fn store(
     turn: &Turn,
     job: &Job,
-    db: &D1Database,
+    db: &Db,
     answer: &Answer,
     incomplete: Option<&str>,
     llm_ms: u64,

@@ -37,6 +37,7 @@ use crate::domain::time::Millis;
 use crate::domain::timing::Timing;
 use crate::domain::tools as domain_tools;
 use crate::domain::usage::{self, Counters};
+use crate::storage::keys::Located;
 use crate::storage::{self, chats, limiter};
 use tools::Toolbox;
 
@@ -53,6 +54,8 @@ pub enum Start {
 /// A turn admitted and ready for the LLM: everything the call and the store need, owned.
 pub struct Turn {
     pub env: Env,
+    /// The workspace's database (its object, or D1 before its move).
+    pub(crate) db: storage::Db,
     pub config: Config,
     pub request_id: String,
     key_hash: String,
@@ -120,11 +123,12 @@ pub enum StoreFailure {
 pub async fn start(
     cx: &Cx,
     key_hash: &str,
+    located: Located,
     viewer: Option<&Viewer>,
     input: &ChatRequest,
     claim: Option<Claim>,
 ) -> ApiResult<Start> {
-    begin(cx, key_hash, Ask::Chat { input, viewer }, claim).await
+    begin(cx, key_hash, located, Ask::Chat { input, viewer }, claim).await
 }
 
 /// What a request asks a turn for.
@@ -136,11 +140,20 @@ pub(crate) enum Ask<'a> {
     Completion(&'a CompletionRequest),
 }
 
-/// The load (one D1 batch beside the key's object), the admission and the preparation of
-/// any turn a request asks for; a claimed `Idempotency-Key` is released on every failure.
-pub(crate) async fn begin(cx: &Cx, key_hash: &str, ask: Ask<'_>, claim: Option<Claim>) -> ApiResult<Start> {
+/// The load (one batch in the workspace's database beside the key's object), the admission
+/// and the preparation of any turn a request asks for; a claimed `Idempotency-Key` is released
+/// on every failure. `located`: where the key's workspace is (a key that carries its locator
+/// costs no D1 statement; one of the first format cost one index lookup, `located.index_ms`).
+pub(crate) async fn begin(
+    cx: &Cx,
+    key_hash: &str,
+    located: Located,
+    ask: Ask<'_>,
+    claim: Option<Claim>,
+) -> ApiResult<Start> {
     let config = cx.config()?;
-    let db = storage::db(&cx.env)?;
+    let index_ms = located.index_ms;
+    let db = located.db;
     let (question, chat_id, agent_id, viewer) = match ask {
         Ask::Chat { input, viewer } => {
             (input.message.as_str(), input.chat_id.as_deref(), input.agent_id.as_deref(), viewer)
@@ -169,14 +182,16 @@ pub(crate) async fn begin(cx: &Cx, key_hash: &str, ask: Ask<'_>, claim: Option<C
         )),
         timed(limiter::check(&cx.env, key_hash, config.rate_limit_per_minute, claim.clone())),
     );
-    let timing = Timing { read_ms, limit_ms, d1_calls: 1, do_calls: 1, ..Timing::default() };
+    let mut timing = Timing { read_ms, limit_ms, do_calls: 1, ..Timing::default() };
+    timing.index(located.via_index, index_ms);
+    timing.store(db.is_object(), 1);
     // From here on, whatever the outcome, the caller sees where the time went so far.
     cx.set_header("Server-Timing", timing.header());
     // Whether the key's object claimed the request's `Idempotency-Key` for this request: then
     // every failure from here until the turn exists must release it, or the key would answer
     // 409 until the claim goes stale.
     let held = std::cell::Cell::new(matches!(&reply, Ok(Reply::Verdict { idempotency: Some(KeyDecision::Run), .. })));
-    let prepared = prepare(cx, key_hash, ask, claim.clone(), config, loaded, reply, timing, &held).await;
+    let prepared = prepare(cx, &db, key_hash, ask, claim.clone(), config, loaded, reply, timing, &held).await;
     if let (Err(_), true, Some(claim)) = (&prepared, held.get(), &claim) {
         release(&cx.env, key_hash, claim).await;
     }
@@ -187,6 +202,7 @@ pub(crate) async fn begin(cx: &Cx, key_hash: &str, ask: Ask<'_>, claim: Option<C
 #[allow(clippy::too_many_arguments)]
 async fn prepare(
     cx: &Cx,
+    db: &storage::Db,
     key_hash: &str,
     ask: Ask<'_>,
     claim: Option<Claim>,
@@ -216,7 +232,7 @@ async fn prepare(
     let (input, viewer) = match ask {
         Ask::Chat { input, viewer } => (input, viewer),
         Ask::Completion(req) => {
-            let turn = completion::prepare(cx, req, admitted.key, &mut loaded, config, timing)?;
+            let turn = completion::prepare(cx, db.clone(), req, admitted.key, &mut loaded, config, timing)?;
             return Ok(Start::Run(Box::new(Turn { key_hash: key_hash.to_owned(), claim, ..turn })));
         }
     };
@@ -245,7 +261,8 @@ async fn prepare(
         None => new_id(IdKind::Chat)?,
     };
     let new_chat = loaded.chat.is_none().then(|| (title_from(&input.message), plan.agent_id.clone()));
-    let mut turn = assemble(&cx.env, &cx.request_id, cx.now, config, timing, plan, &loaded, &input.message, None)?;
+    let mut turn =
+        assemble(&cx.env, db.clone(), &cx.request_id, cx.now, config, timing, plan, &loaded, &input.message, None)?;
     turn.key_hash = key_hash.to_owned();
     turn.claim = claim;
     turn.workspace_id = key.workspace_id;
@@ -307,6 +324,7 @@ pub(crate) fn plan(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     env: &Env,
+    db: storage::Db,
     request_id: &str,
     now: Millis,
     config: Config,
@@ -337,6 +355,7 @@ pub(crate) fn assemble(
     Ok(Turn {
         env: env.clone(),
         request_id: request_id.to_owned(),
+        db,
         key_hash: String::new(),
         claim: None,
         workspace_id: String::new(),
@@ -415,11 +434,11 @@ impl Turn {
     pub async fn run_tool_step(&mut self, answer: &Answer) -> Vec<Trace> {
         let Some(toolbox) = &self.toolbox else { return Vec::new() };
         let (executed, ms) =
-            timed(tools::run(&self.env, &self.request_id, &self.workspace_id, toolbox, &answer.tool_calls)).await;
+            timed(tools::run(&self.db, &self.request_id, &self.workspace_id, toolbox, &answer.tool_calls)).await;
         self.timing.tools_ms += ms;
         // One statement per call, side by side.
         let statements = answer.tool_calls.len().min(crate::domain::sse::MAX_TOOL_CALLS);
-        self.timing.d1_calls += u32::try_from(statements).unwrap_or(u32::MAX);
+        self.timing.store(self.db.is_object(), u32::try_from(statements).unwrap_or(u32::MAX));
         self.messages.push(llm::Turn { content: answer.text.clone(), ..llm::Turn::calling(answer.tool_calls.clone()) });
         let mut ran = Vec::with_capacity(executed.len());
         for e in executed {
@@ -458,7 +477,7 @@ impl Turn {
     /// Stores the user message and the answer in one D1 transaction. `incomplete` carries the
     /// reason an answer is kept although the provider did not finish it.
     pub async fn store(&self, answer: &Answer, incomplete: Option<&str>, llm_ms: u64) -> Result<(), StoreFailure> {
-        let db = storage::db(&self.env).map_err(StoreFailure::Storage)?;
+        let db = self.db.clone();
         match &self.destination {
             Destination::Chat => {}
             Destination::Insight(job) => return insight::store(self, job, &db, answer, incomplete, llm_ms).await,
@@ -517,10 +536,7 @@ impl Turn {
             return;
         }
         let counters = Counters::request(status).with_llm(0, 0, llm_ms);
-        let counted = match storage::db(&self.env) {
-            Ok(db) => storage::usage::count(&db, &self.key_hash, &usage::day_of(self.started_at), &counters).await,
-            Err(err) => Err(err),
-        };
+        let counted = storage::usage::count(&self.db, &self.key_hash, &usage::day_of(self.started_at), &counters).await;
         if let Err(err) = counted {
             log_warn(&self.request_id, "usage_not_counted", err.log_detail());
         }

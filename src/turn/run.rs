@@ -132,7 +132,7 @@ impl Turn {
         self.timing.llm_ms = llm_ms;
         let (stored, write_ms) = timed(self.store(&answer, code.map(ErrorCode::as_str), llm_ms)).await;
         self.timing.write_ms = write_ms;
-        self.timing.d1_calls += 1;
+        self.timing.store(self.db.is_object(), 1);
         log(&serde_json::json!({
             "requestId": self.request_id,
             "event": "turn_end",

@@ -4,7 +4,6 @@
 //! that explains it, so the model can correct itself: a tool never fails the turn.
 
 use serde_json::Value;
-use worker::Env;
 
 use crate::context::log_warn;
 use crate::domain::agent::Trace;
@@ -12,7 +11,7 @@ use crate::domain::knowledge::{Kind, Source};
 use crate::domain::llm::{ToolCall, Turn};
 use crate::domain::sse::MAX_TOOL_CALLS;
 use crate::domain::tools::{self, Call, Tool};
-use crate::storage::{self, knowledge};
+use crate::storage::{knowledge, Db};
 
 /// What a turn offers the model: its tools, the kinds they read, and their definitions as sent.
 pub struct Toolbox {
@@ -45,7 +44,7 @@ pub struct Executed {
 /// [`MAX_TOOL_CALLS`] in one step are answered with an error instead of run: a model asking
 /// for hundreds of queries at once is not asking for data.
 pub async fn run(
-    env: &Env,
+    db: &Db,
     request_id: &str,
     workspace_id: &str,
     toolbox: &Toolbox,
@@ -56,7 +55,7 @@ pub async fn run(
             let why = format!("too many tool calls in one step; at most {MAX_TOOL_CALLS} run, call again for the rest");
             return refused(call, why);
         }
-        run_one(env, request_id, workspace_id, toolbox, call).await
+        run_one(db, request_id, workspace_id, toolbox, call).await
     }))
     .await
 }
@@ -70,19 +69,16 @@ fn refused(call: &ToolCall, message: String) -> Executed {
     }
 }
 
-async fn run_one(env: &Env, request_id: &str, workspace_id: &str, toolbox: &Toolbox, call: &ToolCall) -> Executed {
+async fn run_one(db: &Db, request_id: &str, workspace_id: &str, toolbox: &Toolbox, call: &ToolCall) -> Executed {
     let fail = |message: String| refused(call, message);
     let parsed = match tools::validate(&call.function.name, &call.function.arguments, &toolbox.tools, &toolbox.kinds) {
         Ok(parsed) => parsed,
         Err(why) => return fail(why),
     };
-    let rows = match storage::db(env) {
-        Ok(db) => match &parsed {
-            Call::Search(search) => knowledge::tool_search(&db, workspace_id, search, &toolbox.kinds).await,
-            Call::Query(query) => knowledge::tool_rows(&db, &query.statement(workspace_id)).await,
-            Call::Aggregate(aggregate) => knowledge::tool_rows(&db, &aggregate.statement(workspace_id)).await,
-        },
-        Err(err) => Err(err),
+    let rows = match &parsed {
+        Call::Search(search) => knowledge::tool_search(db, workspace_id, search, &toolbox.kinds).await,
+        Call::Query(query) => knowledge::tool_rows(db, &query.statement(workspace_id)).await,
+        Call::Aggregate(aggregate) => knowledge::tool_rows(db, &aggregate.statement(workspace_id)).await,
     };
     let rows = match rows {
         Ok(rows) => rows,

@@ -92,7 +92,7 @@ test("an admin creates, copies, uses and deletes a key, and manages agents", asy
   await dialog.waitFor();
   await dialog.getByText("won't be able to see it again").waitFor();
   const key = await p.getByLabel("API key", { exact: true }).inputValue();
-  assert.match(key, /^atv_[0-9A-Za-z]{36}$/);
+  assert.match(key, /^atv2_[0-9A-Za-z]{59}$/);
   await p.getByRole("button", { name: "Copy" }).click();
   await p.getByText("Copied to the clipboard.").waitFor();
   assert.equal(await p.evaluate(() => navigator.clipboard.readText()), key);
@@ -159,7 +159,7 @@ test("an admin creates, copies, uses and deletes a key, and manages agents", asy
   }
   // The deleted key is still named, with its prefix, and the deleted agent by its last name.
   const deletedKey = p.getByRole("row", { name: /Deleted an API key/ });
-  assert.match(await deletedKey.innerText(), /Browser Integration\s+atv_\w+…/);
+  assert.match(await deletedKey.innerText(), /Browser Integration\s+atv2_\w+…/);
   assert.match(await p.getByRole("row", { name: /Deleted an agent/ }).innerText(), /Renewal Risk v2/);
 
   // Sign out clears the token.
@@ -521,7 +521,7 @@ test("an admin rolls a key with a grace period and limits a key to one agent", a
     const reveal = p.getByRole("dialog", { name: "Your new API key" });
     await reveal.waitFor();
     const newKey = await p.getByLabel("API key", { exact: true }).inputValue();
-    assert.match(newKey, /^atv_[0-9A-Za-z]{36}$/);
+    assert.match(newKey, /^atv2_[0-9A-Za-z]{59}$/);
     assert.notEqual(newKey, oldKey);
     await reveal.getByText(`The old key ${oldPrefix}… keeps working until`).waitFor();
     await p.screenshot({ path: `${ARTIFACTS}settings-roll.png` });

@@ -29,7 +29,7 @@ fn a_key_is_shown_once_and_listed_with_every_field_but_no_secret() {
     );
     r.expect(201);
     let key = r.body["key"].as_str().unwrap().to_owned();
-    assert!(key.starts_with("atv_") && key.len() == 40, "{key}");
+    assert!(key.starts_with("atv2_") && key.len() == 64, "{key}");
     assert_eq!(r.body["prefix"], &key[..12]);
     assert_eq!(r.body["createdBy"], "Ada Admin");
     assert_eq!(r.body["expiresAt"], "2099-01-01T00:00:00.000Z");
@@ -164,7 +164,7 @@ fn the_audit_log_records_key_changes_newest_first() {
     assert!(entries.iter().all(|e| e["target"] == id.as_str() && e["actor"] == "Ada Admin"));
     // The deleted key is still named: the entries keep its name and display prefix.
     let prefix = r.body["prefix"].as_str().unwrap();
-    assert!(prefix.starts_with("atv_"));
+    assert!(prefix.starts_with("atv2_"));
     for e in entries {
         assert_eq!((e["targetName"].as_str(), e["targetPrefix"].as_str()), (Some("audited"), Some(prefix)), "{e}");
     }

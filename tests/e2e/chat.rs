@@ -42,15 +42,16 @@ fn a_new_chat_then_a_continuation_sends_the_full_history_in_order() {
     let second = chat(&key, json!({ "message": "Can you break that down by region?", "chatId": chat_id }));
     second.expect(200);
     assert_eq!(second.body["chatId"], chat_id.as_str());
-    // The critical path: one D1 round trip and one Durable Object call before the LLM, one
-    // D1 batch after it.
+    // The critical path: one round trip to the workspace's object and one call to the key's
+    // limiter before the LLM, one batch after it, and no D1 statement at all.
     let timing = second.header("server-timing").unwrap_or_default();
     for part in [
         "auth-read;dur=",
         "rate-limit;dur=",
         "llm;dur=",
         "persist;dur=",
-        "d1;desc=\"round trips\";dur=2",
+        "d1;desc=\"round trips\";dur=0",
+        "ws;desc=\"workspace object round trips\";dur=2",
         "do;desc=\"durable object calls\";dur=1",
     ] {
         assert!(timing.contains(part), "{part} missing in Server-Timing: {timing}");

@@ -81,6 +81,7 @@ fn claims(key: &str, expires_at: i64) -> Claims {
         chat: true,
         user: None,
         expires_at,
+        workspace: Token::parse(TokenKind::ApiKey, key).and_then(|t| t.locator().map(|l| l.encode())),
     }
 }
 
@@ -550,8 +551,10 @@ fn concurrent_runs_generate_an_insight_once() {
     let ws = Workspace::new();
     let tag = unique("tick-");
     // The first generation takes a moment, so the edit lands while it runs: the insight is
-    // then due at once, with its new question, and no one holds it.
-    stub::script(&tag, json!([{ "reply": "First.", "delay_ms": 1500 }, { "reply": "Second." }]));
+    // then due at once, with its new question, and no one holds it. The second takes a moment
+    // too, so the three below meet it running (a refresh after it finished would rightly
+    // generate again).
+    stub::script(&tag, json!([{ "reply": "First.", "delay_ms": 1500 }, { "reply": "Second.", "delay_ms": 800 }]));
     let r = insight(&ws, json!({ "name": "Ticked", "prompt": format!("Old question {tag}") }));
     r.expect(201);
     let id = r.body["id"].as_str().unwrap().to_owned();

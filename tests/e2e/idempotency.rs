@@ -183,24 +183,25 @@ fn requests_with_a_key_make_no_extra_round_trip_before_the_llm() {
     let r = with_key(&key, json!({ "message": "counted" }), &unique("rt-"));
     r.expect(200);
     let timing = r.header("server-timing").unwrap_or_default();
-    // One D1 batch and one Durable Object call before the LLM (the key is claimed in the
-    // same call that counts the request); after it, the store (D1) and the result remembered
-    // (the object).
-    assert!(timing.contains("d1;desc=\"round trips\";dur=2"), "{timing}");
+    // One workspace-object batch and one limiter call before the LLM (the key is claimed in
+    // the same call that counts the request); after it, the store (the workspace's object)
+    // and the result remembered (the limiter).
+    assert!(timing.contains("ws;desc=\"workspace object round trips\";dur=2"), "{timing}");
     assert!(timing.contains("do;desc=\"durable object calls\";dur=2"), "{timing}");
     let plain = chat(&key, json!({ "message": "no key" }));
     let timing = plain.header("server-timing").unwrap_or_default();
     assert!(timing.contains("do;desc=\"durable object calls\";dur=1"), "{timing}");
 }
 
-/// Runs `sql` on the D1 database of the harness's second Worker, directly in its local state.
-fn second_worker_d1(sql: &str) {
+/// Runs `sql` on every workspace database (object) of the harness's second Worker, directly in
+/// its local state.
+fn second_worker_workspaces(sql: &str) {
     let dir = std::env::var("ATTIVE_LIMITER_STATE").expect("ATTIVE_LIMITER_STATE is set by tests/e2e.sh");
     let script = r#"
 import glob, os, sqlite3, sys
 files = [f for f in glob.glob(os.path.join(sys.argv[1], "**", "*.sqlite"), recursive=True)
-         if "D1DatabaseObject" in f and not f.endswith("metadata.sqlite")]
-assert files, "no local D1 database"
+         if "-Workspace" in f and not f.endswith("metadata.sqlite")]
+assert files, "no local workspace database"
 for f in files:
     db = sqlite3.connect(f, timeout=10)
     db.execute(sys.argv[2])
@@ -211,7 +212,7 @@ for f in files:
 }
 
 /// A storage failure between the claim and the store releases the key: the retry runs afresh
-/// instead of answering 409 until the claim goes stale. (D1 is broken for one request by
+/// instead of answering 409 until the claim goes stale. (Storage is broken for one request by
 /// renaming the table every turn reads, on a Worker no other test uses meanwhile.)
 #[test]
 fn a_storage_failure_after_the_claim_releases_the_key() {
@@ -225,10 +226,10 @@ fn a_storage_failure_after_the_claim_releases_the_key() {
     // side by side with the load.
     request("POST", &url, Some(&key), Body::Json(json!({ "message": "warm up" })), &[]).expect(200);
     let idem = unique("broken-");
-    second_worker_d1("ALTER TABLE chats RENAME TO chats_away");
+    second_worker_workspaces("ALTER TABLE chats RENAME TO chats_away");
     let failed =
         request("POST", &url, Some(&key), Body::Json(json!({ "message": tag })), &[("Idempotency-Key", &idem)]);
-    second_worker_d1("ALTER TABLE chats_away RENAME TO chats");
+    second_worker_workspaces("ALTER TABLE chats_away RENAME TO chats");
     failed.expect_error(500, "Internal server error");
     let retry = request("POST", &url, Some(&key), Body::Json(json!({ "message": tag })), &[("Idempotency-Key", &idem)]);
     retry.expect(200);

@@ -270,7 +270,7 @@ fn the_seed_pipeline_question_puts_the_largest_open_deals_in_order_into_the_prom
     assert_eq!(stored.body["messages"][1]["sources"], r.body["sources"]);
     assert_eq!(stored.body["messages"][0]["sources"], json!([]));
     // Still one D1 round trip before the LLM.
-    assert!(r.header("server-timing").unwrap_or("").contains("d1;desc=\"round trips\";dur=2"));
+    assert!(r.header("server-timing").unwrap_or("").contains("ws;desc=\"workspace object round trips\";dur=2"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod api_keys;
 mod chat;
 mod chats;
 mod dashboards;
+mod data_plane;
 mod degraded;
 mod dev_config;
 mod hardening;

@@ -106,7 +106,10 @@ fn the_top_deals_question_is_answered_with_exactly_the_largest_open_deals_of_the
     assert_eq!(r.body["response"], "Your five largest open deals are listed.");
     // Three D1 round trips: the load, the tool's statement, the store; and a tools phase.
     let timing = r.header("server-timing").unwrap();
-    assert!(timing.contains("d1;desc=\"round trips\";dur=3") && timing.contains("tools;dur="), "{timing}");
+    assert!(
+        timing.contains("ws;desc=\"workspace object round trips\";dur=3") && timing.contains("tools;dur="),
+        "{timing}"
+    );
 
     let requests = stub::requests(&tag);
     assert_eq!(requests.len(), 2);
