@@ -43,6 +43,15 @@ impl DurableObject for Workspace {
             None => read_state(&storage),
         };
         self.known.set(Some(known));
+        // Migrations also run here when one is pending (one small read per request): an
+        // object's schema can be older than its code only if it changed underneath the running
+        // instance, and this is also how a test reaches the upgrade locally, where an object
+        // cannot be restarted on demand.
+        if known != ObjectState::Absent {
+            if let Err(err) = upgrade(&storage) {
+                return Response::error(format!("migration: {err:?}"), 500);
+            }
+        }
         let outcome = match (command, known) {
             (Command::Batch { statements, init }, ObjectState::Absent) => match init {
                 Some(init) => create(&storage, &init, ObjectState::Live).and_then(|()| {

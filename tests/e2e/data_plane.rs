@@ -268,3 +268,63 @@ fn a_deleted_workspace_s_keys_are_refused_and_a_second_delete_is_404() {
     chat_on(&base_url(), &key, json!({ "message": "after" })).expect_error(401, "Invalid API key");
     delete(&url, Some(&operator_token())).expect_error(404, "Workspace not found");
 }
+
+/// Runs a Python snippet over the main Worker's workspace database of `workspace_id` (argv[2]);
+/// prints what it prints.
+fn on_workspace_file(workspace_id: &str, body: &str) -> String {
+    let dir = std::env::var("ATTIVE_MAIN_STATE").expect("ATTIVE_MAIN_STATE is set by tests/e2e.sh");
+    let script = format!(
+        r#"
+import glob, os, sqlite3, sys
+found = 0
+for f in glob.glob(os.path.join(sys.argv[1], "**", "*.sqlite"), recursive=True):
+    if "-Workspace" not in f or f.endswith("metadata.sqlite"):
+        continue
+    db = sqlite3.connect(f, timeout=10)
+    try:
+        mine = db.execute("SELECT 1 FROM workspaces WHERE id = ?", (sys.argv[2],)).fetchone()
+    except sqlite3.OperationalError:
+        mine = None
+    if mine:
+        found += 1
+{body}
+        db.commit()
+    db.close()
+assert found == 1, found
+"#
+    );
+    let out = std::process::Command::new("python3").args(["-c", &script, &dir, workspace_id]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// An object whose database is on the previous schema is brought to the current one before it
+/// serves, its data intact.
+#[test]
+fn an_object_on_the_previous_schema_is_upgraded_with_its_data() {
+    let ws = Workspace::new();
+    let key = ws.key();
+    let first = chat_on(&base_url(), &key, json!({ "message": "before the upgrade" }));
+    first.expect(200);
+    let chat_id = first.body["chatId"].as_str().unwrap().to_owned();
+    // Back to schema 1: what migration 2 added is gone, and so is its record.
+    let rolled = on_workspace_file(
+        &ws.id,
+        "        db.execute('DROP INDEX chats_by_age')\n        db.execute('DROP INDEX chats_by_embed_user')\n        db.execute('DELETE FROM _migrations WHERE id = 2')\n        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))",
+    );
+    assert_eq!(rolled.trim(), "[1]");
+    let next = chat_on(&base_url(), &key, json!({ "message": "after the upgrade", "chatId": chat_id }));
+    next.expect(200);
+    let after = on_workspace_file(
+        &ws.id,
+        "        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))\n        print(sorted(r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE name LIKE 'chats_by_%'\")))\n        print(db.execute('SELECT COUNT(*) FROM messages').fetchone()[0])",
+    );
+    let lines: Vec<&str> = after.lines().collect();
+    assert_eq!(lines.first().copied(), Some("[1, 2]"), "{after}");
+    assert!(lines.get(1).is_some_and(|l| l.contains("chats_by_age") && l.contains("chats_by_embed_user")), "{after}");
+    assert_eq!(lines.get(2).copied(), Some("4"), "both turns are there: {after}");
+    let chat = get(&format!("{}/api/chats/{chat_id}", base_url()), Some(&key));
+    chat.expect(200);
+    assert_eq!(chat.body["messages"].as_array().map(Vec::len), Some(4));
+}
