@@ -67,9 +67,15 @@ pub async fn delete_workspace(req: &mut Request, m: &Matched, cx: &Cx) -> ApiRes
     // The keys its object holds, read while it still answers (D1's are read with the delete).
     let in_object = match ws.plane() {
         Plane::D1 => Vec::new(),
-        _ => storage::keys::hashes(&storage::open(&cx.env, &ws.place(), ApiError::internal("absent"))?)
-            .await
-            .unwrap_or_default(),
+        // Without the registry's vouching (`init`): an object that never got a database is
+        // not given one just to be read and deleted.
+        _ => storage::keys::hashes(&storage::open(
+            &cx.env,
+            &storage::Place { init: None, ..ws.place() },
+            ApiError::internal("absent"),
+        )?)
+        .await
+        .unwrap_or_default(),
     };
     workspaces::delete(&control, id, &in_object, cx.now).await?.ok_or(WORKSPACE_NOT_FOUND)?;
     let leftover = workspaces::leftover(&control, id).await?;

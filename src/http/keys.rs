@@ -57,6 +57,17 @@ async fn check_agents(db: &storage::Db, workspace_id: &str, scope: &Scope) -> Ap
 }
 
 /// A fresh key with its secret, not stored yet.
+/// A minted key's row; a key of the first format also goes to the index.
+fn new_row<'a>(admin: &'a Admin, key: &'a keys::ApiKey, hash: &'a str, token: &Token) -> keys::NewKeyRow<'a> {
+    keys::NewKeyRow {
+        key,
+        workspace_id: &admin.workspace_id,
+        key_hash: hash,
+        admin_id: &admin.id,
+        indexed: token.locator().is_none(),
+    }
+}
+
 /// Keys of a workspace on its own object carry its locator; a workspace still on D1 mints
 /// keys of the first format (found through the index), as before the split.
 fn mint(admin: &Admin, cx: &Cx, name: String) -> ApiResult<(keys::ApiKey, Token)> {
@@ -92,13 +103,7 @@ pub async fn create(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
     // The limiter is not told: the key's object learns its limit from D1 on the key's first
     // request, so it is created near the callers, not near this admin.
     let hash = token.hash();
-    let row = keys::NewKeyRow {
-        key: &key,
-        workspace_id: &admin.workspace_id,
-        key_hash: &hash,
-        admin_id: &admin.id,
-        indexed: token.locator().is_none(),
-    };
+    let row = new_row(&admin, &key, &hash, &token);
     keys::create(&db, &row).await?;
     Ok(Reply::created(revealed(&key, &token)))
 }
@@ -177,13 +182,7 @@ pub async fn roll(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     let details = json!({ "rolledFrom": old.id, "gracePeriodSeconds": grace, "previousExpiresAt": to_iso(old_until) })
         .to_string();
     let hash = token.hash();
-    let row = keys::NewKeyRow {
-        key: &key,
-        workspace_id: &admin.workspace_id,
-        key_hash: &hash,
-        admin_id: &admin.id,
-        indexed: token.locator().is_none(),
-    };
+    let row = new_row(&admin, &key, &hash, &token);
     if !keys::roll(&db, &row, old_until, &details).await? {
         // Rolled, expired or deleted by someone else in the meantime.
         return Err(KEY_NOT_FOUND);
