@@ -22,6 +22,22 @@
 //!       only in `USAGE_LEDGER=off`, alternately (see [`LEDGER_ROUNDS`]) and at one scheduled
 //!       rate for both, so that a drift of the machine falls on both sides alike. It runs
 //!       first, while the two Workers' databases hold the same: only what (l) itself stores;
+//!   (s) each workspace in its own database ("split"), before and after: the workloads of (c),
+//!       (d) and (e) and a chat with retrieval (new chats asking [`QUESTION`] in a workspace of
+//!       [`SPLIT_RECORDS`] records written with its words), at concurrency 1 and 8, against a
+//!       second Worker started with `NEW_WORKSPACE_DATA_PLANE=d1`, whose workspaces keep their
+//!       data in the shared D1 database as before the split ("before", `ATTIVE_D1_PLANE_URL`),
+//!       and against the Worker of the other scenarios, whose workspaces each have a database
+//!       of their own ("after"), alternately and at one scheduled rate as in (l) (see
+//!       [`SPLIT_ROUNDS`]); each side in workspaces of its own created here. The long chats of
+//!       (e) are prepared as there, as many a side as keep each within [`LONG_CHAT_REQUESTS`]
+//!       (27 a side at 400 requests, all 54 ready in about 30 s here, so not fewer), and each
+//!       run continues where the side's previous one stopped. Each side's p50/p95, the
+//!       difference, and the mean `d1`, `ws` and `do` round trips of `Server-Timing` per
+//!       request. Every answered turn is checked (not timed): `d1` 0 on the "after" side (its
+//!       keys carry their workspace, so nothing of a turn touches D1) and above 0 on the
+//!       "before" side, so the run measured both layouts. Skipped with a note when
+//!       `ATTIVE_D1_PLANE_URL` is not set; it runs right after (l);
 //!   (t) the cost of one tool step, at concurrency 1 and 8: new chats with an agent in a
 //!       workspace of [`TOOL_STEP_DEALS`] deals, asked the same question two ways, alternately
 //!       (see [`TOOL_STEP_ROUNDS`]) and at one scheduled rate (see [`TOOL_STEP_LOAD`]): an
@@ -63,7 +79,9 @@
 //! `BENCH_SCENARIOS` (e.g. `de`) runs only the scenarios with those letters; `im` the dashboards'
 //! (insight reads with an embed token, plain and 304, beside a chat read; minting). The peers
 //! are optional: `PORTKEY_URL` (and `PORTKEY_VERSION`) for (p) and (v), `LITELLM_URL` (and
-//! `LITELLM_MASTER_KEY`, `LITELLM_VERSION`, as `scripts/bench_litellm.sh` prints them) for (v).
+//! `LITELLM_MASTER_KEY`, `LITELLM_VERSION`, as `scripts/bench_litellm.sh` prints them) for (v);
+//! so are the second Workers: `ATTIVE_NO_LEDGER_URL` for (l), `ATTIVE_D1_PLANE_URL` for (s),
+//! `ATTIVE_WRANGLER_DEV_URL` for (w).
 
 use std::time::Instant;
 
@@ -77,6 +95,7 @@ use support::http::{
     agent, call, parse_server_timing, try_call, unpooled_agent, workspace, CallError, REQUEST_TIMEOUT, SETUP_TIMEOUT,
 };
 use support::load::{alternate, closed_loop_rate, open_loop, scheduled_rate, warm_then_rate, LOAD};
+use support::records::{fill, QUESTION};
 use support::report::{fixed, num, print_head, signed, write_json_file};
 use support::stats::{mean, range, Pcts};
 
@@ -87,9 +106,27 @@ const WRANGLER_DEV_CONCURRENCY: [usize; 2] = [1, 8];
 /// Concurrencies of the ledger comparison (l).
 const LEDGER_CONCURRENCY: [usize; 2] = [1, 8];
 /// Runs per side of each workload of (l), in the order on, off, off, on, on, off, …; each
-/// takes `BENCH_REQUESTS / LEDGER_ROUNDS` requests (at least one per connection), so a side
-/// takes as many as a scenario.
+/// takes `BENCH_REQUESTS / LEDGER_ROUNDS` requests (see [`per_round`]), so a side takes about
+/// as many as a scenario.
 const LEDGER_ROUNDS: usize = 8;
+/// Concurrencies of the comparison of the two data planes (s).
+const SPLIT_CONCURRENCY: [usize; 2] = [1, 8];
+/// Runs per side of each workload of (s), alternated as in (l): own database, D1 plane, D1
+/// plane, own database, …
+const SPLIT_ROUNDS: usize = 8;
+/// The workloads of (s), each side's name in [`Pair`] order: after (own database), before (D1
+/// plane).
+const SPLIT_WORKLOADS: [[&str; 2]; 4] = [
+    ["s) POST /api/chat (new chat), own database", "s) POST /api/chat (new chat), D1 plane"],
+    ["s) POST /api/chat (20 turns), own database", "s) POST /api/chat (20 turns), D1 plane"],
+    ["s) POST /api/chat (long chat), own database", "s) POST /api/chat (long chat), D1 plane"],
+    ["s) POST /api/chat (retrieval), own database", "s) POST /api/chat (retrieval), D1 plane"],
+];
+/// Why (s) did not run: its second Worker's address is missing.
+const SPLIT_SKIPPED: &str = "ATTIVE_D1_PLANE_URL is not set (scripts/bench.sh starts that Worker)";
+/// Records in the workspace of (s)'s chats with retrieval: those of `benches/knowledge.rs`,
+/// whose bodies are written with the words of [`QUESTION`].
+const SPLIT_RECORDS: usize = 1000;
 /// Concurrencies of the tool-step comparison (t).
 const TOOL_STEP_CONCURRENCY: [usize; 2] = [1, 8];
 /// Runs per side of each concurrency of (t), in the order of (l): without tools, with the
@@ -234,6 +271,16 @@ impl Target {
     fn numbering_messages(mut self) -> Self {
         self.number_messages = true;
         self
+    }
+
+    /// The same target with its bodies rotated so that a run's request 0 sends body `first`
+    /// (modulo their number). With `first` a multiple of the concurrency and as many bodies as
+    /// a multiple of it, every body still belongs to one connection only.
+    fn starting_at(&self, first: usize) -> Self {
+        let mut t = self.clone();
+        let len = t.bodies.len().max(1);
+        t.bodies.rotate_left(first % len);
+        t
     }
 }
 
@@ -637,13 +684,65 @@ fn lowest(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// One workload of (l) at one concurrency, with the usage ledger on and off.
-struct LedgerPair {
-    on: Row,
-    off: Row,
-    /// The latency p50 of each run with the ledger on minus that of its partner run (the
-    /// round's run) with it off, ms: how far apart the two sides land from round to round.
+/// One workload at one concurrency against two Workers that differ in one setting, the two
+/// taking turns at one rate: (l) and (s).
+struct Pair {
+    /// The side the differences are of: (l) the usage ledger on; (s) after the split, each
+    /// workspace in its own database.
+    a: Row,
+    /// Its base: (l) the usage ledger off; (s) before the split, the D1 plane.
+    b: Row,
+    /// The latency p50 of each run of `a` minus that of its partner run (the round's run) of
+    /// `b`, ms: how far apart the two sides land from round to round.
     round_diffs: Vec<f64>,
+}
+
+/// Requests in each of `rounds` runs that take `requests` in all at concurrency `conns`, rounded
+/// down to a multiple of the concurrency (one per connection at least), so that every
+/// connection of a run sends as many and each run starts on the bodies of connection 0 (see
+/// [`Target::starting_at`]).
+fn per_round(requests: usize, rounds: usize, conns: usize) -> usize {
+    (requests / rounds / conns).max(1) * conns
+}
+
+/// A workload against two Workers: the sides `names` and `targets` (in [`Pair`] order) at
+/// concurrency `conns`, alternately (a, b, b, a, a, b, …; see [`alternate`]) in `rounds` runs
+/// a side that take `requests` in all, at one scheduled rate for both, so that a drift of the
+/// machine falls on both sides alike. Each run of a side starts on the target's bodies where
+/// its previous run stopped, so that a workload of chats that each take only so many requests
+/// (the long ones of (e)) spreads its requests over all of them.
+fn two_workers(names: [&'static str; 2], targets: [Target; 2], conns: usize, requests: usize, rounds: usize) -> Pair {
+    let per_round = per_round(requests, rounds, conns);
+    let _ = calibrate(&targets[0], conns.min(4));
+    let _ = calibrate(&targets[1], conns.min(4));
+    // One rate for both sides: 75% of the mean of what each sustains (the mean rather than the
+    // lower one: a stall during one short pass would slow the whole scenario).
+    let rate = scheduled_rate((calibrate(&targets[0], conns) + calibrate(&targets[1], conns)) / 2.0, LOAD);
+    eprintln!("{} / {} @ {conns}: {rate:.0} req/s scheduled, {rounds} rounds each", names[0], names[1]);
+    let mut started = [0; 2];
+    let runs = alternate(2, rounds, |i| {
+        let from = started[i];
+        started[i] += per_round;
+        run(&targets[i].starting_at(from), conns, per_round, rate)
+    });
+    let round_diffs = round_diffs(&runs[0], &runs[1]);
+    let Ok([a, b]) = <[Row; 2]>::try_from(rows_of(runs, names, conns)) else { unreachable!("two sides") };
+    Pair { a, b, round_diffs }
+}
+
+/// A new chat's body: [`CHAT_QUESTION`].
+fn new_chat() -> Value {
+    json!({ "message": CHAT_QUESTION })
+}
+
+/// Bodies that continue `chats`, one each.
+fn continuing(chats: &[String]) -> Vec<Value> {
+    chats.iter().map(|id| json!({ "message": "And by region?", "chatId": id })).collect()
+}
+
+/// `POST /api/chat` on the Worker at `base` with `key`, request `i` sending `bodies[i % len]`.
+fn chat_target(base: &str, key: &str, bodies: Vec<Value>) -> Target {
+    Target::post_each(format!("{base}/api/chat"), Some(key), bodies)
 }
 
 /// Requests the usage ledger of the workspace of `admin` has counted today.
@@ -654,14 +753,13 @@ fn ledger_requests(base: &str, admin: &str) -> i64 {
 /// Scenario (l): the workloads of (c) and (d) against `on` (the usage ledger on) and `off`
 /// (`USAGE_LEDGER=off`), each in a workspace of its own created here, so the two databases
 /// hold the same but for the ledger's rows.
-fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<LedgerPair> {
+fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<Pair> {
     let names = ["bench-ledger-new", "bench-ledger-continue"];
     let on_ws = workspace(on, op, "bench", names);
     let off_ws = workspace(off, op, "bench", names);
     let ([on_new, on_cont], [off_new, off_cont]) = (&on_ws.keys, &off_ws.keys);
     let mut pairs = Vec::new();
     for conns in LEDGER_CONCURRENCY {
-        let per_round = requests.div_ceil(LEDGER_ROUNDS).max(conns);
         eprintln!("preparing {conns} chats with 20 earlier turns on each of the two Workers ...");
         let (on_chats, off_chats) = (prepare_chats(on, on_cont, conns), prepare_chats(off, off_cont, conns));
         // The comparison is only meaningful if the one Worker counts and the other does not.
@@ -670,34 +768,93 @@ fn ledger_comparison(on: &str, off: &str, op: &str, requests: usize) -> Vec<Ledg
             counted.0 > 0 && counted.1 == 0,
             "the usage ledger should count on {on} and not on {off}: counted {counted:?} requests"
         );
-        let target = |base: &str, key: &str, bodies: Vec<Value>| {
-            Target::post_each(format!("{base}/api/chat"), Some(key), bodies)
-        };
-        let new_chat = || vec![json!({ "message": CHAT_QUESTION })];
-        let continuing =
-            |chats: &[String]| chats.iter().map(|id| json!({ "message": "And by region?", "chatId": id })).collect();
         let workloads = [
             (
                 ["l) POST /api/chat (new chat), ledger on", "l) POST /api/chat (new chat), ledger off"],
-                [target(on, on_new, new_chat()), target(off, off_new, new_chat())],
+                [chat_target(on, on_new, vec![new_chat()]), chat_target(off, off_new, vec![new_chat()])],
             ),
             (
                 ["l) POST /api/chat (20 turns), ledger on", "l) POST /api/chat (20 turns), ledger off"],
-                [target(on, on_cont, continuing(&on_chats)), target(off, off_cont, continuing(&off_chats))],
+                [chat_target(on, on_cont, continuing(&on_chats)), chat_target(off, off_cont, continuing(&off_chats))],
             ),
         ];
-        for (names, targets) in workloads {
-            let _ = calibrate(&targets[0], conns.min(4));
-            let _ = calibrate(&targets[1], conns.min(4));
-            // One rate for both sides: 75% of the mean of what each sustains (the mean rather
-            // than the lower one: a stall during one short pass would slow the whole scenario).
-            let rate = scheduled_rate((calibrate(&targets[0], conns) + calibrate(&targets[1], conns)) / 2.0, LOAD);
-            eprintln!("{} / off @ {conns}: {rate:.0} req/s scheduled, {LEDGER_ROUNDS} rounds each", names[0]);
-            // Alternated on, off, off, on, on, off, …
-            let runs = alternate(2, LEDGER_ROUNDS, |i| run(&targets[i], conns, per_round, rate));
-            let round_diffs = round_diffs(&runs[0], &runs[1]);
-            let Ok([on, off]) = <[Row; 2]>::try_from(rows_of(runs, names, conns)) else { unreachable!("two sides") };
-            pairs.push(LedgerPair { on, off, round_diffs });
+        pairs.extend(workloads.map(|(names, targets)| two_workers(names, targets, conns, requests, LEDGER_ROUNDS)));
+    }
+    pairs
+}
+
+/// Long chats each connection of a run continues, so that none takes more than
+/// [`LONG_CHAT_REQUESTS`]: for `per_conn` requests of the run and the two closed-loop passes
+/// before it.
+fn long_chats_per_conn(per_conn: usize) -> usize {
+    (per_conn + 2 * LONG_CHAT_CALIBRATION).div_ceil(LONG_CHAT_REQUESTS)
+}
+
+/// The workspace of (s)'s chats with retrieval on the Worker at `base`, filled with
+/// [`SPLIT_RECORDS`] records; its key. One turn is checked first (not timed): the run measures
+/// retrieval only if the question finds sources.
+fn split_knowledge_key(base: &str, op: &str) -> String {
+    let support::http::Workspace { admin, keys: [key], .. } = workspace(base, op, "bench", ["bench-split-retrieval"]);
+    fill(&unpooled_agent(SETUP_TIMEOUT), base, &admin, 3, "s", SPLIT_RECORDS);
+    let r = call("POST", &format!("{base}/api/chat"), Some(&key), Some(json!({ "message": QUESTION })));
+    let sources = r["sources"].as_array().map_or(0, Vec::len);
+    assert!(sources > 0, "s) a turn asking {QUESTION:?} in {SPLIT_RECORDS} records should find sources: {r}");
+    key
+}
+
+/// (s)'s check after the runs of one workload, not timed: every answered turn on the "after"
+/// side (own database) made no D1 round trip, and every one on the "before" side (D1 plane)
+/// made some, so that the run measured both layouts; and each side answered some.
+fn split_checked(pair: &Pair) {
+    for (side, own) in [(&pair.a, true), (&pair.b, false)] {
+        let answered: Vec<&Sample> = side.run.samples.iter().filter(|s| s.ok).collect();
+        assert!(!answered.is_empty(), "{} @ {}: no answered turn", side.name, side.conns);
+        let wrong = answered.iter().find(|s| metric(&s.timing, "d1").is_none_or(|d1| (d1 == 0.0) != own));
+        assert!(
+            wrong.is_none(),
+            "{} @ {}: every answered turn should have d1 {}; one had Server-Timing {:?}",
+            side.name,
+            side.conns,
+            if own { "0" } else { "above 0" },
+            wrong.map(|s| &s.timing)
+        );
+    }
+}
+
+/// Scenario (s): the workloads of (c), (d), (e) and a chat with retrieval against `after` (the
+/// Worker under test: each workspace in its own database) and `before` (the D1 plane), each
+/// side in workspaces of its own created here; see the module's comment.
+fn split_comparison(after: &str, before: &str, stub: &str, op: &str, requests: usize) -> Vec<Pair> {
+    let sides = [after, before];
+    let names = ["bench-split-new", "bench-split-continue", "bench-split-long"];
+    let keys = sides.map(|base| workspace(base, op, "bench", names).keys);
+    eprintln!("s) importing {SPLIT_RECORDS} records on each of the two Workers ...");
+    let retrieval = sides.map(|base| split_knowledge_key(base, op));
+    let mut pairs = Vec::new();
+    for conns in SPLIT_CONCURRENCY {
+        let per_conn = long_chats_per_conn(per_round(requests, SPLIT_ROUNDS, conns) * SPLIT_ROUNDS / conns);
+        let t = Instant::now();
+        eprintln!(
+            "s) preparing {conns} chats with 20 earlier turns and {} long chats on each of the two Workers ...",
+            conns * per_conn
+        );
+        let chats = [0, 1].map(|i| prepare_chats(sides[i], &keys[i][1], conns));
+        let long = [0, 1].map(|i| {
+            long_chats(sides[i], stub, &keys[i][2], &format!("[bench split long c{conns} {i}]"), conns * per_conn)
+        });
+        eprintln!("  ready in {:.0} s", t.elapsed().as_secs_f64());
+        let targets = [
+            [0, 1].map(|i| chat_target(sides[i], &keys[i][0], vec![new_chat()])),
+            [0, 1].map(|i| chat_target(sides[i], &keys[i][1], continuing(&chats[i]))),
+            [0, 1].map(|i| {
+                chat_target(sides[i], &keys[i][2], continuing(&long[i])).with_calibration_cap(LONG_CHAT_CALIBRATION)
+            }),
+            [0, 1].map(|i| chat_target(sides[i], &retrieval[i], vec![json!({ "message": QUESTION })])),
+        ];
+        for (names, targets) in SPLIT_WORKLOADS.into_iter().zip(targets) {
+            let pair = two_workers(names, targets, conns, requests, SPLIT_ROUNDS);
+            split_checked(&pair);
+            pairs.push(pair);
         }
     }
     pairs
@@ -1135,6 +1292,8 @@ struct Config {
     wrangler_dev: Option<String>,
     /// The same Worker with `USAGE_LEDGER=off`, for (l).
     no_ledger: Option<String>,
+    /// The same Worker with `NEW_WORKSPACE_DATA_PLANE=d1`, for (s).
+    d1_plane: Option<String>,
     requests: usize,
     /// `BENCH_SCENARIOS`: the letters of the scenarios to run (`de` runs only (d) and (e),
     /// say); all without it.
@@ -1149,6 +1308,7 @@ impl Config {
             litellm: Peer::litellm(),
             wrangler_dev: env::optional("ATTIVE_WRANGLER_DEV_URL"),
             no_ledger: env::optional("ATTIVE_NO_LEDGER_URL"),
+            d1_plane: env::d1_plane_url(),
             requests: env::requests(400),
             only: env::optional("BENCH_SCENARIOS"),
         }
@@ -1214,7 +1374,7 @@ fn main_targets(
         Vec::new()
     };
     let long: Vec<String> = if cfg.wanted("e") && LONG_CHAT_CONCURRENCY.contains(&conns) {
-        let per_conn = (cfg.requests.div_ceil(conns) + 2 * LONG_CHAT_CALIBRATION).div_ceil(LONG_CHAT_REQUESTS);
+        let per_conn = long_chats_per_conn(cfg.requests.div_ceil(conns));
         let t = Instant::now();
         eprintln!("preparing {} long chats ({conns} connections × {per_conn}) ...", conns * per_conn);
         let ids = long_chats(base, stub, &keys.long, &format!("[bench long chat c{conns}]"), conns * per_conn);
@@ -1223,10 +1383,7 @@ fn main_targets(
     } else {
         Vec::new()
     };
-    let continuing =
-        |ids: &[String]| ids.iter().map(|id| json!({ "message": "And by region?", "chatId": id })).collect::<Vec<_>>();
     let chat = format!("{base}/api/chat");
-    let new_chat = || json!({ "message": CHAT_QUESTION });
 
     let direct_body = direct_body();
     let mut targets = vec![(
@@ -1284,7 +1441,10 @@ fn measure_at(cfg: &Config, conns: usize, targets: Vec<(&'static str, Target)>) 
 struct Measured {
     /// The scenarios measured at every concurrency (see [`CONCURRENCY`]).
     rows: Vec<Row>,
-    ledger: Vec<LedgerPair>,
+    ledger: Vec<Pair>,
+    /// (s): why it did not run, when wanted without the D1 plane's Worker.
+    split_skipped: Option<&'static str>,
+    split: Vec<Pair>,
     tool_steps: Vec<ToolStepSet>,
     fallbacks: Vec<FallbackSet>,
     /// (v), when wanted.
@@ -1293,7 +1453,7 @@ struct Measured {
 }
 
 impl Measured {
-    /// The scenarios in their order: those of (l) first, then (t), (o), the others and (v).
+    /// The scenarios in their order: those of (l) first, then (s), (t), (o), the others and (v).
     fn run(cfg: &Config, keys: &Keys) -> Self {
         let Stack { base, stub, op } = &cfg.stack;
         let started = Instant::now();
@@ -1301,6 +1461,15 @@ impl Measured {
         let ledger = match &cfg.no_ledger {
             Some(off) if cfg.wanted("l") => ledger_comparison(base, off, op, cfg.requests),
             _ => Vec::new(),
+        };
+        // (s) next, while the Worker under test holds little more than the D1 plane's Worker.
+        let (split, split_skipped) = match &cfg.d1_plane {
+            Some(before) if cfg.wanted("s") => (split_comparison(base, before, stub, op, cfg.requests), None),
+            None if cfg.wanted("s") => {
+                eprintln!("s) {SPLIT_SKIPPED}: (s) is skipped");
+                (Vec::new(), Some(SPLIT_SKIPPED))
+            }
+            _ => (Vec::new(), None),
         };
         // (t) next: a workspace of its own, so it finds no more than its own chats and deals.
         let tool_steps = if cfg.wanted("t") { tool_step_comparison(base, stub, op, cfg.requests) } else { Vec::new() };
@@ -1315,19 +1484,20 @@ impl Measured {
         }
         // (v) last, in a workspace of its own, so the others find the database as before it.
         let completions = cfg.wanted("v").then(|| completions_comparison(cfg, &direct_body()));
-        let mut measured = Measured { rows, ledger, tool_steps, fallbacks, completions, seconds: 0.0 };
+        let mut measured =
+            Measured { rows, ledger, split_skipped, split, tool_steps, fallbacks, completions, seconds: 0.0 };
         measured.compare_with_direct();
         measured.seconds = started.elapsed().as_secs_f64();
         measured
     }
 
-    /// (l), (t) and (o) ran first, but their rows come last in the tables, each with the (a)
-    /// of its concurrency as the base of `over` (for (o), its chat sides only).
+    /// (l), (s), (t) and (o) ran first, but their rows come last in the tables, each with the
+    /// (a) of its concurrency as the base of `over` (for (o), its chat sides only).
     fn compare_with_direct(&mut self) {
         let rows = &self.rows;
         let direct =
             |conns: usize| rows.iter().find(|r| r.name.starts_with("a)") && r.conns == conns).map(|r| r.run.p50);
-        let sides = self.ledger.iter_mut().flat_map(|p| [&mut p.on, &mut p.off]);
+        let sides = self.ledger.iter_mut().chain(self.split.iter_mut()).flat_map(|p| [&mut p.a, &mut p.b]);
         let sides = sides.chain(self.tool_steps.iter_mut().flat_map(|t| t.sides.iter_mut()));
         let sides = sides.chain(self.fallbacks.iter_mut().flat_map(|f| f.sides.iter_mut().take(2)));
         for side in sides {
@@ -1341,7 +1511,7 @@ impl Measured {
             self.completions.iter().flat_map(|c| c.sets.iter().flat_map(|s| s.sides.iter().map(|(_, r)| r)));
         self.rows
             .iter()
-            .chain(self.ledger.iter().flat_map(|p| [&p.on, &p.off]))
+            .chain(self.ledger.iter().chain(&self.split).flat_map(|p| [&p.a, &p.b]))
             .chain(self.tool_steps.iter().flat_map(|t| t.sides.iter()))
             .chain(self.fallbacks.iter().flat_map(|f| f.sides.iter()))
             .chain(completions)
@@ -1375,12 +1545,16 @@ fn print_overview(all: &[&Row]) {
 /// The phases of the rows whose answers carried an `llm` phase (chat turns).
 fn print_server_timing(all: &[&Row]) {
     println!("\nServer-Timing of POST /api/chat, p50 / p95 / p99 (ms; `outside` = service time minus the timed");
-    println!("phases: Worker CPU, local runtime, loopback; `d1`/`do` = round trips per request, p50):\n");
-    print_head("scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | do", "lrrrrrrrrr");
+    println!("phases: Worker CPU, local runtime, loopback; `d1`/`ws`/`do` = round trips per request to D1, to");
+    println!("the workspace's own database and to the rate limiter's object, p50):\n");
+    print_head(
+        "scenario | conc | auth-read | rate-limit | llm | persist | outside | service | d1 | ws | do",
+        "lrrrrrrrrrr",
+    );
     for r in all.iter().copied().filter(|r| phase(r, "llm").is_some()) {
         let get = |k: &str| phase(r, k).unwrap_or_default();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.conns,
             get("auth-read").cell(),
@@ -1390,6 +1564,7 @@ fn print_server_timing(all: &[&Row]) {
             get("outside").cell(),
             r.analysis.service.cell(),
             num(get("d1").p50),
+            num(get("ws").p50),
             num(get("do").p50),
         );
     }
@@ -1473,27 +1648,40 @@ fn print_portkey(comparison: &[Value], portkey_version: &str) {
 }
 
 /// (l): each workload and concurrency, its two sides and how far apart they land.
-fn ledger_report(ledger: &[LedgerPair]) -> Vec<Value> {
-    ledger
-        .iter()
-        .map(|LedgerPair { on, off, round_diffs }| {
-            let side = |r: &Row| {
-                json!({
-                    "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99, "errors": r.run.errors,
-                    "serviceP50Ms": r.analysis.service.p50, "persistMs": phase(r, "persist").map(|p| p.json()),
-                    "persistMeanMs": mean_metric(&r.run.samples, "persist"),
-                    "d1RoundTrips": phase(r, "d1").map(|p| p.json()),
-                })
-            };
-            let diff = on.run.p50 - off.run.p50;
-            json!({
-                "workload": on.name.trim_start_matches("l) ").trim_end_matches(", ledger on"),
-                "concurrency": on.conns, "scheduledRate": on.run.rate, "on": side(on), "off": side(off),
-                "p50DiffMs": diff, "p50DiffPct": 100.0 * diff / off.run.p50, "roundP50DiffsMs": round_diffs,
-                "roundP50Diff": round_summary(round_diffs, "onSlower"),
-            })
-        })
-        .collect()
+fn ledger_report(ledger: &[Pair]) -> Vec<Value> {
+    ledger.iter().map(|p| pair_report(p, ", ledger on", ["on", "off"], "onSlower")).collect()
+}
+
+/// One side of a [`Pair`] in its JSON report; the `Server-Timing` round trips per request
+/// both as percentiles and as means (they are small whole numbers).
+fn pair_side(r: &Row) -> Value {
+    let trips = |name: &str| phase(r, name).map(|p| p.json());
+    json!({
+        "scenario": r.name, "requests": r.run.samples.len(), "errors": r.run.errors, "rps": r.run.rps,
+        "p50Ms": r.run.p50, "p95Ms": r.run.p95, "p99Ms": r.run.p99,
+        "serviceP50Ms": r.analysis.service.p50, "persistMs": phase(r, "persist").map(|p| p.json()),
+        "persistMeanMs": mean_metric(&r.run.samples, "persist"),
+        "d1RoundTrips": trips("d1"), "wsRoundTrips": trips("ws"), "doCalls": trips("do"),
+        "roundTripsMean": { "d1": mean_metric(&r.run.samples, "d1"), "ws": mean_metric(&r.run.samples, "ws"),
+                            "do": mean_metric(&r.run.samples, "do") },
+    })
+}
+
+/// A [`Pair`] in its JSON report: the workload (the first side's name without its letter and
+/// `suffix`), the sides under `keys`, and how far apart they land (first − second), with how
+/// many rounds the first was the slower under `slower`.
+fn pair_report(pair: &Pair, suffix: &str, keys: [&str; 2], slower: &str) -> Value {
+    let Pair { a, b, round_diffs } = pair;
+    let diff = a.run.p50 - b.run.p50;
+    let workload = a.name.split_once(") ").map_or(a.name, |(_, rest)| rest).trim_end_matches(suffix);
+    let mut report = json!({
+        "workload": workload, "concurrency": a.conns, "scheduledRate": a.run.rate,
+        "p50DiffMs": diff, "p50DiffPct": 100.0 * diff / b.run.p50, "p95DiffMs": a.run.p95 - b.run.p95,
+        "roundP50DiffsMs": round_diffs, "roundP50Diff": round_summary(round_diffs, slower),
+    });
+    report[keys[0]] = pair_side(a);
+    report[keys[1]] = pair_side(b);
+    report
 }
 
 fn print_ledger(report: &[Value]) {
@@ -1504,15 +1692,16 @@ fn print_ledger(report: &[Value]) {
     println!("and against one with USAGE_LEDGER=off, {LEDGER_ROUNDS} runs a side alternated (on, off, off, on, …)");
     println!("at one scheduled rate; latency ms; Δ = on − off; Δ per round = the p50 differences of the");
     println!("rounds' pairs of runs: median (lowest … highest), and in how many rounds the ledger side was");
-    println!("the slower (how far apart the two sides land by chance); persist and d1 (round trips) from");
-    println!("Server-Timing, whose phases are whole milliseconds (hence the mean):\n");
-    print_head("scenario | conc | p50 / p95 on | p50 / p95 off | Δ p50 | Δ p50 % | Δ p50 per round | on slower | service p50 on / off | persist p50 on / off | persist mean on / off | d1 on / off", "lrrrrrrrrrrr");
+    println!("the slower (how far apart the two sides land by chance); persist, d1 and ws (round trips to D1");
+    println!("and to the workspace's own database, p50) from Server-Timing, whose phases are whole");
+    println!("milliseconds (hence the mean):\n");
+    print_head("scenario | conc | p50 / p95 on | p50 / p95 off | Δ p50 | Δ p50 % | Δ p50 per round | on slower | service p50 on / off | persist p50 on / off | persist mean on / off | d1 on / off | ws on / off", "lrrrrrrrrrrrr");
     for l in report {
         let f = fixed;
         let (on, off) = (&l["on"], &l["off"]);
         let round = |k: &str| l["roundP50Diff"][k].as_f64().unwrap_or_default();
         println!(
-            "| {} | {} | {} / {} | {} / {} | {:+.1} | {:+.1}% | {:+.1} ({:+.1} … {:+.1}) | {} of {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+            "| {} | {} | {} / {} | {} / {} | {:+.1} | {:+.1}% | {:+.1} ({:+.1} … {:+.1}) | {} of {} | {} / {} | {} / {} | {} / {} | {} / {} | {} / {} |",
             l["workload"].as_str().unwrap_or_default(),
             l["concurrency"],
             f(&on["p50Ms"]),
@@ -1534,13 +1723,67 @@ fn print_ledger(report: &[Value]) {
             f(&off["persistMeanMs"]),
             f(&on["d1RoundTrips"]["p50"]),
             f(&off["d1RoundTrips"]["p50"]),
+            f(&on["wsRoundTrips"]["p50"]),
+            f(&off["wsRoundTrips"]["p50"]),
+        );
+    }
+}
+
+/// (s): each workload and concurrency, its two sides and how far apart they land (after −
+/// before).
+fn split_report(split: &[Pair]) -> Vec<Value> {
+    split.iter().map(|p| pair_report(p, ", own database", ["after", "before"], "afterSlower")).collect()
+}
+
+fn print_split(report: &[Value], skipped: Option<&str>) {
+    if let Some(why) = skipped {
+        println!("\ns) skipped: {why}");
+        return;
+    }
+    if report.is_empty() {
+        return;
+    }
+    println!("\nEach workspace in its own database (s): before = a Worker with NEW_WORKSPACE_DATA_PLANE=d1 (the");
+    println!("workspaces' data in the shared D1 database, as before the split), after = the Worker under test");
+    println!("(each workspace in a database of its own); the workloads of (c), (d) and (e), and new chats with");
+    println!("retrieval in {SPLIT_RECORDS} records; {SPLIT_ROUNDS} runs a side alternated at one scheduled rate; latency ms;");
+    println!("Δ = after − before; Δ per round as in (l); round trips per request from Server-Timing, mean:");
+    println!("d1 (D1), ws (the workspace's own database), do (the rate limiter's object):\n");
+    print_head("scenario | conc | req/s | before p50 / p95 | after p50 / p95 | Δ p50 | Δ p50 % | Δ p95 | Δ p50 per round | after slower | d1 / ws / do before | d1 / ws / do after | errors before / after", "lrrrrrrrrrrrr");
+    let trips = |side: &Value| {
+        let m = &side["roundTripsMean"];
+        format!("{} / {} / {}", fixed(&m["d1"]), fixed(&m["ws"]), fixed(&m["do"]))
+    };
+    for l in report {
+        let (f, d) = (fixed, signed);
+        let (before, after, round) = (&l["before"], &l["after"], &l["roundP50Diff"]);
+        println!(
+            "| {} | {} | {:.0} | {} / {} | {} / {} | {} | {}% | {} | {} ({} … {}) | {} of {SPLIT_ROUNDS} | {} | {} | {} / {} |",
+            l["workload"].as_str().unwrap_or_default(),
+            l["concurrency"],
+            l["scheduledRate"].as_f64().unwrap_or_default(),
+            f(&before["p50Ms"]),
+            f(&before["p95Ms"]),
+            f(&after["p50Ms"]),
+            f(&after["p95Ms"]),
+            d(&l["p50DiffMs"]),
+            d(&l["p50DiffPct"]),
+            d(&l["p95DiffMs"]),
+            d(&round["medianMs"]),
+            d(&round["lowestMs"]),
+            d(&round["highestMs"]),
+            round["afterSlower"],
+            trips(before),
+            trips(after),
+            before["errors"],
+            after["errors"],
         );
     }
 }
 
 /// (t): each side, then the differences (tool step − no tools). The phases' means add up to
 /// the service time's mean: the step's Δ splits into the second model call (llm), the tool
-/// (validation, D1 statement, rendering: in outside) and storing its trace (persist).
+/// (validation, statement, rendering: in outside) and storing its trace (persist).
 fn tool_step_report(tool_steps: &[ToolStepSet]) -> Vec<Value> {
     tool_steps
         .iter()
@@ -1562,6 +1805,7 @@ fn tool_step_report(tool_steps: &[ToolStepSet]) -> Vec<Value> {
                     "persistMeanMs": mean_metric(&r.run.samples, "persist"),
                     "outsideMs": phase(r, "outside").map(|p| p.json()), "outsideMeanMs": outside_mean(r),
                     "d1RoundTrips": phase(r, "d1").map(|p| p.json()),
+                    "wsRoundTrips": phase(r, "ws").map(|p| p.json()),
                 })
             };
             let (plain, step) = (&sides[0], &sides[1]);
@@ -1601,16 +1845,16 @@ fn print_tool_step(report: &[Value]) {
     );
     println!("loop, then as run); ms, p50 / p95 / p99 for latency, service time and queueing; llm, persist");
     println!("(whole ms: mean in brackets), outside (service time minus the timed phases, mean in");
-    println!("brackets: here also the tool's validation, D1 statement and rendering) and d1 (round trips");
-    println!("the Worker counts) from Server-Timing, p50:\n");
+    println!("brackets: here also the tool's validation, statement and rendering), d1 and ws (round trips");
+    println!("to D1 and to the workspace's own database) from Server-Timing, p50:\n");
     print_head(
-        "scenario | conc | req/s | latency | service | queueing | llm | persist | outside | d1 | errors",
-        "lrrrrrrrrrr",
+        "scenario | conc | req/s | latency | service | queueing | llm | persist | outside | d1 | ws | errors",
+        "lrrrrrrrrrrr",
     );
     for t in report {
         for s in [&t["noTools"], &t["oneToolStep"]] {
             println!(
-                "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} |",
+                "| {} | {} | {:.0} / {:.0} | {} / {} / {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} | {} |",
                 s["scenario"].as_str().unwrap_or_default(),
                 t["concurrency"],
                 s["closedLoopRps"].as_f64().unwrap_or_default(),
@@ -1627,6 +1871,7 @@ fn print_tool_step(report: &[Value]) {
                 f(&s["outsideMs"]["p50"]),
                 f(&s["outsideMeanMs"]),
                 f(&s["d1RoundTrips"]["p50"]),
+                f(&s["wsRoundTrips"]["p50"]),
                 s["errors"],
             );
         }
@@ -1966,6 +2211,8 @@ fn report(cfg: &Config, m: &Measured) {
     print_portkey(&comparison, cfg.portkey_version());
     let ledger = ledger_report(&m.ledger);
     print_ledger(&ledger);
+    let split = split_report(&m.split);
+    print_split(&split, m.split_skipped);
     let tool_step = tool_step_report(&m.tool_steps);
     print_tool_step(&tool_step);
     let fallback = fallback_report(&m.fallbacks);
@@ -1986,6 +2233,11 @@ fn report(cfg: &Config, m: &Measured) {
         "longChat": { "turns": LONG_CHAT_TURNS, "chars": LONG_TEXT_CHARS, "requestsPerChat": LONG_CHAT_REQUESTS },
         "wasmBytes": { "raw": raw, "gzip": gz },
         "usageLedger": { "concurrency": LEDGER_CONCURRENCY, "rounds": LEDGER_ROUNDS, "comparison": ledger },
+        "split": {
+            "concurrency": SPLIT_CONCURRENCY, "rounds": SPLIT_ROUNDS, "records": SPLIT_RECORDS,
+            "measured": !split.is_empty(), "skipped": m.split_skipped,
+            "comparison": split,
+        },
         "toolStep": {
             "concurrency": TOOL_STEP_CONCURRENCY, "rounds": TOOL_STEP_ROUNDS, "deals": TOOL_STEP_DEALS,
             "load": TOOL_STEP_LOAD,

@@ -1,40 +1,60 @@
 //! Workspace knowledge under volume: importing records, a chat turn's retrieval in a large
-//! workspace, and whether one tenant's volume slows another's searches. All numbers of one run
+//! workspace, and whether one tenant's volume or load slows another. All numbers of one run
 //! are compared with each other only (these machines are noisy).
 //!
-//! Three workspaces on the Worker: A holds 100 records, B is filled with [`DEFAULT_RECORDS`]
-//! (`BENCH_RECORDS`) records written with the same words, E holds none. The records are made
-//! up but shaped like a CRM's: deals (amount, stage, owner, close date) and customer feedback
-//! and notes, with bodies of a few hundred characters, all generated from a fixed seed.
+//! Everything below runs once per plane, one plane after the other: on the Worker under test,
+//! whose workspaces each keep their data in a database of their own ("own database"), and,
+//! when `ATTIVE_D1_PLANE_URL` is set, on the same Worker started with
+//! `NEW_WORKSPACE_DATA_PLANE=d1`, whose workspaces keep theirs in the shared D1 database as
+//! before the split ("D1 plane"). Each plane has its own state; a last table sets the two side
+//! by side.
+//!
+//! Three workspaces on each: A holds 100 records, B is filled with [`DEFAULT_RECORDS`]
+//! (`BENCH_RECORDS`) records written with the same words, E holds none. The records are those
+//! of `support::records`: made up but shaped like a CRM's, from a fixed seed.
 //!
 //!   (a) Import throughput: the first 10 `PUT /api/settings/knowledge/records` of 500 records
 //!       each into the empty workspace B (records/s, ms per request); then the rest of B's
-//!       import, timed as the setup of (b) and (c), with its first and last requests compared
+//!       import, timed as the setup of (b)–(d), with its first and last requests compared
 //!       (what an upsert costs as the workspace grows).
 //!   (b) Chat with retrieval: `POST /api/chat` (JSON) asking [`QUESTION`] of B (full) and of E
 //!       (empty), alternating request by request so both see the same machine; latency p50/p95
-//!       and the `auth-read` phase of `Server-Timing` (the one D1 batch that retrieval runs in),
-//!       and what B adds over E.
-//!   (c) Noisy neighbour: A's `GET /api/settings/knowledge/search?q=<the question>` before B
-//!       is filled, with B full, and after B's records are deleted (10 batches through
-//!       `POST /api/settings/knowledge/records/delete`, timed, then the whole workspace through
-//!       `DELETE /api/admin/workspaces/{id}`); what B full adds over B deleted (target ≤ 3 ms),
-//!       and over B not filled yet.
+//!       and the `auth-read` phase of `Server-Timing` (the one batch, in the workspace's
+//!       database, that retrieval runs in), and what B adds over E.
+//!   (c) Noisy neighbour at rest: A's `GET /api/settings/knowledge/search?q=<the question>`
+//!       before B is filled, with B full, and after B's records are deleted (10 batches
+//!       through `POST /api/settings/knowledge/records/delete`, timed, then the whole
+//!       workspace through `DELETE /api/admin/workspaces/{id}`); what B full adds over B
+//!       deleted (target ≤ 3 ms), and over B not filled yet.
+//!   (d) Isolation under load: A's `POST /api/chat` asking [`QUESTION`] (concurrency 1, open
+//!       loop as above) with B full but idle, and while B is asked the same at concurrency
+//!       [`NEIGHBOUR_CONNS`] in a closed loop (background threads, from a moment before A's
+//!       first request to its last): latency p50/p95 of each, what B's load adds, and B's
+//!       throughput meanwhile. The two take turns in [`ISOLATION_ROUNDS`] rounds each (idle,
+//!       busy, busy, idle, …) so a drift of the machine falls on both alike, at one rate: 75%
+//!       of what A sustains while B is busy (at 75% of what it sustains with B idle, A ran past
+//!       its capacity on the busy side, and its latency measured a growing backlog rather than
+//!       what B does to each request). B's load shares the machine's cores with A (one local
+//!       runtime), so what it adds on either plane includes that; the planes differ in whether
+//!       the two workspaces share a database too.
 //!
 //! Load is open-loop at a constant rate, as in `benches/gateway.rs`: a short closed-loop pass
 //! finds the throughput, requests are scheduled at 75% of it, and latency is taken from each
 //! request's scheduled time (no coordinated omission) into HDR histograms.
 //!
 //! Environment: `ATTIVE_BASE_URL`, `ATTIVE_ADMIN_TOKEN`, `LLM_STUB_URL` (as for
-//! `benches/gateway.rs`); `BENCH_REQUESTS` (default 200) requests per measured series;
-//! `BENCH_RECORDS` (default 50,000, a multiple of 500) the records of B. Prints markdown tables
-//! and writes the same as JSON to `bench/results/knowledge-<UTC time>.json`.
+//! `benches/gateway.rs`); `ATTIVE_D1_PLANE_URL` (optional, see above); `BENCH_REQUESTS`
+//! (default 200) requests per measured series; `BENCH_RECORDS` (default 50,000, rounded up to
+//! a multiple of 500, at least 10,000: the requests of (a) and the batches deleted in (c)) the
+//! records of B. Prints markdown tables and writes the same, both planes, as JSON to
+//! `bench/results/knowledge-<UTC time>.json`.
 //!
 //! Run by hand against a local stack started as `scripts/bench.sh` starts it, on a state
-//! directory of its own (a fresh one: a workspace an interrupted run left full would weigh on
-//! (c)): `cargo bench --bench knowledge`, about a minute here. `BENCH_RECORDS=10000` and
+//! directory of its own per Worker (a fresh one: a workspace an interrupted run left full would
+//! weigh on (c)): `cargo bench --bench knowledge`. `BENCH_RECORDS=10000` and
 //! `BENCH_REQUESTS=40` make a quick run.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -43,170 +63,46 @@ use serde_json::{json, Value};
 mod support;
 
 use support::env::{self, Stack};
-use support::http::{call_on, parse_server_timing, unpooled_agent, workspace, Workspace, REQUEST_TIMEOUT};
-use support::load::{closed_loop_rate, open_loop, warm_then_rate};
+use support::http::{agent, call_on, parse_server_timing, unpooled_agent, workspace, Workspace, REQUEST_TIMEOUT};
+use support::load::{alternate, closed_loop_rate, open_loop, warm_then_rate};
+use support::records::{fill, put, records, Rng, BATCH, QUESTION};
 use support::report::{print_head, write_json};
 use support::stats::{mean, Pcts};
 
 const DEFAULT_RECORDS: usize = 50_000;
-const BATCH: usize = 500;
 /// Requests of (a), and batches deleted one by one before B's workspace goes.
 const IMPORT_REQUESTS: usize = 10;
 const DELETE_REQUESTS: usize = 10;
 const SMALL_WORKSPACE: usize = 100;
-/// The chat message of (b) and the search of (c): its words (summarize, recent, customer,
-/// feedback, onboarding) are common in every workspace's records, as in a real one.
-const QUESTION: &str = "Summarize recent customer feedback about onboarding";
 /// What B full may add to A's search p50 and p95 over B deleted.
 const NEIGHBOUR_BUDGET_MS: f64 = 3.0;
+/// B's connections during the busy side of (d), each sending its next chat as soon as the last
+/// one is answered.
+const NEIGHBOUR_CONNS: usize = 4;
+/// How long B's load runs before A's first request of a busy round, so that A never meets B
+/// still starting.
+const NEIGHBOUR_HEAD_START: Duration = Duration::from_millis(300);
+/// Runs per side of (d), alternated; each takes `BENCH_REQUESTS / ISOLATION_ROUNDS` requests.
+const ISOLATION_ROUNDS: usize = 4;
 
 const ENV_HINT: &str = "see the header of benches/knowledge.rs";
 
-/// splitmix64: the same records on every run, without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
+/// A Worker the bench runs on, and what its workspaces keep their data in.
+struct Plane {
+    /// Its key in the JSON results.
+    key: &'static str,
+    name: &'static str,
+    stack: Stack,
 }
 
-const COMPANIES: [&str; 16] = [
-    "Acme",
-    "Globex",
-    "Initech",
-    "Umbrella",
-    "Hooli",
-    "Vandelay",
-    "Stark",
-    "Wayne",
-    "Wonka",
-    "Tyrell",
-    "Cyberdyne",
-    "Soylent",
-    "Massive",
-    "Aperture",
-    "Oscorp",
-    "Gringotts",
-];
-const SUFFIXES: [&str; 8] = ["Corp", "Labs", "Group", "Systems", "Health", "Logistics", "Foods", "Bank"];
-const AREAS: [&str; 12] = [
-    "onboarding",
-    "billing",
-    "reporting",
-    "the Salesforce integration",
-    "permissions",
-    "the mobile app",
-    "search",
-    "CSV exports",
-    "notifications",
-    "the API",
-    "SSO",
-    "the dashboard",
-];
-const ROLES: [&str; 8] =
-    ["VP of Sales", "RevOps lead", "CFO", "customer success manager", "CTO", "admin", "champion", "procurement lead"];
-const OWNERS: [&str; 8] =
-    ["Sarah Chen", "Miguel Diaz", "Priya Patel", "Tom Becker", "Aiko Tanaka", "Lena Novak", "Omar Haddad", "Ruth Cole"];
-const STAGES: [(&str, &str); 6] = [
-    ("Prospecting", "open"),
-    ("Discovery", "open"),
-    ("Proposal", "open"),
-    ("Negotiation", "open"),
-    ("Closed Won", "won"),
-    ("Closed Lost", "lost"),
-];
-const SENTENCES: [&str; 12] = [
-    "The {role} at {account} said {area} took two weeks longer than planned.",
-    "Customer feedback on {area}: setup was confusing and the docs skipped the permissions step.",
-    "Recent calls with {account} mention {area} as the main blocker for the rollout to the wider team.",
-    "They asked for better {area} documentation and a guided checklist during onboarding.",
-    "Support tickets about {area} dropped after the last release, according to the {role}.",
-    "{account} is happy with {area} but wants audit exports before the renewal conversation.",
-    "The {role} praised how quickly their admins finished onboarding once {area} was configured.",
-    "Feedback from the pilot: {area} is fast, although reporting on adoption is still manual.",
-    "{account} compared us with a competitor on {area} and pricing; the {role} leans our way.",
-    "Onboarding of the second business unit is scheduled after {area} is signed off by security.",
-    "Churn risk is low; the {role} expects seat expansion if {area} improves this quarter.",
-    "Next step: a workshop with the {role} on {area} and a review of the customer success plan.",
-];
-
-/// One CRM-like record: 60% customer feedback, 30% deals, 10% notes.
-fn record(rng: &mut Rng, prefix: &str, i: usize) -> Value {
-    let account = format!("{} {}", rng.pick(&COMPANIES), rng.pick(&SUFFIXES));
-    let area = rng.pick(&AREAS);
-    let mut body = String::new();
-    // A few hundred characters, as a note or a feedback form would hold.
-    while body.len() < 300 + rng.below(250) {
-        let s = rng.pick(&SENTENCES).replace("{account}", &account).replace("{area}", rng.pick(&AREAS));
-        body.push_str(&s.replace("{role}", rng.pick(&ROLES)));
-        body.push(' ');
+/// The main Worker, then the D1 plane's where its address is set.
+fn planes(stack: &Stack) -> Vec<Plane> {
+    let mut planes = vec![Plane { key: "ownDatabase", name: "own database", stack: stack.clone() }];
+    match env::d1_plane_url() {
+        Some(url) => planes.push(Plane { key: "d1Plane", name: "D1 plane", stack: stack.with_base(&url) }),
+        None => eprintln!("ATTIVE_D1_PLANE_URL is not set: the D1 plane is left out (scripts/bench.sh starts it)"),
     }
-    let body = body.trim_end().to_owned();
-    let updated =
-        format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", 1 + rng.below(10), 1 + rng.below(28), rng.below(24), rng.below(60));
-    let owner = rng.pick(&OWNERS);
-    match rng.below(10) {
-        0..=5 => json!({
-            "kind": "feedback", "externalId": format!("{prefix}-fb-{i:06}"),
-            "title": format!("{account}: feedback on {area}"), "body": body,
-            "source": "survey", "accountName": account, "owner": owner, "sourceUpdatedAt": updated,
-            "properties": { "nps": rng.below(11), "segment": if rng.below(3) == 0 { "enterprise" } else { "mid-market" } },
-        }),
-        6..=8 => {
-            let (stage, status) = STAGES[rng.below(STAGES.len())];
-            json!({
-                "kind": "deal", "externalId": format!("{prefix}-deal-{i:06}"),
-                "title": format!("{account} — {} seats", 10 * (1 + rng.below(50))), "body": body,
-                "url": format!("https://crm.example.com/deals/{prefix}-{i}"), "source": "crm",
-                "accountName": account, "amount": 1000 * (5 + rng.below(200)), "currency": "USD",
-                "stage": stage, "status": status, "owner": owner,
-                "closeDate": format!("2026-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28)),
-                "sourceUpdatedAt": updated,
-            })
-        }
-        _ => json!({
-            "kind": "note", "externalId": format!("{prefix}-note-{i:06}"),
-            "title": format!("Call notes: {account}"), "body": body,
-            "source": "crm", "accountName": account, "owner": owner, "sourceUpdatedAt": updated,
-        }),
-    }
-}
-
-fn records(rng: &mut Rng, prefix: &str, from: usize, count: usize) -> Vec<Value> {
-    (from..from + count).map(|i| record(rng, prefix, i)).collect()
-}
-
-/// One write of up to 500 records; its time (ms). Every record must be written.
-fn put(agent: &ureq::Agent, base: &str, admin: &str, batch: Vec<Value>) -> f64 {
-    let n = batch.len();
-    let t = Instant::now();
-    let answer = call_on(
-        agent,
-        "PUT",
-        &format!("{base}/api/settings/knowledge/records"),
-        Some(admin),
-        Some(&json!({ "records": batch })),
-    );
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    // `unchanged` only when a retry resent records that had been written (see `try_call`).
-    let written = answer["results"]
-        .as_array()
-        .map_or(0, |r| r.iter().filter(|x| x["status"] == "created" || x["status"] == "unchanged").count());
-    assert_eq!(written, n, "every record of a fresh import is created: {answer}");
-    ms
+    planes
 }
 
 /// A request of a measured series.
@@ -223,6 +119,8 @@ struct Sample {
     target: usize,
     /// From its scheduled time (µs).
     latency_us: u64,
+    /// From its send (µs): without waiting behind earlier requests.
+    service_us: u64,
     ok: bool,
     /// `auth-read` of `Server-Timing` (ms), where there is one.
     auth_read: Option<f64>,
@@ -260,22 +158,29 @@ fn calibrate(reqs: &[Req]) -> f64 {
     })
 }
 
-/// Open loop on one connection: `per_target` requests of each of `reqs`, alternating, at 75%
-/// of the closed-loop throughput.
-fn measure(reqs: &[Req], per_target: usize) -> Vec<Sample> {
-    let rate = warm_then_rate(1, |_| calibrate(reqs));
+/// Open loop on one connection: `per_target` requests of each of `reqs`, alternating, at
+/// `rate` per second.
+fn open_series(reqs: &[Req], per_target: usize, rate: f64) -> Vec<Sample> {
     let (samples, _) = open_loop(1, per_target * reqs.len(), rate, Duration::from_secs(60), |a, i, scheduled| {
         let target = i % reqs.len();
+        let sent = Instant::now();
         let (ok, auth_read, sources) = send(a, &reqs[target]);
-        let latency_us = scheduled.elapsed().as_micros() as u64;
-        Sample { target, latency_us, ok, auth_read, sources }
+        let (latency_us, service_us) = (scheduled.elapsed().as_micros() as u64, sent.elapsed().as_micros() as u64);
+        Sample { target, latency_us, service_us, ok, auth_read, sources }
     });
     samples
+}
+
+/// [`open_series`] at 75% of the closed-loop throughput.
+fn measure(reqs: &[Req], per_target: usize) -> Vec<Sample> {
+    let rate = warm_then_rate(1, |_| calibrate(reqs));
+    open_series(reqs, per_target, rate)
 }
 
 /// What one series of a run came to.
 struct Series {
     latency: Pcts,
+    service: Pcts,
     auth_read: Pcts,
     sources_p50: f64,
     errors: usize,
@@ -290,6 +195,7 @@ fn series(samples: &[Sample], target: usize) -> Series {
     sources.sort_unstable();
     Series {
         latency: Pcts::of_us(ok.iter().map(|s| s.latency_us)),
+        service: Pcts::of_us(ok.iter().map(|s| s.service_us)),
         auth_read: Pcts::of_ms(&auth),
         sources_p50: sources.get(sources.len() / 2).map_or(0.0, |&n| n as f64),
         errors: mine.len() - ok.len(),
@@ -299,7 +205,7 @@ fn series(samples: &[Sample], target: usize) -> Series {
 
 fn series_json(s: &Series) -> Value {
     json!({ "requests": s.requests, "errors": s.errors, "latencyMs": s.latency.json(),
-            "authReadMs": s.auth_read.json(), "sourcesP50": s.sources_p50 })
+            "serviceMs": s.service.json(), "authReadMs": s.auth_read.json(), "sourcesP50": s.sources_p50 })
 }
 
 fn max(v: &[f64]) -> f64 {
@@ -332,24 +238,12 @@ impl Import {
     }
 }
 
-/// (a) and the setup of (b) and (c): `big` records into B in requests of [`BATCH`], one at a
-/// time, then checked.
+/// (a) and the setup of (b)–(d): `big` records into B in requests of [`BATCH`], one at a time,
+/// then checked.
 fn import(slow: &ureq::Agent, base: &str, b: &Workspace<1>, big: usize) -> Import {
     eprintln!("a) + setup: importing {big} records into B in requests of {BATCH} ...");
-    let mut rng = Rng(2);
     let import_started = Instant::now();
-    let mut put_ms: Vec<f64> = Vec::new();
-    for r in 0..big / BATCH {
-        put_ms.push(put(slow, base, &b.admin, records(&mut rng, "b", r * BATCH, BATCH)));
-        if (r + 1) % 10 == 0 {
-            eprintln!(
-                "  {} records in {:.0} s (last request {:.0} ms)",
-                (r + 1) * BATCH,
-                import_started.elapsed().as_secs_f64(),
-                put_ms[r]
-            );
-        }
-    }
+    let put_ms = fill(slow, base, &b.admin, 2, "b", big);
     let seconds = import_started.elapsed().as_secs_f64();
     let quick = unpooled_agent(REQUEST_TIMEOUT);
     let stats = call_on(&quick, "GET", &format!("{base}/api/settings/knowledge/stats"), Some(&b.admin), None);
@@ -395,6 +289,166 @@ fn delete_b(slow: &ureq::Agent, stack: &Stack, b: &Workspace<1>, big: usize) -> 
     Deletion { delete_ms, workspace_ms: t.elapsed().as_secs_f64() * 1000.0, left: big - DELETE_REQUESTS * BATCH }
 }
 
+/// B's load during the busy side of (d), over its rounds: chats answered and failed, and the
+/// seconds it ran.
+#[derive(Default)]
+struct Background {
+    answered: usize,
+    failed: usize,
+    seconds: f64,
+}
+
+impl Background {
+    fn rps(&self) -> f64 {
+        self.answered as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// `f` while [`NEIGHBOUR_CONNS`] connections send `r` back to back, from
+/// [`NEIGHBOUR_HEAD_START`] before `f` starts until it returns; what `f` returned, and the load
+/// they made (its seconds until their last answer).
+fn with_background<T>(r: &Req, f: impl FnOnce() -> T) -> (T, Background) {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..NEIGHBOUR_CONNS)
+            .map(|_| {
+                s.spawn(|| {
+                    let a = agent(REQUEST_TIMEOUT);
+                    let (mut answered, mut failed) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        if send(&a, r).0 {
+                            answered += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (answered, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(NEIGHBOUR_HEAD_START);
+        let out = f();
+        stop.store(true, Ordering::Relaxed);
+        let (answered, failed) =
+            handles.into_iter().filter_map(|h| h.join().ok()).fold((0, 0), |(a, f), (x, y)| (a + x, f + y));
+        (out, Background { answered, failed, seconds: started.elapsed().as_secs_f64() })
+    })
+}
+
+/// (d): A's chats with B idle and with B busy.
+struct Isolation {
+    rate: f64,
+    idle: Series,
+    busy: Series,
+    background: Background,
+}
+
+/// (d): `per_side` requests of `a_chat` with B idle and as many while `b_chat` runs in the
+/// background, in alternating rounds at one rate (75% of what A sustains with B busy).
+fn isolation(a_chat: &Req, b_chat: &Req, per_side: usize) -> Isolation {
+    let reqs = std::slice::from_ref(a_chat);
+    let (rate, _) = with_background(b_chat, || warm_then_rate(1, |_| calibrate(reqs)));
+    let per_round = per_side.div_ceil(ISOLATION_ROUNDS);
+    let mut background = Background::default();
+    let runs = alternate(2, ISOLATION_ROUNDS, |busy| {
+        if busy == 0 {
+            return open_series(reqs, per_round, rate);
+        }
+        let (samples, load) = with_background(b_chat, || open_series(reqs, per_round, rate));
+        background.answered += load.answered;
+        background.failed += load.failed;
+        background.seconds += load.seconds;
+        samples
+    });
+    let [idle, busy] = <[Vec<Vec<Sample>>; 2]>::try_from(runs)
+        .unwrap_or_else(|_| unreachable!("two sides"))
+        .map(|rounds| series(&rounds.into_iter().flatten().collect::<Vec<_>>(), 0));
+    Isolation { rate, idle, busy, background }
+}
+
+/// Everything measured on one plane.
+struct PlaneRun {
+    import: Import,
+    chat_b: Series,
+    chat_e: Series,
+    /// A's search with B not filled yet, full, and deleted.
+    search: [Series; 3],
+    deletion: Deletion,
+    isolation: Isolation,
+    seconds: f64,
+}
+
+impl PlaneRun {
+    /// What B full adds to A's search at p50 and p95 over B deleted, and over B not filled yet.
+    fn neighbour_added(&self) -> ([f64; 2], [f64; 2]) {
+        let [before, full, after] = &self.search;
+        let added = |base: &Series| [full.latency.p50 - base.latency.p50, full.latency.p95 - base.latency.p95];
+        (added(after), added(before))
+    }
+}
+
+/// (a)–(d) on one plane, from empty workspaces to deleted ones.
+fn run_plane(stack: &Stack, big: usize, requests: usize) -> PlaneRun {
+    let base = &stack.base;
+    let started = Instant::now();
+    // Setup calls of a 50,000-record workspace can take long; they are timed, not limited.
+    let slow = unpooled_agent(Duration::from_secs(600));
+
+    let a = workspace_named(stack, "bench-knowledge-a");
+    let b = workspace_named(stack, "bench-knowledge-b");
+    let e = workspace_named(stack, "bench-knowledge-empty");
+    put(&slow, base, &a.admin, records(&mut Rng(1), "a", 0, SMALL_WORKSPACE));
+
+    let search_a = [Req {
+        method: "GET",
+        url: format!("{base}/api/settings/knowledge/search?q={}", QUESTION.replace(' ', "+")),
+        token: a.admin.clone(),
+        body: None,
+    }];
+    eprintln!("c) A's search, B not filled yet ...");
+    let c_before = series(&measure(&search_a, requests), 0);
+
+    let import = import(&slow, base, &b, big);
+
+    eprintln!("b) chat, B ({big} records) and E (none) alternating ...");
+    let chat = |key: &str| Req {
+        method: "POST",
+        url: format!("{base}/api/chat"),
+        token: key.to_owned(),
+        body: Some(json!({ "message": QUESTION })),
+    };
+    let chat_samples = measure(&[chat(&b.keys[0]), chat(&e.keys[0])], requests);
+    let (chat_b, chat_e) = (series(&chat_samples, 0), series(&chat_samples, 1));
+
+    eprintln!("c) A's search with B full ...");
+    let c_full = series(&measure(&search_a, requests), 0);
+
+    eprintln!("d) A's chat, B idle and B busy at concurrency {NEIGHBOUR_CONNS}, alternating ...");
+    let isolation = isolation(&chat(&a.keys[0]), &chat(&b.keys[0]), requests);
+
+    let deletion = delete_b(&slow, stack, &b, big);
+
+    eprintln!("c) A's search with B deleted ...");
+    let c_after = series(&measure(&search_a, requests), 0);
+    // A and E go too, so that a later run on the same state starts from the same database.
+    for ws in [&a, &e] {
+        let _ = slow
+            .delete(&format!("{base}/api/admin/workspaces/{}", ws.id))
+            .set("Authorization", &format!("Bearer {}", stack.op))
+            .call();
+    }
+    PlaneRun {
+        import,
+        chat_b,
+        chat_e,
+        search: [c_before, c_full, c_after],
+        deletion,
+        isolation,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
 fn print_import(big: usize, import: &Import) {
     println!("\n(a) Import: PUT /api/settings/knowledge/records, {BATCH} records per request, one at a time:\n");
     print_head("requests | workspace held before | records/s | ms per request: mean | p50 | max", "lrrrrr");
@@ -438,9 +492,9 @@ fn print_chat(big: usize, chat_b: &Series, chat_e: &Series) {
     );
 }
 
-/// (c)'s table and verdicts; what B full adds at p50 and p95 over B deleted and over B not
-/// filled yet.
-fn print_neighbour(big: usize, [before, full, after]: [&Series; 3], deletion: &Deletion) -> ([f64; 2], [f64; 2]) {
+/// (c)'s table and verdicts.
+fn print_neighbour(big: usize, run: &PlaneRun) {
+    let [before, full, after] = &run.search;
     println!("\n(c) A's GET /api/settings/knowledge/search (A holds {SMALL_WORKSPACE} records), concurrency 1; ms:\n");
     print_head("B | requests | p50 | p95 | p99 | errors", "lrrrrr");
     for (name, s) in
@@ -451,7 +505,7 @@ fn print_neighbour(big: usize, [before, full, after]: [&Series; 3], deletion: &D
             s.requests, s.latency.p50, s.latency.p95, s.latency.p99, s.errors
         );
     }
-    let (d50, d95) = (full.latency.p50 - after.latency.p50, full.latency.p95 - after.latency.p95);
+    let ([d50, d95], [b50, b95]) = run.neighbour_added();
     let verdict = |d: f64| if d <= NEIGHBOUR_BUDGET_MS { "within" } else { "over" };
     println!(
         "\nB full adds {d50:+.1} ms at p50 ({} the {NEIGHBOUR_BUDGET_MS} ms target) and {d95:+.1} ms at p95 ({}) over B deleted.",
@@ -460,13 +514,12 @@ fn print_neighbour(big: usize, [before, full, after]: [&Series; 3], deletion: &D
     );
     // B deleted is not quite B never filled: the full-text index keeps what deleted rows left
     // in it until its segments are merged. So the same against A before B was filled, too.
-    let (b50, b95) = (full.latency.p50 - before.latency.p50, full.latency.p95 - before.latency.p95);
     println!(
         "Against B not filled yet: {b50:+.1} ms at p50 ({}) and {b95:+.1} ms at p95 ({}).",
         verdict(b50),
         verdict(b95)
     );
-    let Deletion { delete_ms, workspace_ms, left } = deletion;
+    let Deletion { delete_ms, workspace_ms, left } = &run.deletion;
     println!(
         "Deleting B: {DELETE_REQUESTS} × POST …/records/delete of {BATCH} keys, ms per request mean {:.0} / max {:.0} \
          ({:.0} records/s); then DELETE /api/admin/workspaces/{{id}} with {left} records left: {workspace_ms:.0} ms.",
@@ -474,87 +527,176 @@ fn print_neighbour(big: usize, [before, full, after]: [&Series; 3], deletion: &D
         max(delete_ms),
         records_per_second(delete_ms)
     );
-    ([d50, d95], [b50, b95])
 }
 
-fn main() {
-    let stack = Stack::from_env(ENV_HINT); // the stand-in is the Worker's provider: must be up for (b)
-    let base = &stack.base;
-    let requests = env::requests(200);
-    let big: usize = env::parsed("BENCH_RECORDS", DEFAULT_RECORDS);
-    let big = big.div_ceil(BATCH).max(IMPORT_REQUESTS + DELETE_REQUESTS) * BATCH;
-    let started = Instant::now();
-    // Setup calls of a 50,000-record workspace can take long; they are timed, not limited.
-    let slow = unpooled_agent(Duration::from_secs(600));
-
-    let a = workspace_named(&stack, "bench-knowledge-a");
-    let b = workspace_named(&stack, "bench-knowledge-b");
-    let e = workspace_named(&stack, "bench-knowledge-empty");
-    put(&slow, base, &a.admin, records(&mut Rng(1), "a", 0, SMALL_WORKSPACE));
-
-    let search_a = [Req {
-        method: "GET",
-        url: format!("{base}/api/settings/knowledge/search?q={}", QUESTION.replace(' ', "+")),
-        token: a.admin.clone(),
-        body: None,
-    }];
-    eprintln!("c) A's search, B not filled yet ...");
-    let c_before = series(&measure(&search_a, requests), 0);
-
-    let import = import(&slow, base, &b, big);
-
-    eprintln!("b) chat, B ({big} records) and E (none) alternating ...");
-    let chat = |key: &str| Req {
-        method: "POST",
-        url: format!("{base}/api/chat"),
-        token: key.to_owned(),
-        body: Some(json!({ "message": QUESTION })),
-    };
-    let chat_samples = measure(&[chat(&b.keys[0]), chat(&e.keys[0])], requests);
-    let (chat_b, chat_e) = (series(&chat_samples, 0), series(&chat_samples, 1));
-
-    eprintln!("c) A's search with B full ...");
-    let c_full = series(&measure(&search_a, requests), 0);
-
-    let deletion = delete_b(&slow, &stack, &b, big);
-
-    eprintln!("c) A's search with B deleted ...");
-    let c_after = series(&measure(&search_a, requests), 0);
-    // A and E go too, so that a later run on the same state starts from the same database.
-    for ws in [&a, &e] {
-        let _ = slow
-            .delete(&format!("{base}/api/admin/workspaces/{}", ws.id))
-            .set("Authorization", &format!("Bearer {}", stack.op))
-            .call();
+fn print_isolation(big: usize, iso: &Isolation) {
+    println!(
+        "\n(d) A's POST /api/chat (A holds {SMALL_WORKSPACE} records), concurrency 1 at {:.1} req/s (75% of what A",
+        iso.rate
+    );
+    println!("sustains with B busy), with B ({big} records) idle and with B asked the same at concurrency");
+    println!(
+        "{NEIGHBOUR_CONNS} (closed loop), {ISOLATION_ROUNDS} rounds each alternated; ms (service = from the send,"
+    );
+    println!("without queueing):\n");
+    print_head("B | requests | p50 | p95 | p99 | service p50 | service p95 | errors", "lrrrrrrr");
+    for (name, s) in [("idle", &iso.idle), ("busy", &iso.busy)] {
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            s.requests, s.latency.p50, s.latency.p95, s.latency.p99, s.service.p50, s.service.p95, s.errors
+        );
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (idle, busy) = (&iso.idle, &iso.busy);
+    println!(
+        "| busy − idle | | {:+.1} | {:+.1} | {:+.1} | {:+.1} | {:+.1} | |",
+        busy.latency.p50 - idle.latency.p50,
+        busy.latency.p95 - idle.latency.p95,
+        busy.latency.p99 - idle.latency.p99,
+        busy.service.p50 - idle.service.p50,
+        busy.service.p95 - idle.service.p95,
+    );
+    let bg = &iso.background;
+    println!(
+        "\nB meanwhile: {} chats answered ({} failed) in {:.1} s, {:.1} chats/s.",
+        bg.answered,
+        bg.failed,
+        bg.seconds,
+        bg.rps()
+    );
+}
 
-    print_import(big, &import);
-    print_chat(big, &chat_b, &chat_e);
-    let ([d50, d95], [b50, b95]) = print_neighbour(big, [&c_before, &c_full, &c_after], &deletion);
-    println!("Measured in {elapsed:.0} s, {requests} requests per series");
+fn print_plane(plane: &Plane, big: usize, run: &PlaneRun) {
+    println!("\n## {} ({})", plane.name, plane.stack.base);
+    print_import(big, &run.import);
+    print_chat(big, &run.chat_b, &run.chat_e);
+    print_neighbour(big, run);
+    print_isolation(big, &run.isolation);
+    println!("\nMeasured on the {} in {:.0} s.", plane.name, run.seconds);
+}
 
+/// One line of the table of planes: a label, the decimals shown, whether the values are
+/// differences (shown with their sign), and the values of a plane (one number, or p50 and p95).
+type Line = (String, usize, bool, fn(&PlaneRun) -> Vec<f64>);
+
+fn p50_p95(p: &Pcts) -> Vec<f64> {
+    vec![p.p50, p.p95]
+}
+
+/// The planes side by side: a column each and, with two, the difference.
+fn print_planes(big: usize, runs: &[(Plane, PlaneRun)]) {
+    let lines: Vec<Line> = vec![
+        (format!("(a) first {IMPORT_REQUESTS} requests, records/s"), 0, false, |r| {
+            vec![records_per_second(r.import.first())]
+        }),
+        (format!("(a) last {IMPORT_REQUESTS} requests, records/s"), 0, false, |r| {
+            vec![records_per_second(r.import.last())]
+        }),
+        ("setup: B's whole import, s".into(), 1, false, |r| vec![r.import.seconds]),
+        (format!("(b) chat in B ({big} records), p50 / p95"), 1, false, |r| p50_p95(&r.chat_b.latency)),
+        ("(b) chat in E (empty), p50 / p95".into(), 1, false, |r| p50_p95(&r.chat_e.latency)),
+        ("(b) auth-read in B, p50 / p95".into(), 1, false, |r| p50_p95(&r.chat_b.auth_read)),
+        ("(b) B − E, p50 / p95".into(), 1, true, |r| {
+            vec![r.chat_b.latency.p50 - r.chat_e.latency.p50, r.chat_b.latency.p95 - r.chat_e.latency.p95]
+        }),
+        ("(c) A's search, B full, p50 / p95".into(), 1, false, |r| p50_p95(&r.search[1].latency)),
+        ("(c) B full − B deleted, p50 / p95".into(), 1, true, |r| r.neighbour_added().0.to_vec()),
+        ("(c) deleting B: workspace, ms".into(), 0, false, |r| vec![r.deletion.workspace_ms]),
+        ("(d) A's scheduled rate, req/s".into(), 1, false, |r| vec![r.isolation.rate]),
+        ("(d) A's chat, B idle, p50 / p95".into(), 1, false, |r| p50_p95(&r.isolation.idle.latency)),
+        ("(d) A's chat, B busy, p50 / p95".into(), 1, false, |r| p50_p95(&r.isolation.busy.latency)),
+        ("(d) busy − idle, p50 / p95".into(), 1, true, |r| {
+            let (idle, busy) = (&r.isolation.idle.latency, &r.isolation.busy.latency);
+            vec![busy.p50 - idle.p50, busy.p95 - idle.p95]
+        }),
+        ("(d) B's chats/s while busy".into(), 1, false, |r| vec![r.isolation.background.rps()]),
+    ];
+    let names: Vec<&str> = runs.iter().map(|(p, _)| p.name).collect();
+    println!("\n## Planes side by side (ms unless said; Δ = {}):\n", names.join(" − "));
+    let delta = runs.len() == 2;
+    let columns = format!("measure | {}{}", names.join(" | "), if delta { " | Δ" } else { "" });
+    print_head(&columns, &format!("l{}", "r".repeat(columns.split(" | ").count() - 1)));
+    let cell = |v: &[f64], decimals: usize, sign: bool| {
+        let one = |x: &f64| if sign { format!("{x:+.decimals$}") } else { format!("{x:.decimals$}") };
+        v.iter().map(one).collect::<Vec<_>>().join(" / ")
+    };
+    for (label, decimals, difference, of) in &lines {
+        let values: Vec<Vec<f64>> = runs.iter().map(|(_, r)| of(r)).collect();
+        let mut cells: Vec<String> = values.iter().map(|v| cell(v, *decimals, *difference)).collect();
+        if delta {
+            let d: Vec<f64> = values[0].iter().zip(&values[1]).map(|(a, b)| a - b).collect();
+            cells.push(cell(&d, *decimals, true));
+        }
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+}
+
+/// One plane's part of the JSON results.
+fn plane_json(plane: &Plane, big: usize, run: &PlaneRun) -> Value {
+    let PlaneRun { import, chat_b, chat_e, search: [before, full, after], deletion, isolation: iso, seconds } = run;
+    let ([d50, d95], [b50, b95]) = run.neighbour_added();
     let (first, last) = (import.first(), import.last());
-    let out = json!({
-        "requestsPerSeries": requests, "seconds": elapsed, "batch": BATCH, "question": QUESTION,
+    json!({
+        "plane": plane.name, "seconds": seconds,
         "import": {
             "first": { "requests": IMPORT_REQUESTS, "recordsPerSecond": records_per_second(first), "msPerRequest": first },
             "last": { "requests": IMPORT_REQUESTS, "heldBefore": big - IMPORT_REQUESTS * BATCH,
                       "recordsPerSecond": records_per_second(last), "msPerRequest": last },
             "all": { "records": big, "seconds": import.seconds, "msPerRequest": import.put_ms },
         },
-        "chat": { "full": { "records": big, "series": series_json(&chat_b) }, "empty": series_json(&chat_e),
+        "chat": { "full": { "records": big, "series": series_json(chat_b) }, "empty": series_json(chat_e),
                   "addedMs": { "p50": chat_b.latency.p50 - chat_e.latency.p50, "p95": chat_b.latency.p95 - chat_e.latency.p95 },
                   "addedAuthReadMs": { "p50": chat_b.auth_read.p50 - chat_e.auth_read.p50,
                                        "p95": chat_b.auth_read.p95 - chat_e.auth_read.p95 } },
         "noisyNeighbour": {
             "smallRecords": SMALL_WORKSPACE, "bigRecords": big,
-            "before": series_json(&c_before), "full": series_json(&c_full), "deleted": series_json(&c_after),
+            "before": series_json(before), "full": series_json(full), "deleted": series_json(after),
             "addedMs": { "p50": d50, "p95": d95 }, "addedOverNotFilledMs": { "p50": b50, "p95": b95 },
             "budgetMs": NEIGHBOUR_BUDGET_MS,
             "delete": { "requests": DELETE_REQUESTS, "msPerRequest": deletion.delete_ms,
                         "workspaceDeleteMs": deletion.workspace_ms, "recordsLeftForWorkspaceDelete": deletion.left },
         },
+        "isolation": {
+            "smallRecords": SMALL_WORKSPACE, "bigRecords": big, "rounds": ISOLATION_ROUNDS, "scheduledRate": iso.rate,
+            "idle": series_json(&iso.idle), "busy": series_json(&iso.busy),
+            "addedMs": iso.busy.latency.minus(&iso.idle.latency).json(),
+            "addedServiceMs": iso.busy.service.minus(&iso.idle.service).json(),
+            "neighbour": { "concurrency": NEIGHBOUR_CONNS, "answered": iso.background.answered,
+                           "failed": iso.background.failed, "seconds": iso.background.seconds,
+                           "rps": iso.background.rps() },
+        },
+    })
+}
+
+fn main() {
+    let stack = Stack::from_env(ENV_HINT); // the stand-in is the Worker's provider: must be up for (b)
+    let requests = env::requests(200);
+    let big: usize = env::parsed("BENCH_RECORDS", DEFAULT_RECORDS);
+    let big = big.div_ceil(BATCH).max(IMPORT_REQUESTS + DELETE_REQUESTS) * BATCH;
+    let started = Instant::now();
+
+    let runs: Vec<(Plane, PlaneRun)> = planes(&stack)
+        .into_iter()
+        .map(|plane| {
+            eprintln!("== {} ({}) ==", plane.name, plane.stack.base);
+            let run = run_plane(&plane.stack, big, requests);
+            (plane, run)
+        })
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    for (plane, run) in &runs {
+        print_plane(plane, big, run);
+    }
+    print_planes(big, &runs);
+    println!("\nMeasured in {elapsed:.0} s, {requests} requests per series");
+
+    let mut planes = serde_json::Map::new();
+    for (plane, run) in &runs {
+        planes.insert(plane.key.to_owned(), plane_json(plane, big, run));
+    }
+    let out = json!({
+        "requestsPerSeries": requests, "seconds": elapsed, "batch": BATCH, "question": QUESTION, "records": big,
+        "planes": planes,
     });
     write_json("knowledge", &out);
 }

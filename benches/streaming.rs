@@ -6,16 +6,22 @@
 //!   (a) the stand-in called directly (`{stub}/v1/chat/completions`) — the floor;
 //!   (c) the LiteLLM proxy in front of the same stand-in — a streaming peer's overhead (started
 //!       by `scripts/bench_litellm.sh`; skipped when `LITELLM_URL` is not set);
-//!   (b) `POST /api/chat` through the Worker.
+//!   (b) `POST /api/chat` through the Worker, whose workspaces each keep their data in a
+//!       database of their own;
+//!   (e) the same through a second Worker started with `NEW_WORKSPACE_DATA_PLANE=d1`, whose
+//!       workspaces keep theirs in the shared D1 database as before the split (the "D1 plane",
+//!       `ATTIVE_D1_PLANE_URL`; skipped when that is not set).
 //!
 //! For each, at concurrency 1 and 8: time to first content (the first `data:` chunk with text
-//! for (a) and (c); the first `event: delta` for (b)) and time to the end (`data: [DONE]`;
-//! `event: done`, which we send only once the turn is stored), p50/p95/p99. Load is open-loop
-//! at a constant rate, as in `benches/gateway.rs`: a short closed-loop pass finds the
+//! for (a) and (c); the first `event: delta` for (b) and (e)) and time to the end (`data:
+//! [DONE]`; `event: done`, which we send only once the turn is stored), p50/p95/p99. Load is
+//! open-loop at a constant rate, as in `benches/gateway.rs`: a short closed-loop pass finds the
 //! throughput, requests are scheduled at 75% of it, and times are taken from each request's
-//! scheduled time (no coordinated omission) into HDR histograms. The three take turns in
-//! [`ROUNDS`] rounds, one target at a time. Then the time (b) and (c) add over (a), and the
-//! ratio of ours to LiteLLM's for the first content (the goal: ≤ 0.75).
+//! scheduled time (no coordinated omission) into HDR histograms. The targets take turns in
+//! [`ROUNDS`] rounds, one target at a time. Then the time (b), (e) and (c) add over (a), and
+//! the ratio of ours to LiteLLM's for the first content (the goal: ≤ 0.75); and the time to
+//! first delta of ours on both planes beside LiteLLM's, with ours over LiteLLM's at p95 (the
+//! goal at concurrency [`GOAL_CONCURRENCY`]: ≤ 1, ours no slower in the tail on either plane).
 //!
 //!   (d) Concurrent open streams: 50, 100, 200, … streams opened at once through the Worker,
 //!       each paced by the stand-in ([`PACED_CHUNKS`] pieces [`PACED_DELAY_MS`] ms apart) so they
@@ -25,9 +31,10 @@
 //!
 //! Environment: `ATTIVE_BASE_URL`, `ATTIVE_ADMIN_TOKEN`, `LLM_STUB_URL` (as for
 //! `benches/gateway.rs`); `LITELLM_URL`, `LITELLM_MASTER_KEY`, `LITELLM_VERSION` (printed by
-//! `scripts/bench_litellm.sh`); `BENCH_REQUESTS` (default 200) requests per target and
-//! concurrency; `BENCH_OPEN_STREAMS` (default `50,100,200,400`) the levels of (d). Prints
-//! markdown tables and writes the same as JSON to `bench/results/streaming-<UTC time>.json`.
+//! `scripts/bench_litellm.sh`); `ATTIVE_D1_PLANE_URL` for (e); `BENCH_REQUESTS` (default 200)
+//! requests per target and concurrency; `BENCH_OPEN_STREAMS` (default `50,100,200,400`) the
+//! levels of (d), which runs on the Worker under test only. Prints markdown tables and writes
+//! the same as JSON to `bench/results/streaming-<UTC time>.json`.
 //!
 //! Run by hand against a local stack started as `scripts/bench.sh` starts it (its own state
 //! directory): `eval "$(scripts/bench_litellm.sh "$LLM_STUB_URL" <state dir>)"`, export the
@@ -62,8 +69,11 @@ const PACED_TAG: &str = "[bench-stream-paced]";
 const PACED_CHUNKS: usize = 20;
 const PACED_DELAY_MS: u64 = 500;
 const DEFAULT_LEVELS: [usize; 4] = [50, 100, 200, 400];
-/// Rounds each target's streams of (a)–(c) are split into (see [`measure`]).
+/// Rounds each target's streams of (a)–(c) and (e) are split into (see [`measure`]).
 const ROUNDS: usize = 4;
+/// The concurrency of the goal for the time to first delta: ours at p95 no slower than
+/// LiteLLM's, on both planes.
+const GOAL_CONCURRENCY: usize = 8;
 
 const ENV_HINT: &str = "see the header of benches/streaming.rs";
 
@@ -318,8 +328,9 @@ fn open_streams(t: &Target, n: usize) -> Level {
     }
 }
 
-/// The targets of (a)–(c), in the order they take turns, and the paced one of (d).
-fn targets(stack: &Stack, litellm: Option<&Peer>, key: &str) -> (Vec<Target>, Target) {
+/// The targets of (a)–(c) and (e), in the order they take turns, and the paced one of (d).
+/// `d1_plane`: the D1 plane's Worker and a key of a workspace there, for (e).
+fn targets(stack: &Stack, litellm: Option<&Peer>, key: &str, d1_plane: Option<(&str, &str)>) -> (Vec<Target>, Target) {
     let Stack { base, stub, .. } = stack;
     // (a) and (c) get the body the Worker sends the provider (usage asked for too), so the
     // stand-in does the same work for all three.
@@ -350,14 +361,19 @@ fn targets(stack: &Stack, litellm: Option<&Peer>, key: &str) -> (Vec<Target>, Ta
     } else {
         eprintln!("LITELLM_URL is not set: (c) is skipped (start it with scripts/bench_litellm.sh)");
     }
-    targets.push(Target {
-        name: "b) POST /api/chat stream",
+    let ours = |name: &'static str, base: &str, key: &str| Target {
+        name,
         url: format!("{base}/api/chat"),
         token: Some(key.to_owned()),
         body: json!({ "message": question, "stream": true }),
         proto: Proto::Attive,
         expect_chars: CHUNKS * CHUNK_TEXT.len(),
-    });
+    };
+    targets.push(ours("b) POST /api/chat stream, own database", base, key));
+    match d1_plane {
+        Some((url, d1_key)) => targets.push(ours("e) POST /api/chat stream, D1 plane", url, d1_key)),
+        None => eprintln!("ATTIVE_D1_PLANE_URL is not set: (e) is skipped (scripts/bench.sh starts that Worker)"),
+    }
     let paced = Target {
         name: "d) open streams",
         url: format!("{base}/api/chat"),
@@ -369,7 +385,7 @@ fn targets(stack: &Stack, litellm: Option<&Peer>, key: &str) -> (Vec<Target>, Ta
     (targets, paced)
 }
 
-/// (a)–(c) at each concurrency: a row per target and concurrency.
+/// (a)–(c) and (e) at each concurrency: a row per target and concurrency.
 fn measure(targets: &[Target], requests: usize) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for conns in CONCURRENCY {
@@ -441,7 +457,8 @@ fn print_rows(rows: &[Row]) {
     }
 }
 
-/// The time (b) and (c) add over (a), and the ratio of the two, per concurrency and basis.
+/// The time (b), (e) and (c) add over (a), and the ratio of (b)'s to (c)'s, per concurrency and
+/// basis.
 fn added_over_direct(rows: &[Row]) -> Vec<Value> {
     let find = |prefix: &str, conns: usize| rows.iter().find(|r| r.name.starts_with(prefix) && r.conns == conns);
     // Two bases: from the scheduled time (what a caller at that rate waits, queueing included,
@@ -450,7 +467,7 @@ fn added_over_direct(rows: &[Row]) -> Vec<Value> {
     let mut added = Vec::new();
     for conns in CONCURRENCY {
         let (Some(a), Some(b)) = (find("a)", conns), find("b)", conns)) else { continue };
-        let c = find("c)", conns);
+        let (c, e) = (find("c)", conns), find("e)", conns));
         for (basis, first, end) in [
             ("schedule", (|r: &Row| r.first) as fn(&Row) -> Pcts, (|r: &Row| r.end) as fn(&Row) -> Pcts),
             ("send", |r: &Row| r.service_first, |r: &Row| r.service_end),
@@ -459,11 +476,14 @@ fn added_over_direct(rows: &[Row]) -> Vec<Value> {
             let ours_end = end(b).minus(&end(a));
             let peer_first = c.map(|c| first(c).minus(&first(a)));
             let peer_end = c.map(|c| end(c).minus(&end(a)));
+            let d1_first = e.map(|e| first(e).minus(&first(a)));
+            let d1_end = e.map(|e| end(e).minus(&end(a)));
             // A ratio only means something while LiteLLM adds time at all.
             let ratio = |ours: f64, peer: Option<f64>| peer.filter(|p| *p > 0.0).map(|p| ours / p);
             added.push(json!({
                 "concurrency": conns, "from": basis,
                 "oursFirstContentMs": ours_first.json(), "oursEndMs": ours_end.json(),
+                "d1PlaneFirstContentMs": d1_first.map(|p| p.json()), "d1PlaneEndMs": d1_end.map(|p| p.json()),
                 "litellmFirstContentMs": peer_first.map(|p| p.json()), "litellmEndMs": peer_end.map(|p| p.json()),
                 "ratioFirstContentP50": ratio(ours_first.p50, peer_first.map(|p| p.p50)),
                 "ratioFirstContentP95": ratio(ours_first.p95, peer_first.map(|p| p.p95)),
@@ -476,9 +496,9 @@ fn added_over_direct(rows: &[Row]) -> Vec<Value> {
 
 fn print_added(added: &[Value], litellm_version: &str) {
     println!("\nTime added over the stand-in called directly (a), ms, p50 / p95 / p99 (each percentile minus");
-    println!("the same percentile of (a)), from the scheduled time and from the send; the ratio is ours /");
-    println!("LiteLLM {litellm_version} (goal for first content ≤ 0.75):\n");
-    print_head("conc | from | ours: first delta | ours: done | LiteLLM: first content | LiteLLM: [DONE] | ratio first p50 | ratio first p95 | ratio end p50", "rlrrrrrrr");
+    println!("the same percentile of (a)), from the scheduled time and from the send; ours = own database (b),");
+    println!("D1 plane = (e); the ratio is ours / LiteLLM {litellm_version} (goal for first content ≤ 0.75):\n");
+    print_head("conc | from | ours: first delta | ours: done | D1 plane: first delta | D1 plane: done | LiteLLM: first content | LiteLLM: [DONE] | ratio first p50 | ratio first p95 | ratio end p50", "rlrrrrrrrrr");
     let cell = |v: &Value| {
         if v.is_null() {
             "n/a".to_owned()
@@ -490,11 +510,13 @@ fn print_added(added: &[Value], litellm_version: &str) {
     let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     for a in added {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a["concurrency"],
             a["from"].as_str().unwrap_or_default(),
             cell(&a["oursFirstContentMs"]),
             cell(&a["oursEndMs"]),
+            cell(&a["d1PlaneFirstContentMs"]),
+            cell(&a["d1PlaneEndMs"]),
             cell(&a["litellmFirstContentMs"]),
             cell(&a["litellmEndMs"]),
             times(&a["ratioFirstContentP50"]),
@@ -502,6 +524,73 @@ fn print_added(added: &[Value], litellm_version: &str) {
             times(&a["ratioEndP50"]),
         );
     }
+}
+
+/// Time to first delta of ours on each plane beside LiteLLM's time to first content, from the
+/// scheduled time, per concurrency; and ours over LiteLLM's at p95 (`null` where either side
+/// was not measured).
+fn first_delta_by_plane(rows: &[Row]) -> Vec<Value> {
+    let find = |prefix: &str, conns: usize| rows.iter().find(|r| r.name.starts_with(prefix) && r.conns == conns);
+    CONCURRENCY
+        .iter()
+        .map(|&conns| {
+            let [own, d1, litellm] = ["b)", "e)", "c)"].map(|p| find(p, conns).map(|r| r.first));
+            let over = |ours: Option<Pcts>| ours.zip(litellm).filter(|(_, l)| l.p95 > 0.0).map(|(o, l)| o.p95 / l.p95);
+            json!({
+                "concurrency": conns,
+                "ownDatabase": own.map(|p| p.json()), "d1Plane": d1.map(|p| p.json()), "litellm": litellm.map(|p| p.json()),
+                "p95OverLitellm": { "ownDatabase": over(own), "d1Plane": over(d1) },
+            })
+        })
+        .collect()
+}
+
+fn print_first_delta(by_plane: &[Value], litellm_version: &str) {
+    println!("\nTime to first delta by plane, ms from the scheduled time, p50 / p95: ours with each workspace in");
+    println!("its own database (b) and on the D1 plane (e), beside LiteLLM {litellm_version}'s first content (c);");
+    println!("p95 / LiteLLM's p95 (goal at c={GOAL_CONCURRENCY}: ≤ 1):\n");
+    print_head(
+        "conc | ours, own database | ours, D1 plane | LiteLLM | own database / LiteLLM p95 | D1 plane / LiteLLM p95",
+        "rrrrrr",
+    );
+    let cell = |v: &Value| {
+        if v.is_null() {
+            "n/a".to_owned()
+        } else {
+            format!("{:.1} / {:.1}", v["p50"].as_f64().unwrap_or_default(), v["p95"].as_f64().unwrap_or_default())
+        }
+    };
+    let times = |v: &Value| v.as_f64().map_or("n/a".to_owned(), |r| format!("{r:.2}×"));
+    for f in by_plane {
+        let over = &f["p95OverLitellm"];
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            f["concurrency"],
+            cell(&f["ownDatabase"]),
+            cell(&f["d1Plane"]),
+            cell(&f["litellm"]),
+            times(&over["ownDatabase"]),
+            times(&over["d1Plane"]),
+        );
+    }
+    let Some(at) = by_plane.iter().find(|f| f["concurrency"] == GOAL_CONCURRENCY) else { return };
+    let verdict = |key: &str, name: &str| {
+        let p95 = |side: &str| at[side]["p95"].as_f64().map_or("n/a".to_owned(), |v| format!("{v:.1}"));
+        match at["p95OverLitellm"][key].as_f64() {
+            Some(r) => format!(
+                "{name} {r:.2}× ({} vs {} ms, {})",
+                p95(key),
+                p95("litellm"),
+                if r <= 1.0 { "met" } else { "not met" }
+            ),
+            None => format!("{name} not measured"),
+        }
+    };
+    println!(
+        "\nAt c={GOAL_CONCURRENCY}, time to first delta p95, ours / LiteLLM (goal ≤ 1): {}; {}.",
+        verdict("ownDatabase", "own database"),
+        verdict("d1Plane", "D1 plane")
+    );
 }
 
 /// (d)'s table and verdict; the highest level without errors.
@@ -550,7 +639,10 @@ fn main() {
     scenario(FAST_TAG, json!({ "chunks": vec![CHUNK_TEXT; CHUNKS], "chunk_delay_ms": 0 }));
     scenario(PACED_TAG, json!({ "chunks": vec![CHUNK_TEXT; PACED_CHUNKS], "chunk_delay_ms": PACED_DELAY_MS }));
     let [key] = workspace(&stack.base, &stack.op, "bench-streaming", ["bench-streaming"]).keys;
-    let (targets, paced) = targets(&stack, litellm.as_ref(), &key);
+    let d1_plane = env::d1_plane_url()
+        .map(|url| (workspace(&url, &stack.op, "bench-streaming", ["bench-streaming"]).keys[0].clone(), url));
+    let d1_plane = d1_plane.as_ref().map(|(key, url)| (url.as_str(), key.as_str()));
+    let (targets, paced) = targets(&stack, litellm.as_ref(), &key, d1_plane);
 
     let started = Instant::now();
     let rows = measure(&targets, requests);
@@ -560,12 +652,15 @@ fn main() {
     print_rows(&rows);
     let added = added_over_direct(&rows);
     print_added(&added, &litellm_version);
+    let by_plane = first_delta_by_plane(&rows);
+    print_first_delta(&by_plane, &litellm_version);
     let held = print_open(&open, &levels);
     println!("Measured in {elapsed:.0} s, {requests} streams per target and concurrency");
 
     let out = json!({
         "requestsPerTarget": requests, "seconds": elapsed, "chunks": CHUNKS, "chunkText": CHUNK_TEXT,
         "litellm": { "version": litellm_version, "measured": litellm.is_some() },
+        "d1Plane": { "measured": d1_plane.is_some() },
         "results": rows.iter().map(|r| json!({
             "target": r.name, "concurrency": r.conns, "scheduledRate": r.rate, "rps": r.rps, "errors": r.errors,
             "firstContentMs": r.first.json(), "endMs": r.end.json(),
@@ -573,6 +668,7 @@ fn main() {
             "failures": r.failures,
         })).collect::<Vec<_>>(),
         "addedOverDirect": added,
+        "firstDeltaByPlane": { "goalConcurrency": GOAL_CONCURRENCY, "goalP95OverLitellm": 1.0, "byConcurrency": by_plane },
         "openStreams": {
             "chunks": PACED_CHUNKS, "chunkDelayMs": PACED_DELAY_MS, "highestWithoutErrors": held,
             "levels": open.iter().map(|l| json!({

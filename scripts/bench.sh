@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# `make bench`: the local stack with an instant LLM stand-in, then benches/gateway.rs.
+# `make bench`: the local stack with an instant LLM stand-in, then the benches (benches/gateway.rs,
+# benches/streaming.rs, benches/knowledge.rs, benches/lifecycle.rs) and the soak
+# (scripts/bench_soak.mjs).
 #
 # Started here, all stopped on exit:
 #   - the LLM stand-in (tests/llm_stub.py, through scripts/bench_llm_stub.py);
 #   - the Worker under test: the local runtime of `wrangler dev` without its DevTools inspector
-#     and without watching (scripts/dev_worker.mjs --bench);
+#     and without watching (scripts/dev_worker.mjs --bench); its new workspaces each keep their
+#     data in a database of their own (NEW_WORKSPACE_DATA_PLANE unset: `object`);
 #   - for the gateway bench, a second one started the same way, with USAGE_LEDGER=off, for the
 #     scenario that compares chat turns with the usage ledger on and off;
+#   - for the gateway, streaming and knowledge benches, a third one started the same way, with
+#     NEW_WORKSPACE_DATA_PLANE=d1: its new workspaces keep their data in the shared D1
+#     database, as before each workspace had its own (the "D1 plane", ATTIVE_D1_PLANE_URL), so
+#     each bench measures the two layouts side by side in one run;
 #   - the same Worker under plain `wrangler dev` with its DevTools inspector, as `INSPECT=1 make
 #     dev` runs it, for one scenario that shows what the inspector costs;
 #   - the open-source Portkey gateway in front of the same stand-in, the peer the overhead is
@@ -15,20 +22,21 @@
 #
 # BENCH_REQUESTS (default 400) sets the requests per scenario and concurrency; BENCH_REQUESTS=40
 # makes a quick run. BENCH_SCENARIOS (default: all) runs only the gateway bench's scenarios with
-# those letters (see benches/gateway.rs), e.g. BENCH_SCENARIOS=o for a failed primary's cost.
-# BENCH_SUITES (default "gateway streaming knowledge soak") picks the benches;
-# "gateway streaming knowledge" leaves out the soak's 10 minutes. SOAK_SECONDS (default 600)
+# those letters (see benches/gateway.rs), e.g. BENCH_SCENARIOS=o for a failed primary's cost,
+# BENCH_SCENARIOS=s for the two data planes side by side.
+# BENCH_SUITES (default "gateway streaming knowledge lifecycle soak") picks the benches;
+# "gateway streaming knowledge lifecycle" leaves out the soak's 10 minutes. SOAK_SECONDS (default 600)
 # sets the soak's length, SOAK_TARGETS (default "worker") what it soaks: "worker" is the
 # Worker as the other benches run it, "wrangler-dev" the same under `wrangler dev` with its
 # inspector; "worker wrangler-dev" soaks both, one after the other, each on fresh state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SUITES=${BENCH_SUITES:-gateway streaming knowledge soak}
+SUITES=${BENCH_SUITES:-gateway streaming knowledge lifecycle soak}
 
 # The load generators first: a compile error should stop the run before anything is started.
 # (The soak's is a Node script: a soak alone needs no cargo.)
-for bench in gateway streaming knowledge; do
+for bench in gateway streaming knowledge lifecycle; do
   if [[ $SUITES == *$bench* ]]; then cargo bench --quiet --bench "$bench" --no-run; fi
 done
 
@@ -66,23 +74,41 @@ PORT=$(free_port)
 apply_migrations "$STATE/main" "$CONFIG"
 node scripts/dev_worker.mjs "$CONFIG" "$PORT" "$(realpath "$STATE/main")" "$(realpath "$STATE/runtime.vars")" --bench \
   >"$STATE/main/worker.log" 2>&1 &
-STARTED_PIDS+=("$!")
-wait_healthy "http://127.0.0.1:$PORT" "$!" "$STATE/main/worker.log"
+MAIN_PID=$!
+STARTED_PIDS+=("$MAIN_PID")
+wait_healthy "http://127.0.0.1:$PORT" "$MAIN_PID" "$STATE/main/worker.log"
 
-# The same Worker with the usage ledger switched off: the same copy of build/, its own state.
+# start_variant NAME LINE -> sets VARIANT_URL: the same Worker with one more line in its vars
+# (the runtime.vars of the others, then LINE): the same copy of build/, its own state in
+# $STATE/NAME, its own vars file $STATE/NAME.vars.
+start_variant() {
+  local name=$1 line=$2 port pid
+  mkdir -p "$STATE/$name"
+  umask 077
+  { cat "$STATE/runtime.vars"; echo "$line"; } >"$STATE/$name.vars"
+  umask 022
+  port=$(free_port)
+  apply_migrations "$STATE/$name" "$CONFIG"
+  node scripts/dev_worker.mjs "$CONFIG" "$port" "$(realpath "$STATE/$name")" \
+    "$(realpath "$STATE/$name.vars")" --bench >"$STATE/$name/worker.log" 2>&1 &
+  pid=$!
+  STARTED_PIDS+=("$pid")
+  wait_healthy "http://127.0.0.1:$port" "$pid" "$STATE/$name/worker.log"
+  VARIANT_URL="http://127.0.0.1:$port"
+}
+
+# The same Worker with the usage ledger switched off, for the gateway bench's scenario (l).
 NO_LEDGER_URL=
 if [[ $SUITES == *gateway* ]]; then
-  mkdir -p "$STATE/no-ledger"
-  umask 077
-  { cat "$STATE/runtime.vars"; echo 'USAGE_LEDGER=off'; } >"$STATE/no-ledger.vars"
-  umask 022
-  NO_LEDGER_PORT=$(free_port)
-  apply_migrations "$STATE/no-ledger" "$CONFIG"
-  node scripts/dev_worker.mjs "$CONFIG" "$NO_LEDGER_PORT" "$(realpath "$STATE/no-ledger")" \
-    "$(realpath "$STATE/no-ledger.vars")" --bench >"$STATE/no-ledger/worker.log" 2>&1 &
-  STARTED_PIDS+=("$!")
-  wait_healthy "http://127.0.0.1:$NO_LEDGER_PORT" "$!" "$STATE/no-ledger/worker.log"
-  NO_LEDGER_URL="http://127.0.0.1:$NO_LEDGER_PORT"
+  start_variant no-ledger USAGE_LEDGER=off
+  NO_LEDGER_URL=$VARIANT_URL
+fi
+# The same Worker on the D1 plane: the "before" of the gateway bench's scenario (s), (e) of the
+# streaming bench, the second plane of the knowledge bench.
+D1_PLANE_URL=
+if [[ $SUITES == *gateway* || $SUITES == *streaming* || $SUITES == *knowledge* ]]; then
+  start_variant d1-plane NEW_WORKSPACE_DATA_PLANE=d1
+  D1_PLANE_URL=$VARIANT_URL
 fi
 
 DEV_PORT=$(free_port)
@@ -110,7 +136,7 @@ curl -sf -o /dev/null -X POST "$PORTKEY_URL/v1/chat/completions" -H 'Content-Typ
 wasm=$(find "$STATE/build" -path '*/.tmp' -prune -o -name '*.wasm' -print -quit)
 export BENCH_WASM_RAW=$(stat -c %s "$wasm") BENCH_WASM_GZIP=$(gzip -9 -c "$wasm" | wc -c)
 export ATTIVE_BASE_URL="http://127.0.0.1:$PORT" ATTIVE_WRANGLER_DEV_URL="http://127.0.0.1:$DEV_PORT"
-export ATTIVE_NO_LEDGER_URL="$NO_LEDGER_URL"
+export ATTIVE_NO_LEDGER_URL="$NO_LEDGER_URL" ATTIVE_D1_PLANE_URL="$D1_PLANE_URL"
 export ATTIVE_ADMIN_TOKEN="$ADMIN_TOKEN" LLM_STUB_URL PORTKEY_URL PORTKEY_VERSION
 export BENCH_OUTPUT="$PWD/bench/results/$(date -u +%Y%m%dT%H%M%SZ).json"
 # The LiteLLM proxy, the peer of the gateway's scenario (v) (the same OpenAI API through three
@@ -123,11 +149,15 @@ if [[ $SUITES == *gateway* || $SUITES == *streaming* ]]; then
 fi
 [[ $SUITES == *gateway* ]] && cargo bench --quiet --bench gateway
 
-# Streaming: ours against the stand-in streaming 50 chunks, with LiteLLM as the peer, then how
-# many open streams one Worker holds. Knowledge: import throughput, retrieval with 50,000
-# records, noisy neighbours.
+# Streaming: ours (on both planes) against the stand-in streaming 50 chunks, with LiteLLM as the
+# peer, then how many open streams one Worker holds. Knowledge, once per plane: import
+# throughput, retrieval with 50,000 records, noisy neighbours at rest and under load.
 if [[ $SUITES == *streaming* ]]; then cargo bench --quiet --bench streaming; fi
 if [[ $SUITES == *knowledge* ]]; then cargo bench --quiet --bench knowledge; fi
+# Lifecycle: an operator backup of 50,000 records and 100,000 messages imported into a fresh
+# workspace and exported back, timed, with the main Worker's workerd memory sampled (its
+# process is found under the launcher's PID).
+if [[ $SUITES == *lifecycle* ]]; then ATTIVE_WORKER_PID=$MAIN_PID cargo bench --quiet --bench lifecycle; fi
 
 # Soak: SOAK_SECONDS of mixed traffic at c=8 against a Worker of its own (fresh state, so the
 # run starts from a cold isolate), with workerd's resident memory and each isolate's JS heap

@@ -44,6 +44,13 @@ impl DurableObject for RateLimiter {
             self.state.storage().delete_all().await?;
             return Response::from_json(&reply);
         }
+        for chat_id in &writes.forget_chats {
+            // No table yet means no results to forget.
+            let _ = sql.exec(
+                "DELETE FROM idempotency WHERE instr(data, ?) > 0",
+                vec![crate::domain::idempotency::chat_needle(chat_id).into()],
+            );
+        }
         if writes.limiter.is_some() || writes.record.is_some() {
             sql.exec(SCHEMA_LIMITER, None)?;
             sql.exec(SCHEMA_RECORDS, None)?;

@@ -11,6 +11,7 @@ use worker::Env;
 use crate::context::{config_of, log};
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::insight::Insight;
+use crate::domain::lifecycle::{self, RETENTION_BATCHES_PER_TICK, RETENTION_RECHECK_MS, RETENTION_WORKSPACES_PER_TICK};
 use crate::domain::placement::{Placement, Plane};
 use crate::domain::request_id;
 use crate::domain::time::Millis;
@@ -42,7 +43,57 @@ pub async fn tick(env: &Env) {
         }
     });
     futures::future::join_all(runs).await;
-    log(&serde_json::json!({ "requestId": run_id, "event": "scheduled", "insights": count }));
+    let expired = sweep_retention(env, &run_id, now).await;
+    log(&serde_json::json!({ "requestId": run_id, "event": "scheduled", "insights": count, "expiredChats": expired }));
+}
+
+/// Deletes the chats past their workspace's retention, in bounded batches (each with the
+/// audit entry counting it), for the workspaces the registry says are due. A workspace with
+/// more left stays due for the next run; one done is looked at again in an hour.
+async fn sweep_retention(env: &Env, run_id: &str, now: Millis) -> u64 {
+    let fail = |event: &str, detail: Option<&str>| {
+        log(&serde_json::json!({ "requestId": run_id, "level": "warn", "event": event, "detail": detail }))
+    };
+    let due = match storage::control(env) {
+        Ok(control) => match workspaces::with_retention_due(&control, now, RETENTION_WORKSPACES_PER_TICK).await {
+            Ok(due) => due.into_iter().map(|d| (control.clone(), d)).collect(),
+            Err(err) => {
+                fail("retention_not_swept", err.log_detail());
+                Vec::new()
+            }
+        },
+        Err(err) => {
+            fail("retention_not_swept", err.log_detail());
+            Vec::new()
+        }
+    };
+    let mut total = 0;
+    for (control, (ws, days)) in due {
+        let cutoff = lifecycle::retention_cutoff(now, days);
+        let swept = async {
+            let db = ws.db(env)?;
+            for _ in 0..RETENTION_BATCHES_PER_TICK {
+                let n = storage::lifecycle::expire(&db, &ws.id, days, cutoff, now).await?;
+                total += n;
+                if n < lifecycle::DELETE_BATCH as u64 {
+                    return Ok::<bool, ApiError>(false);
+                }
+            }
+            Ok(true)
+        };
+        let next = match swept.await {
+            Ok(true) => now,
+            Ok(false) => now.saturating_add(RETENTION_RECHECK_MS),
+            Err(err) => {
+                fail("retention_not_swept", err.log_detail());
+                continue;
+            }
+        };
+        if let Err(err) = workspaces::retention_due(&control, &ws.id, next).await {
+            fail("retention_not_swept", err.log_detail());
+        }
+    }
+    total
 }
 
 /// Takes the lease of up to `limit` due insights: first in D1 (workspaces not moved yet), then

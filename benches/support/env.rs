@@ -24,6 +24,7 @@ pub fn requests(default: usize) -> usize {
 
 /// The local stack under test: the Worker, the LLM stand-in it calls, and the operator token
 /// that creates the bench's workspaces.
+#[derive(Clone)]
 pub struct Stack {
     /// `ATTIVE_BASE_URL`: the Worker.
     pub base: String,
@@ -41,6 +42,20 @@ impl Stack {
             op: required("ATTIVE_ADMIN_TOKEN", hint),
         }
     }
+
+    /// The same stack with another Worker in front of the same stand-in (every Worker of a run
+    /// has the same operator token).
+    pub fn with_base(&self, base: &str) -> Self {
+        Self { base: base.to_owned(), ..self.clone() }
+    }
+}
+
+/// `ATTIVE_D1_PLANE_URL`: the Worker under test started a second time with
+/// `NEW_WORKSPACE_DATA_PLANE=d1`, so that the workspaces it creates keep their data in the
+/// shared D1 database, as before each workspace had a database of its own (the "D1 plane");
+/// `None` when not set.
+pub fn d1_plane_url() -> Option<String> {
+    optional("ATTIVE_D1_PLANE_URL")
 }
 
 /// The model name `scripts/bench_litellm.sh` configures the LiteLLM proxy with (in front of the

@@ -8,6 +8,7 @@
 //!   - [`load`]: the closed-loop pass that finds a target's throughput and the open-loop run at a
 //!     constant rate (wrk2-style: latency from each request's scheduled time, so a stall is
 //!     charged to every request it delays);
+//!   - [`records`]: CRM-like knowledge records from a fixed seed, and their import;
 //!   - [`stats`]: percentiles (HDR histograms, or nearest rank), means, ranges;
 //!   - [`report`]: number formats, markdown table heads, the JSON results under `bench/results/`.
 
@@ -17,5 +18,6 @@
 pub mod env;
 pub mod http;
 pub mod load;
+pub mod records;
 pub mod report;
 pub mod stats;

@@ -97,9 +97,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: [Migration; 2] = [
+pub const MIGRATIONS: [Migration; 3] = [
     Migration { id: 1, name: "initial", sql: include_str!("../../migrations/workspace/0001_initial.sql") },
     Migration { id: 2, name: "chat_age", sql: include_str!("../../migrations/workspace/0002_chat_age.sql") },
+    Migration { id: 3, name: "lifecycle", sql: include_str!("../../migrations/workspace/0003_lifecycle.sql") },
 ];
 
 /// The object's own bookkeeping (SQLite's `user_version` is not available in an object).
@@ -198,8 +199,8 @@ mod tests {
         let ids: Vec<u32> = MIGRATIONS.iter().map(|m| m.id).collect();
         assert_eq!(ids, (1..=MIGRATIONS.len() as u32).collect::<Vec<_>>());
         assert_eq!(pending(&[]).len(), MIGRATIONS.len());
-        assert_eq!(pending(&[1]).iter().map(|m| m.id).collect::<Vec<_>>(), vec![2]);
-        assert!(pending(&[1, 2]).is_empty());
+        assert_eq!(pending(&[1]).iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(pending(&[1, 2, 3]).is_empty());
     }
 
     #[test]

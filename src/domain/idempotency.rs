@@ -148,6 +148,12 @@ pub fn stale_after_ms(max_turn_ms: u64) -> Millis {
     Millis::try_from(max_turn_ms).unwrap_or(Millis::MAX).saturating_add(STALE_MARGIN_MS)
 }
 
+/// What a stored result of chat `chat_id` contains, exactly as serialised: the per-key object
+/// finds the results of erased chats by it.
+pub fn chat_needle(chat_id: &str) -> String {
+    format!("\"chatId\":{}", Value::from(chat_id))
+}
+
 /// The finished turn as stored under its key and replayed to retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -337,6 +343,15 @@ mod tests {
             tool_calls: Vec::new(),
             traces: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_stored_record_is_found_by_its_chats_needle_only() {
+        let record = Record::Completed { fingerprint: "f".into(), completed_at: 1, result: result() };
+        let data = serde_json::to_string(&record).unwrap();
+        assert!(data.contains(&chat_needle("chat_1")), "{data}");
+        assert!(!data.contains(&chat_needle("chat_10")));
+        assert!(!data.contains(&chat_needle("chat_")));
     }
 
     #[test]

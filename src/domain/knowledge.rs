@@ -479,6 +479,23 @@ fn parse_record(index: usize, item: &Value, now: Millis, errors: &mut Vec<FieldE
     })
 }
 
+/// One record on its own (an imported line): the first rule it breaks, if any. Fields the
+/// records API does not know are ignored here (the caller checks them).
+///
+/// # Errors
+/// The first [`FieldError`] of the record.
+pub fn parse_one(item: &Value, now: Millis) -> Result<Record, FieldError> {
+    let mut errors = Vec::new();
+    match parse_record(0, item, now, &mut errors) {
+        Some(record) => Ok(record),
+        None => Err(errors.into_iter().next().unwrap_or(FieldError {
+            index: None,
+            field: "record",
+            rule: OBJECT_RULE.into(),
+        })),
+    }
+}
+
 /// Flags the later of two items naming the same (kind, externalId).
 fn check_duplicates<'a>(keys: impl Iterator<Item = (usize, Option<(Kind, &'a str)>)>, errors: &mut Vec<FieldError>) {
     let mut first: HashMap<(Kind, &str), usize> = HashMap::new();

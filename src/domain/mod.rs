@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod insight;
 pub mod knowledge;
+pub mod lifecycle;
 pub mod llm;
 pub mod openai_api;
 pub mod placement;

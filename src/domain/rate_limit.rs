@@ -195,6 +195,8 @@ pub enum Command {
     Finish { id: String, fingerprint: String, result: Option<Box<StoredResult>> },
     /// The key was deleted: drop everything the object stores.
     Forget,
+    /// These chats were erased: drop the idempotency results that would replay them.
+    ForgetChats { chat_ids: Vec<String> },
 }
 
 /// What the object found for a claimed key (the serialisable form of [`IdemDecision`]).
@@ -244,6 +246,8 @@ pub struct Writes {
     pub record: Option<(String, Option<Record>)>,
     /// Drop everything.
     pub clear: bool,
+    /// Drop the idempotency results of these chats (see [`crate::domain::idempotency::chat_needle`]).
+    pub forget_chats: Vec<String>,
 }
 
 /// The whole protocol of the per-key object, given what it stores: `stored` (`None`: a key it
@@ -310,6 +314,9 @@ pub fn on_command(stored: Option<Stored>, record: Option<Record>, command: Comma
             return (Reply::Done, Writes { record: write, ..Writes::default() });
         }
         Command::Forget => return (Reply::Done, Writes { clear: true, ..Writes::default() }),
+        Command::ForgetChats { chat_ids } => {
+            return (Reply::Done, Writes { forget_chats: chat_ids, ..Writes::default() })
+        }
     };
     let (verdict, next) = on_request(stored, now, default_limit);
     let mut writes = Writes { limiter: Some(next), ..Writes::default() };

@@ -11,6 +11,7 @@ mod health;
 mod insights;
 mod keys;
 mod knowledge;
+mod lifecycle;
 mod openai;
 mod pages;
 pub mod routes;
@@ -44,6 +45,8 @@ pub enum Body {
     Json(Value),
     /// Server-Sent Events, written as they come (see `sse`).
     EventStream(sse::Frames),
+    /// Newline-delimited JSON, written as it is read (an export).
+    Ndjson(sse::Frames),
     /// A static asset (the settings page's files, the OpenAPI document).
     Asset {
         content_type: &'static str,
@@ -161,6 +164,8 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::DeleteWorkspace => admin::delete_workspace(req, m, cx).await,
         Endpoint::DataPlane => admin::data_plane(req, cx).await,
         Endpoint::MoveWorkspace => admin::move_workspace(req, cx).await,
+        Endpoint::BackupWorkspace => lifecycle::backup(req, m, cx).await,
+        Endpoint::RestoreWorkspace => lifecycle::import(req, m, cx).await,
         Endpoint::CreateAdmin => admin::create_admin(req, m, cx).await,
         Endpoint::DeleteAdmin => admin::delete_admin(req, m, cx).await,
         Endpoint::ListApiKeys => keys::list(req, cx).await,
@@ -170,6 +175,10 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
         Endpoint::RollApiKey => keys::roll(req, m, cx).await,
         Endpoint::Usage => keys::usage(req, cx).await,
         Endpoint::AuditLog => settings::audit_log(req, cx).await,
+        Endpoint::Export => lifecycle::export(req, cx).await,
+        Endpoint::WorkspaceSettings => lifecycle::get_settings(req, cx).await,
+        Endpoint::UpdateWorkspaceSettings => lifecycle::update_settings(req, cx).await,
+        Endpoint::Erasure => lifecycle::erase(req, cx).await,
         Endpoint::ListAgents => settings::list_agents(req, cx).await,
         Endpoint::CreateAgent => settings::create_agent(req, cx).await,
         Endpoint::GetAgent => settings::get_agent(req, m, cx).await,
@@ -199,6 +208,9 @@ async fn dispatch(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply> {
     }
 }
 
+/// NDJSON is UTF-8 by definition; the type goes without a parameter, as clients compare it.
+const NDJSON: &str = crate::domain::lifecycle::CONTENT_TYPE;
+
 /// The response; for `HEAD` (`head`), the same status and headers without the body, its
 /// `Content-Length` saying how long the `GET` body is.
 fn build(status: u16, body: Body, headers: &[(&'static str, String)], head: bool) -> Response {
@@ -219,6 +231,12 @@ fn build(status: u16, body: Body, headers: &[(&'static str, String)], head: bool
         // to compress, and the caller would stare at nothing.
         Body::EventStream(frames) => match Response::builder().with_status(status).from_stream(frames) {
             Ok(r) => (r, Some("text/event-stream; charset=utf-8"), "no-cache"),
+            Err(_) => (Response::builder().with_status(500).empty(), None, "no-store"),
+        },
+        // A HEAD of an export reads nothing: its length is not known before it is written.
+        Body::Ndjson(_) if head => (Response::builder().with_status(status).empty(), Some(NDJSON), "no-store"),
+        Body::Ndjson(lines) => match Response::builder().with_status(status).from_stream(lines) {
+            Ok(r) => (r, Some(NDJSON), "no-store"),
             Err(_) => (Response::builder().with_status(500).empty(), None, "no-store"),
         },
         Body::Json(v) => (fixed(v.to_string().into_bytes()), Some("application/json; charset=utf-8"), "no-store"),

@@ -281,7 +281,7 @@ pub async fn locate(env: &Env, locator: Option<&Locator>, hash: &str) -> ApiResu
             stub: loc.stub_options(),
             init: None,
         };
-        let db = super::open(env, &place, unknown)?;
+        let db = super::open_located(env, &place, unknown, hash)?;
         return Ok(Located { db, locator: Some(loc.clone()), via_index: false, index_ms: 0 });
     }
     let control = super::control(env)?;

@@ -71,6 +71,11 @@ pub async fn finish(env: &Env, key_hash: &str, claim: &Claim, result: Option<Sto
     call(env, key_hash, command).await.map(|_| ())
 }
 
+/// Drops the key's idempotency results of erased chats.
+pub async fn forget_chats(env: &Env, key_hash: &str, chat_ids: Vec<String>) -> ApiResult<()> {
+    call(env, key_hash, Command::ForgetChats { chat_ids }).await.map(|_| ())
+}
+
 /// Drops the object's storage once its key is deleted.
 pub async fn forget(env: &Env, key_hash: &str) -> ApiResult<()> {
     call(env, key_hash, Command::Forget).await.map(|_| ())

@@ -14,6 +14,7 @@ pub mod insights;
 pub mod keys;
 pub mod knowledge;
 pub mod last_used;
+pub mod lifecycle;
 pub mod limiter;
 pub mod moves;
 pub mod usage;
@@ -42,7 +43,14 @@ enum Backend {
     D1 { db: D1Database, guard: Option<String> },
     /// `init`: sent when the registry vouches for the workspace (its database may be created);
     /// `absent`: the error when the object has no database (a key of a deleted workspace).
-    Object { stub: Stub, init: Option<Init>, absent: ApiError },
+    Object { stub: Stub, init: Option<Init>, absent: ApiError, redirect: Option<Redirect> },
+}
+
+/// A key that carries its workspace but may have been restored into another one: when the
+/// workspace it names has no database (deleted), the key index says where the key went.
+struct Redirect {
+    env: Env,
+    key_hash: String,
 }
 
 /// A bound parameter: text, an integer (far below 2^53: epoch milliseconds, counts), a real,
@@ -82,6 +90,17 @@ pub struct Place {
 /// The database of a workspace. `absent` is the error when its object turns out to hold no
 /// database. A workspace being moved is 503 with `Retry-After`.
 pub fn open(env: &Env, place: &Place, absent: ApiError) -> ApiResult<Db> {
+    open_with(env, place, absent, None)
+}
+
+/// [`open`] for the workspace a key of the second format names: should that workspace have
+/// no database (deleted after its backup was restored elsewhere), the key index is asked
+/// where the key `key_hash` lives now. Nothing more is asked on any other path.
+pub fn open_located(env: &Env, place: &Place, absent: ApiError, key_hash: &str) -> ApiResult<Db> {
+    open_with(env, place, absent, Some(Redirect { env: env.clone(), key_hash: key_hash.to_owned() }))
+}
+
+fn open_with(env: &Env, place: &Place, absent: ApiError, redirect: Option<Redirect>) -> ApiResult<Db> {
     match place.plane {
         Plane::Moving => Err(ApiError::Moving { retry_after_seconds: MOVING_RETRY_AFTER_SECONDS }),
         Plane::D1 => {
@@ -90,7 +109,7 @@ pub fn open(env: &Env, place: &Place, absent: ApiError) -> ApiResult<Db> {
         }
         Plane::Object => {
             let stub = stub(env, &place.workspace_id, place.stub)?;
-            Ok(Db(Rc::new(Backend::Object { stub, init: place.init.clone(), absent })))
+            Ok(Db(Rc::new(Backend::Object { stub, init: place.init.clone(), absent, redirect })))
         }
     }
 }
@@ -214,10 +233,19 @@ pub fn changes(result: &Res) -> ApiResult<u64> {
 pub async fn batch(db: &Db, statements: Vec<Stmt>) -> ApiResult<Vec<Res>> {
     match &*db.0 {
         Backend::D1 { db, guard } => d1_batch(db, guard.as_deref(), statements).await,
-        Backend::Object { stub, init, absent } => {
+        Backend::Object { stub, init, absent, redirect } => {
             let statements = statements.into_iter().map(|s| Statement { sql: s.sql, params: s.params }).collect();
             let command = Command::Batch { statements, init: init.clone() };
-            let text = object_text(stub, &command, absent).await?;
+            let text = match (object_text(stub, &command, absent).await, redirect) {
+                (Err(e), Some(r)) if e == *absent => match restored(r).await? {
+                    Some((stub, init)) => {
+                        let Command::Batch { statements, .. } = command else { return Err(e) };
+                        object_text(&stub, &Command::Batch { statements, init: Some(init) }, absent).await?
+                    }
+                    None => return Err(e),
+                },
+                (result, _) => result?,
+            };
             let parsed =
                 js_sys::JSON::parse(&text).map_err(|e| ApiError::internal(format!("workspace object reply: {e:?}")))?;
             let results: js_sys::Array =
@@ -233,6 +261,17 @@ pub async fn batch(db: &Db, statements: Vec<Stmt>) -> ApiResult<Vec<Res>> {
                 .collect())
         }
     }
+}
+
+/// Where the index says a restored key lives now, if that is another workspace's own object.
+async fn restored(r: &Redirect) -> ApiResult<Option<(Stub, Init)>> {
+    let control = control(&r.env)?;
+    // Boxed: this lookup is itself a batch (on D1), and a future cannot contain itself.
+    let Some(ws) = Box::pin(workspaces::by_key_hash(&control, &r.key_hash)).await? else { return Ok(None) };
+    if ws.plane() != Plane::Object {
+        return Ok(None);
+    }
+    Ok(Some((stub(&r.env, &ws.id, ws.placement().stub_options())?, ws.init())))
 }
 
 /// The guard that stops a D1 transaction of a workspace once its move has begun: `json()`

@@ -274,3 +274,93 @@ pub async fn reset_insights_due(db: &Db, id: &str, seen: Millis, next: Option<Mi
 pub async fn ping(db: &Db) -> ApiResult<()> {
     batch(db, vec![stmt(db, "SELECT 1", &[])?]).await.map(|_| ())
 }
+
+/// A workspace's own settings, as `GET /api/settings/workspace` shows them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub chat_retention_days: Option<i64>,
+}
+
+pub async fn settings(db: &Db, id: &str) -> ApiResult<Option<Settings>> {
+    let sql = "SELECT id, name, created_at, chat_retention_days FROM workspaces WHERE id = ?1";
+    first(stmt(db, sql, &[text(id)])?).await
+}
+
+/// Writes what the patch sets; a retention set makes the workspace due for a sweep at once.
+pub async fn update_settings(
+    db: &Db,
+    id: &str,
+    name: Option<&str>,
+    retention: Option<Option<i64>>,
+    now: Millis,
+) -> ApiResult<()> {
+    let mut statements = Vec::new();
+    if let Some(name) = name {
+        statements.push(stmt(db, "UPDATE workspaces SET name = ?2 WHERE id = ?1", &[text(id), text(name)])?);
+    }
+    if let Some(days) = retention {
+        let due = days.map(|_| now);
+        let sql = "UPDATE workspaces SET chat_retention_days = ?2, retention_due_at = ?3 WHERE id = ?1";
+        statements.push(stmt(db, sql, &[text(id), opt_int(days), opt_int(due)])?);
+    }
+    batch(db, statements).await.map(|_| ())
+}
+
+/// Workspaces whose chats may be past their retention at `now`, soonest due first, with it.
+pub async fn with_retention_due(db: &Db, now: Millis, limit: u32) -> ApiResult<Vec<(Workspace, i64)>> {
+    #[derive(Deserialize)]
+    struct Due {
+        id: String,
+        name: String,
+        created_at: Millis,
+        placement: String,
+        data_plane: String,
+        chat_retention_days: i64,
+    }
+    let sql = format!(
+        "SELECT {COLUMNS}, chat_retention_days FROM workspaces WHERE retention_due_at <= ?1 \
+         AND chat_retention_days IS NOT NULL AND data_plane <> 'moving' ORDER BY retention_due_at LIMIT ?2"
+    );
+    let list: Vec<Due> = all(stmt(db, &sql, &[int(now), int(i64::from(limit))])?).await?;
+    Ok(list
+        .into_iter()
+        .map(|d| {
+            let ws = Workspace {
+                id: d.id,
+                name: d.name,
+                created_at: d.created_at,
+                placement: d.placement,
+                data_plane: d.data_plane,
+            };
+            (ws, d.chat_retention_days)
+        })
+        .collect())
+}
+
+/// When the Cron Trigger next sweeps the workspace's chats.
+pub async fn retention_due(db: &Db, id: &str, at: Millis) -> ApiResult<()> {
+    let sql = "UPDATE workspaces SET retention_due_at = ?2 WHERE id = ?1 AND chat_retention_days IS NOT NULL";
+    super::run(stmt(db, sql, &[text(id), int(at)])?).await.map(|_| ())
+}
+
+/// Points the keys of a restored backup at the workspace they were restored into (replacing
+/// what the index said: a key answers in one workspace).
+pub async fn index_restored_keys(db: &Db, workspace_id: &str, hashes: &[String]) -> ApiResult<()> {
+    for chunk in hashes.chunks(50) {
+        let statements = chunk
+            .iter()
+            .map(|h| {
+                stmt(
+                    db,
+                    "INSERT OR REPLACE INTO api_key_index (key_hash, workspace_id) VALUES (?1, ?2)",
+                    &[text(h), text(workspace_id)],
+                )
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        batch(db, statements).await?;
+    }
+    Ok(())
+}

@@ -308,21 +308,26 @@ fn an_object_on_the_previous_schema_is_upgraded_with_its_data() {
     let first = chat_on(&base_url(), &key, json!({ "message": "before the upgrade" }));
     first.expect(200);
     let chat_id = first.body["chatId"].as_str().unwrap().to_owned();
-    // Back to schema 1: what migration 2 added is gone, and so is its record.
+    // Back to schema 1: what migrations 2 and 3 added is gone, and so are their records.
     let rolled = on_workspace_file(
         &ws.id,
-        "        db.execute('DROP INDEX chats_by_age')\n        db.execute('DROP INDEX chats_by_embed_user')\n        db.execute('DELETE FROM _migrations WHERE id = 2')\n        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))",
+        "        db.execute('DROP INDEX chats_by_age')\n        db.execute('DROP INDEX chats_by_embed_user')\n        db.execute('DROP TABLE imports')\n        db.execute('DELETE FROM _migrations WHERE id > 1')\n        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))",
     );
     assert_eq!(rolled.trim(), "[1]");
     let next = chat_on(&base_url(), &key, json!({ "message": "after the upgrade", "chatId": chat_id }));
     next.expect(200);
     let after = on_workspace_file(
         &ws.id,
-        "        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))\n        print(sorted(r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE name LIKE 'chats_by_%'\")))\n        print(db.execute('SELECT COUNT(*) FROM messages').fetchone()[0])",
+        "        print(sorted(r[0] for r in db.execute('SELECT id FROM _migrations')))\n        print(sorted(r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE name LIKE 'chats_by_%' OR name = 'imports'\")))\n        print(db.execute('SELECT COUNT(*) FROM messages').fetchone()[0])",
     );
     let lines: Vec<&str> = after.lines().collect();
-    assert_eq!(lines.first().copied(), Some("[1, 2]"), "{after}");
-    assert!(lines.get(1).is_some_and(|l| l.contains("chats_by_age") && l.contains("chats_by_embed_user")), "{after}");
+    assert_eq!(lines.first().copied(), Some("[1, 2, 3]"), "{after}");
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.contains("chats_by_age") && l.contains("chats_by_embed_user") && l.contains("imports")),
+        "{after}"
+    );
     assert_eq!(lines.get(2).copied(), Some("4"), "both turns are there: {after}");
     let chat = get(&format!("{}/api/chats/{chat_id}", base_url()), Some(&key));
     chat.expect(200);

@@ -14,6 +14,7 @@ mod hardening;
 mod idempotency;
 mod key_lifecycle;
 mod knowledge;
+mod lifecycle;
 mod limiter_storage;
 mod openai_compat;
 mod platform;

@@ -96,6 +96,8 @@ fn request_once(method: &str, path: &str, token: Option<&str>, body: &Body<'_>, 
     let result = match body {
         Body::None => req.call(),
         Body::Json(v) => req.set("Content-Type", "application/json").send_string(&v.to_string()),
+        // A raw body is JSON unless the caller names its own type.
+        Body::Raw(s) if extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) => req.send_string(s),
         Body::Raw(s) => req.set("Content-Type", "application/json").send_string(s),
     };
     let resp = match result {

@@ -20,6 +20,9 @@ const ACTIONS = {
   "insight.updated": "Edited an insight",
   "insight.deleted": "Deleted an insight",
   "insight.refreshed": "Refreshed an insight",
+  "workspace.updated": "Changed the workspace settings",
+  "chats.expired": "Deleted chats past the retention",
+  "chats.erased": "Erased a viewer's chats",
 };
 
 async function loadAudit() {
@@ -73,6 +76,9 @@ function auditDetails(e, agentNames) {
         return `${name}: ${insightSettingText(field, c.from, agentNames)} → ${insightSettingText(field, c.to, agentNames)}`;
       })
       .join("; ");
+  }
+  if ((e.action === "chats.expired" || e.action === "chats.erased") && typeof d.deletedChats === "number") {
+    return `${d.deletedChats} chat${d.deletedChats === 1 ? "" : "s"} deleted`;
   }
   if (e.action === "api_key.rolled" && typeof d.gracePeriodSeconds === "number") {
     const s = d.gracePeriodSeconds;
