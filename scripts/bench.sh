@@ -163,38 +163,47 @@ if [[ $SUITES == *lifecycle* ]]; then ATTIVE_WORKER_PID=$MAIN_PID cargo bench --
 # run starts from a cold isolate), with workerd's resident memory and each isolate's JS heap
 # and wasm memory sampled every 10 s (scripts/bench_soak.mjs). Its workerd is started through
 # scripts/bench_workerd.sh, which gives it an inspector socket only the sampler uses.
-if [[ $SUITES == *soak* ]]; then
+# soak TARGET LABEL: a Worker of its own on fresh state, as the soak runs it, with
+# the soak's traffic and sampling; SOAK_* in the environment pick the traffic.
+soak() {
+  local target=$1 label=$2 dir soak_port soak_pid
+  dir=$STATE/soak-$label
+  mkdir -p "$dir/inspect"
   SOAK_WORKERD=$(node -p "require('workerd').default")
-  export SOAK_WORKERD
-  for target in ${SOAK_TARGETS:-worker}; do
-    dir=$STATE/soak-$target
-    mkdir -p "$dir/inspect"
-    export SOAK_INSPECT_DIR MINIFLARE_WORKERD_PATH
-    SOAK_INSPECT_DIR=$(realpath "$dir/inspect")
-    MINIFLARE_WORKERD_PATH=$PWD/scripts/bench_workerd.sh
-    soak_port=$(free_port)
-    apply_migrations "$dir" "$CONFIG"
-    case $target in
-      worker)
-        node scripts/dev_worker.mjs "$CONFIG" "$soak_port" "$(realpath "$dir")" "$(realpath "$STATE/runtime.vars")" --bench \
-          >"$dir/worker.log" 2>&1 &
-        soak_pid=$!
-        STARTED_PIDS+=("$soak_pid")
-        ;;
-      wrangler-dev)
-        INSPECT=1 start_worker "$dir" "$soak_port" "$STATE/runtime.vars" "$CONFIG"
-        soak_pid=$WORKER_PID
-        ;;
-      *)
-        echo "SOAK_TARGETS: unknown target '$target' (worker, wrangler-dev)" >&2
-        exit 1
-        ;;
-    esac
-    unset MINIFLARE_WORKERD_PATH
-    wait_healthy "http://127.0.0.1:$soak_port" "$soak_pid" "$dir/worker.log"
-    SOAK_BASE_URL="http://127.0.0.1:$soak_port" SOAK_LAUNCHER_PID=$soak_pid SOAK_LABEL=$target \
-      BENCH_RESULTS=bench/results node --experimental-websocket --no-warnings scripts/bench_soak.mjs
-    kill "$soak_pid" 2>/dev/null || true
-    wait "$soak_pid" 2>/dev/null || true
-  done
+  export SOAK_WORKERD SOAK_INSPECT_DIR MINIFLARE_WORKERD_PATH
+  SOAK_INSPECT_DIR=$(realpath "$dir/inspect")
+  MINIFLARE_WORKERD_PATH=$PWD/scripts/bench_workerd.sh
+  soak_port=$(free_port)
+  apply_migrations "$dir" "$CONFIG"
+  case $target in
+    worker)
+      node scripts/dev_worker.mjs "$CONFIG" "$soak_port" "$(realpath "$dir")" "$(realpath "$STATE/runtime.vars")" --bench \
+        >"$dir/worker.log" 2>&1 &
+      soak_pid=$!
+      STARTED_PIDS+=("$soak_pid")
+      ;;
+    wrangler-dev)
+      INSPECT=1 start_worker "$dir" "$soak_port" "$STATE/runtime.vars" "$CONFIG"
+      soak_pid=$WORKER_PID
+      ;;
+    *)
+      echo "SOAK_TARGETS: unknown target '$target' (worker, wrangler-dev)" >&2
+      exit 1
+      ;;
+  esac
+  unset MINIFLARE_WORKERD_PATH
+  wait_healthy "http://127.0.0.1:$soak_port" "$soak_pid" "$dir/worker.log"
+  SOAK_BASE_URL="http://127.0.0.1:$soak_port" SOAK_LAUNCHER_PID=$soak_pid SOAK_LABEL=$label \
+    BENCH_RESULTS=bench/results node --experimental-websocket --no-warnings scripts/bench_soak.mjs
+  kill "$soak_pid" 2>/dev/null || true
+  wait "$soak_pid" 2>/dev/null || true
+}
+
+# The Worker's own memory while it restores and exports a 50,000-record, 100,000-message
+# workspace, over and over for BACKUP_SOAK_SECONDS (default 120), sampled as the soak does.
+if [[ $SUITES == *lifecycle* ]]; then
+  SOAK_MIX=backup SOAK_CONCURRENCY=1 SOAK_SAMPLE_SECONDS=5 SOAK_SECONDS=${BACKUP_SOAK_SECONDS:-120} soak worker backup
+fi
+if [[ $SUITES == *soak* ]]; then
+  for target in ${SOAK_TARGETS:-worker}; do soak "$target" "$target"; done
 fi

@@ -13,6 +13,13 @@
 // GET /api/health, and chat reads (GET /api/chats, GET /api/chats/{id}). SOAK_MIX=health sends
 // only GET /api/health (a D1 read), SOAK_MIX=no-io only a request refused before any I/O (a
 // malformed key on GET /api/chats): controls that tell the Worker from local D1.
+// SOAK_MIX=backup runs, one after the other, an operator's restore of a workspace of
+// SOAK_BACKUP_RECORDS records (50,000) and SOAK_BACKUP_MESSAGES messages (100,000) into a fresh
+// workspace and its deletion: the Worker's memory while it reads 56 MB line by line (its wasm
+// memory never shrinks, so its last sample is the peak the Rust side ever needed). The export
+// is not part of it: with this sampler's DevTools sessions on the Worker's isolate, a streamed
+// export sent no headers for 300 s locally (without them it streams at once); its memory is
+// bounded by one page of 500 rows, and benches/lifecycle.rs times it.
 //
 // Memory, before the load, every SOAK_SAMPLE_SECONDS during it, as it ends, and once more a
 // pause later (what a quiet Worker gives back):
@@ -87,7 +94,35 @@ const MIXES = {
   mixed: ["chat", "stream", "health", "chat", "stream", "read", "chat", "stream", "health", "read"],
   health: ["health"],
   "no-io": ["no-io"],
+  backup: ["backup"],
 };
+
+// The export the backup mix restores, made once: records with bodies of a few hundred
+// characters, then chats of 20 messages, each chat before its messages.
+let backupExport = null;
+function backupBody() {
+  if (backupExport) return backupExport;
+  const records = Number(env("SOAK_BACKUP_RECORDS", "50000"));
+  const messages = Number(env("SOAK_BACKUP_MESSAGES", "100000"));
+  const at = new Date(Date.UTC(2026, 10, 1)).toISOString();
+  const text = (i) =>
+    `Customer feedback ${i}: onboarding took two weeks longer than planned; the admin asked for a guided checklist, ` +
+    `better SSO documentation and audit exports before the renewal conversation with the VP of Sales.`;
+  const lines = [JSON.stringify({ type: "export", version: 1, workspaceId: "ws_soak", exportedAt: at })];
+  for (let i = 0; i < records; i++) {
+    lines.push(JSON.stringify({ type: "record", id: `rec_soak${i}`, kind: "feedback", externalId: `soak-${i}`, title: `Onboarding feedback ${i}`, body: text(i), createdAt: at, updatedAt: at }));
+  }
+  const chats = Math.ceil(messages / 20);
+  for (let c = 0, m = 0; c < chats; c++) {
+    lines.push(JSON.stringify({ type: "chat", id: `chat_soak${c}`, title: `Question ${c}`, createdAt: at, updatedAt: at }));
+    for (let k = 0; k < 20 && m < messages; k++, m++) {
+      lines.push(JSON.stringify({ type: "message", id: `msg_soak${m}`, chatId: `chat_soak${c}`, seq: k + 1, role: k % 2 ? "assistant" : "user", content: text(m), createdAt: at }));
+    }
+  }
+  const counts = { record: records, chat: chats, message: messages };
+  backupExport = { body: lines.join("\n") + "\n" + JSON.stringify({ type: "end", counts }) + "\n", counts };
+  return backupExport;
+}
 if (!MIXES[MIX]) throw new Error(`SOAK_MIX=${MIX}: one of ${Object.keys(MIXES).join(", ")}`);
 
 class Load {
@@ -166,6 +201,23 @@ class Load {
         const start = /^event: start\ndata: (.*)$/m.exec(text);
         if (start) this.remember(JSON.parse(start[1]).chatId);
         return null;
+      }
+      case "backup": {
+        const { body, counts } = backupBody();
+        const op = { Authorization: `Bearer ${OP}` };
+        const ws = await call("POST", "/api/admin/workspaces", OP, { name: `bench-soak-backup-${this.n++}` });
+        try {
+          const imported = await fetch(`${BASE}/api/admin/workspaces/${ws.id}/import`, {
+            method: "POST",
+            headers: { ...op, "Content-Type": "application/x-ndjson" },
+            body,
+          });
+          const answer = await imported.text();
+          if (imported.status !== 200) return `import ${imported.status}: ${answer.slice(0, 160)}`;
+          return JSON.parse(answer).counts.message === counts.message ? null : `import counts: ${answer}`;
+        } finally {
+          await fetch(`${BASE}/api/admin/workspaces/${ws.id}`, { method: "DELETE", headers: op });
+        }
       }
       default:
         throw new Error(`unknown kind ${kind}`);

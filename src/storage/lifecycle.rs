@@ -25,15 +25,19 @@ pub async fn page(
     let columns: Vec<String> =
         section.exported(with_hashes).map(|f| format!("t.{} AS \"{}\"", f.column, f.name)).collect();
     let columns = columns.join(", ");
+    // The unary `+` keeps SQLite from reading the page through an index on the workspace (or
+    // the chat) and sorting all its rows by rowid for every page: it walks the rowids from
+    // `after` instead, so each page costs its own rows, and the whole export one pass.
     let sql = match section.scope {
         Scope::Workspace => format!(
-            "SELECT t.rowid AS _r, {columns} FROM {} t WHERE t.workspace_id = ?1 AND t.rowid > ?2 \
+            "SELECT t.rowid AS _r, {columns} FROM {} t WHERE +t.workspace_id = ?1 AND t.rowid > ?2 \
              ORDER BY t.rowid LIMIT ?3",
             section.table
         ),
         Scope::Chats => format!(
-            "SELECT t.rowid AS _r, {columns} FROM {} t JOIN chats c ON c.id = t.chat_id \
-             WHERE c.workspace_id = ?1 AND c.rowid <= ?4 AND t.rowid > ?2 ORDER BY t.rowid LIMIT ?3",
+            "SELECT t.rowid AS _r, {columns} FROM {} t WHERE t.rowid > ?2 \
+             AND +t.chat_id IN (SELECT id FROM chats WHERE workspace_id = ?1 AND rowid <= ?4) \
+             ORDER BY t.rowid LIMIT ?3",
             section.table
         ),
     };
