@@ -148,36 +148,57 @@ pub async fn import(req: &mut Request, m: &Matched, cx: &Cx) -> ApiResult<Reply>
                 seen.update(&chunk.map_err(|_| unreadable())?);
             }
             if seen.finish() == fingerprint {
-                // The first run may have failed after it finished but before its keys were
-                // indexed: indexing again is harmless.
-                workspaces::index_restored_keys(&control, &ws.id, &store::restored_key_hashes(&db).await?).await?;
+                // The first run may have failed after it finished, before the control plane
+                // knew of its keys and insights: telling it again is harmless.
+                after_import(&control, &ws.id, &store::restored_key_hashes(&db).await?, &counts, cx.now).await?;
                 Ok(Reply::ok(json!({ "counts": counts })))
             } else {
                 Err(not_empty(&ws.id))
             }
         }
-        Claim::Started => match read_into(req, cx, &db, &ws.id).await {
-            Ok(done) => {
+        Claim::Started => {
+            // Read and finished, or undone: a failure before the import is marked finished
+            // leaves the workspace empty (and importable) again.
+            let written = async {
+                let done = read_into(req, cx, &db, &ws.id).await?;
                 let counts = done.counts.to_json();
                 store::finish(&db, &ws.id, &done.fingerprint, &counts, cx.now).await?;
-                workspaces::index_restored_keys(&control, &ws.id, &done.key_hashes).await?;
-                if done.counts.get("insight") > 0 {
-                    workspaces::insights_due(&control, &ws.id, cx.now).await?;
-                }
-                Ok(Reply::ok(json!({ "counts": counts })))
-            }
-            Err(err) => {
-                // Twice: nothing of a refused import may stay.
-                if store::undo(&db, &ws.id).await.is_err() {
-                    if let Err(again) = store::undo(&db, &ws.id).await {
-                        log(&json!({ "requestId": cx.request_id, "level": "error", "event": "import_not_undone",
-                                     "workspaceId": ws.id, "detail": again.log_detail() }));
+                Ok::<_, ApiError>((done, counts))
+            };
+            let (done, counts) = match written.await {
+                Ok(done) => done,
+                Err(err) => {
+                    // Twice: nothing of a refused import may stay.
+                    if store::undo(&db, &ws.id).await.is_err() {
+                        if let Err(again) = store::undo(&db, &ws.id).await {
+                            log(&json!({ "requestId": cx.request_id, "level": "error", "event": "import_not_undone",
+                                         "workspaceId": ws.id, "detail": again.log_detail() }));
+                        }
                     }
+                    return Err(err);
                 }
-                Err(err)
-            }
-        },
+            };
+            after_import(&control, &ws.id, &done.key_hashes, &counts, cx.now).await?;
+            Ok(Reply::ok(json!({ "counts": counts })))
+        }
     }
+}
+
+/// What follows a finished import in the control plane: its keys indexed to this workspace,
+/// and its insights due for the Cron Trigger. Both are repeatable, so the same export sent
+/// again (after a failure here) does them again.
+async fn after_import(
+    control: &Db,
+    workspace_id: &str,
+    key_hashes: &[String],
+    counts: &Value,
+    now: Millis,
+) -> ApiResult<()> {
+    workspaces::index_restored_keys(control, workspace_id, key_hashes).await?;
+    if counts["insight"].as_u64().unwrap_or(0) > 0 {
+        workspaces::insights_due(control, workspace_id, now).await?;
+    }
+    Ok(())
 }
 
 fn unreadable() -> ApiError {
