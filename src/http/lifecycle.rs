@@ -355,7 +355,11 @@ pub async fn update_settings(req: &mut Request, cx: &Cx) -> ApiResult<Reply> {
         let details = json!({ "changes": changes });
         store::audit(&db, &admin.workspace_id, &admin.name, "workspace.updated", &details, cx.now).await?;
     }
-    let now = workspaces::settings(&control, &admin.workspace_id).await?.ok_or(WORKSPACE_NOT_FOUND)?;
+    let now = workspaces::Settings {
+        name: name.map_or(old.name.clone(), str::to_owned),
+        chat_retention_days: patch.chat_retention_days.unwrap_or(old.chat_retention_days),
+        ..old
+    };
     Ok(Reply::ok(settings_json(&now)))
 }
 

@@ -234,31 +234,36 @@ pub async fn insights_due(db: &Db, id: &str, at: Millis) -> ApiResult<()> {
 
 /// Workspaces on their own object with insights that may be due at `now`, soonest first.
 pub async fn with_insights_due(db: &Db, now: Millis, limit: u32) -> ApiResult<Vec<(Workspace, Millis)>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, insights_due_at AS extra FROM workspaces WHERE insights_due_at <= ?1 \
+         AND data_plane = 'object' ORDER BY insights_due_at LIMIT ?2"
+    );
+    with_extra(db, &sql, now, limit).await
+}
+
+/// Registry rows with one more number (`extra`), for the Cron Trigger's lists.
+async fn with_extra(db: &Db, sql: &str, now: Millis, limit: u32) -> ApiResult<Vec<(Workspace, i64)>> {
     #[derive(Deserialize)]
-    struct Due {
+    struct Row {
         id: String,
         name: String,
         created_at: Millis,
         placement: String,
         data_plane: String,
-        insights_due_at: Millis,
+        extra: i64,
     }
-    let sql = format!(
-        "SELECT {COLUMNS}, insights_due_at FROM workspaces WHERE insights_due_at <= ?1 AND data_plane = 'object' \
-         ORDER BY insights_due_at LIMIT ?2"
-    );
-    let list: Vec<Due> = all(stmt(db, &sql, &[int(now), int(i64::from(limit))])?).await?;
+    let list: Vec<Row> = all(stmt(db, sql, &[int(now), int(i64::from(limit))])?).await?;
     Ok(list
         .into_iter()
-        .map(|d| {
+        .map(|r| {
             let ws = Workspace {
-                id: d.id,
-                name: d.name,
-                created_at: d.created_at,
-                placement: d.placement,
-                data_plane: d.data_plane,
+                id: r.id,
+                name: r.name,
+                created_at: r.created_at,
+                placement: r.placement,
+                data_plane: r.data_plane,
             };
-            (ws, d.insights_due_at)
+            (ws, r.extra)
         })
         .collect())
 }
@@ -311,33 +316,11 @@ pub async fn update_settings(
 
 /// Workspaces whose chats may be past their retention at `now`, soonest due first, with it.
 pub async fn with_retention_due(db: &Db, now: Millis, limit: u32) -> ApiResult<Vec<(Workspace, i64)>> {
-    #[derive(Deserialize)]
-    struct Due {
-        id: String,
-        name: String,
-        created_at: Millis,
-        placement: String,
-        data_plane: String,
-        chat_retention_days: i64,
-    }
     let sql = format!(
-        "SELECT {COLUMNS}, chat_retention_days FROM workspaces WHERE retention_due_at <= ?1 \
+        "SELECT {COLUMNS}, chat_retention_days AS extra FROM workspaces WHERE retention_due_at <= ?1 \
          AND chat_retention_days IS NOT NULL AND data_plane <> 'moving' ORDER BY retention_due_at LIMIT ?2"
     );
-    let list: Vec<Due> = all(stmt(db, &sql, &[int(now), int(i64::from(limit))])?).await?;
-    Ok(list
-        .into_iter()
-        .map(|d| {
-            let ws = Workspace {
-                id: d.id,
-                name: d.name,
-                created_at: d.created_at,
-                placement: d.placement,
-                data_plane: d.data_plane,
-            };
-            (ws, d.chat_retention_days)
-        })
-        .collect())
+    with_extra(db, &sql, now, limit).await
 }
 
 /// When the Cron Trigger next sweeps the workspace's chats.

@@ -930,9 +930,17 @@ fn erasure_deletes_one_embed_user_s_chats_only() {
     let admin = Some(ws.admin_token.as_str());
     let (key, key_id) = ws.key_with(json!({ "name": unique("embed-") }));
     let (u1, u2) = (embed_token(&key, "u-1"), embed_token(&key, "u-2"));
-    let u1_chats: Vec<String> =
-        (0..2).map(|i| chat_id(&embed_chat(&u1, json!({ "message": format!("u-1 asks {i}") })))).collect();
-    let u2_chat = chat_id(&embed_chat(&u2, json!({ "message": "u-2 asks" })));
+    // Each viewer's second chat is sent with an Idempotency-Key: a retry would replay it.
+    let retried = |token: &str, who: &str| {
+        let body = json!({ "message": format!("{who} asks once") });
+        let extra = [("Origin", ORIGIN), ("Idempotency-Key", who)];
+        request("POST", "/api/chat", Some(token), Body::Json(body), &extra)
+    };
+    let first = chat_id(&embed_chat(&u1, json!({ "message": "u-1 asks" })));
+    let u1_chats = vec![first, chat_id(&retried(&u1, "u-1"))];
+    let u2_chat = chat_id(&retried(&u2, "u-2"));
+    let replay = retried(&u1, "u-1");
+    assert_eq!((replay.header("idempotent-replayed"), chat_id(&replay)), (Some("true"), u1_chats[1].clone()));
     let key_chat = chat_id(&chat(&key, json!({ "message": "the key asks" })));
     // The export says whose they are.
     let ex = admin_export(&ws);
@@ -968,4 +976,11 @@ fn erasure_deletes_one_embed_user_s_chats_only() {
     let r = post("/api/settings/erasure", admin, json!({ "embedUser": "u-1" }));
     r.expect(200);
     assert_eq!(r.body["deletedChats"], 0, "{}", r.raw);
+    // The erased chat's stored result went too: the retry runs afresh into a new chat, while
+    // the other viewer's retry still replays hers.
+    let again = retried(&u1, "u-1");
+    assert_eq!(again.header("idempotent-replayed"), None, "{}", again.raw);
+    assert_ne!(chat_id(&again), u1_chats[1]);
+    let kept = retried(&u2, "u-2");
+    assert_eq!((kept.header("idempotent-replayed"), chat_id(&kept)), (Some("true"), u2_chat.clone()));
 }
